@@ -1,0 +1,115 @@
+"""How the service meets the trained models: a ``Model`` protocol (the ``TrainedModel`` contract
+of docs/ARCHITECTURE.md), the device choice, and a ``Backend`` that loads, validates and trains.
+
+The backend is injected into ``create_app`` so API tests can use a fake model; the default one
+imports ``training`` lazily, so the service starts even before anything is trained.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from service.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class Model(Protocol):
+    @property
+    def modality(self) -> str: ...
+    @property
+    def bits(self) -> int: ...
+    @property
+    def input_shape(self) -> tuple[int, ...]: ...
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+
+    def encode(self, items: Any) -> np.ndarray: ...
+    def encode_continuous(self, items: Any) -> np.ndarray: ...
+    def denoise(self, items: Any) -> Any: ...
+    def save(self, directory: Path) -> None: ...
+
+
+class Backend(Protocol):
+    """Loads model versions, checks training settings, trains (in the worker process)."""
+
+    def load(self, directory: Path, device: str) -> Model: ...
+    def validate(self, settings: dict[str, Any]) -> None: ...
+    def train(
+        self,
+        modality: str,
+        items: Any,
+        ids: Sequence[str],
+        settings: dict[str, Any],
+        progress: Progress,
+    ) -> Model: ...
+
+
+def resolve_device(requested: str) -> str:
+    """auto -> cuda when available else cpu; an unavailable cuda is an error that says so."""
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"BITSEEK_DEVICE={requested} but CUDA is not available here")
+        index = int(requested.split(":")[1]) if ":" in requested else 0
+        if index >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"BITSEEK_DEVICE={requested} but only {torch.cuda.device_count()} GPU(s) exist"
+            )
+    return requested
+
+
+def infer(fn: Callable[[Any], Any], items: Any) -> Any:
+    """Run one model call without autograd bookkeeping (thread-local, so entered per call)."""
+    with torch.inference_mode():
+        return fn(items)
+
+
+class TrainingBackend:
+    """The real thing: ``training.artifact.load_model`` and ``training.train.train``."""
+
+    def load(self, directory: Path, device: str) -> Model:
+        from training.artifact import load_model
+
+        model: Model = load_model(directory, device=device)
+        return model
+
+    def validate(self, settings: dict[str, Any]) -> None:
+        from training.config import TrainConfig
+
+        try:
+            TrainConfig.from_dict(settings, source="settings")
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"invalid training settings: {exc}", "settings") from None
+
+    def train(
+        self,
+        modality: str,
+        items: Any,
+        ids: Sequence[str],
+        settings: dict[str, Any],
+        progress: Progress,
+    ) -> Model:
+        from training.config import TrainConfig
+        from training.data import Dataset, Split
+        from training.train import train
+
+        split = Split(items=items, ids=list(ids), labels=None)
+        dataset = Dataset(
+            modality=modality,  # type: ignore[arg-type]
+            train=split,
+            test=None,
+            label_names=[],
+            source="service",
+        )
+        model: Model = train(dataset, TrainConfig.from_dict(settings), progress=progress)
+        return model

@@ -1,0 +1,33 @@
+"""Codes on the wire: lowercase hex of the packed bytes (numpy.packbits order, as the CLI)."""
+
+from __future__ import annotations
+
+import binascii
+
+import numpy as np
+
+from service.errors import InvalidInput
+
+
+def to_hex(codes: np.ndarray) -> list[str]:
+    """uint8 (n, bits // 8) -> n hex strings."""
+    return [bytes(row).hex() for row in np.ascontiguousarray(codes, dtype=np.uint8)]
+
+
+def from_hex(value: str, bits: int, field: str = "code") -> np.ndarray:
+    """One hex string -> uint8 (1, bits // 8); the width must match the collection's model."""
+    want = bits // 4
+    text = value.strip().lower()
+    if text.startswith("0x"):
+        text = text[2:]
+    if len(text) != want:
+        raise InvalidInput(
+            f"code has {len(text)} hex digits ({len(text) * 4} bits); this collection's model"
+            f" uses {bits} bits, so {want} hex digits",
+            field,
+        )
+    try:
+        raw = binascii.unhexlify(text)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("code is not hexadecimal", field) from None
+    return np.frombuffer(raw, dtype=np.uint8).reshape(1, -1)

@@ -1,0 +1,73 @@
+"""One collection in memory: its id maps and metadata, and the serving (model, index) pair.
+
+Writers serialise on ``write_lock`` (held across the SQLite commit and the index update);
+searches take no lock (the index publishes immutable snapshots to its readers). A new model
+version arrives as a new ``Serving`` object swapped in with one assignment, so a search that
+already holds the old one finishes on it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from service.backend import Model
+from service.payloads import Codec
+from service.ranking import Ranked, rank
+
+
+@dataclass
+class Serving:
+    version: int
+    model: Model
+    index: Any  # service.index.HammingIndex; mutated only under CollectionState.write_lock
+
+
+@dataclass
+class CollectionState:
+    name: str
+    modality: str
+    spec: dict[str, Any]
+    codec: Codec
+    created_at: float
+    serving: Serving | None = None
+    ids: dict[int, str] = field(default_factory=dict)  # num -> user id
+    nums: dict[str, int] = field(default_factory=dict)  # user id -> num
+    meta: dict[int, dict[str, Any]] = field(default_factory=dict)
+    write_lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def size(self) -> int:
+        return len(self.nums)
+
+    def forget(self, num: int) -> None:
+        item_id = self.ids.pop(num, None)
+        if item_id is not None:
+            self.nums.pop(item_id, None)
+        self.meta.pop(num, None)
+
+    def remember(self, num: int, item_id: str, metadata: dict[str, Any]) -> None:
+        self.ids[num] = item_id
+        self.nums[item_id] = num
+        self.meta[num] = metadata
+
+    def search(
+        self,
+        serving: Serving,
+        code: np.ndarray,
+        max_distance: int | None,
+        k: int | None,
+        where: dict[str, Any] | None,
+    ) -> Ranked:
+        """Hits as (distance, id, metadata), sorted by (distance, id); see ``ranking.rank``."""
+
+        def keep(num: int) -> bool:
+            meta = self.meta.get(num)
+            if meta is None:  # deleted between the index probe and now
+                return False
+            return where is None or all(meta.get(key) == val for key, val in where.items())
+
+        return rank(serving.index, code, max_distance, k, keep, self.ids.get, self.meta)

@@ -1,0 +1,75 @@
+"""`bitseek serve` and `bitseek demo`, registered into the CLI by ``service.cli``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser(
+        "serve",
+        help="run the HTTP API (settings from BITSEEK_* environment variables)",
+        description="Serve the HTTP API with uvicorn. Options override BITSEEK_* variables.",
+    )
+    serve.add_argument("--host", help="interface to bind (BITSEEK_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (BITSEEK_PORT, default 8000)")
+    serve.add_argument("--data-dir", help="data directory (BITSEEK_DATA_DIR, default ./data)")
+    serve.add_argument("--device", help="auto, cpu, cuda or cuda:N (BITSEEK_DEVICE)")
+    serve.set_defaults(handler=run_serve)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="build the demo collections (one text, one image) in the data directory",
+        description="Train small models on the embedded demo corpora and load their items.",
+    )
+    demo.add_argument("--data-dir", help="data directory (BITSEEK_DATA_DIR, default ./data)")
+    demo.add_argument(
+        "--if-missing", action="store_true", help="do nothing when the demo collections exist"
+    )
+    demo.set_defaults(handler=run_demo)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from service.config import Settings
+
+    overrides = {
+        key: value
+        for key in ("host", "port", "data_dir", "device")
+        if (value := getattr(args, key, None)) is not None
+    }
+    return Settings(**overrides)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from service.main import create_app
+
+    settings = _settings(args)
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # SIGTERM/SIGINT: stop accepting, finish in-flight requests, then run the lifespan's
+        # shutdown (workers stopped, SQLite closed); at most this long for stragglers
+        timeout_graceful_shutdown=10,
+        access_log=False,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from service.demo import build_demo
+
+    settings = _settings(args)
+    built = build_demo(settings, if_missing=args.if_missing)
+    for line in built:
+        print(line)  # noqa: T201 - CLI output
+    return 0

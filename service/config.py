@@ -1,0 +1,55 @@
+"""Service settings, read from the environment with the prefix ``BITSEEK_``."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told; one field per knob, each with its default."""
+
+    model_config = SettingsConfigDict(env_prefix="BITSEEK_", env_ignore_empty=True, extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Interface uvicorn binds to.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port uvicorn listens on.")
+    data_dir: Path = Field(Path("data"), description="SQLite database, model versions, jobs.")
+    device: str = Field("auto", description="auto (CUDA when available), cpu, cuda or cuda:N.")
+    admin_token: str | None = Field(None, description="Bearer token; admin routes off if unset.")
+    log_level: str = Field("info", description="uvicorn / logging level.")
+
+    # Limits: every one is enforced before anything is stored.
+    max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="Larger bodies get 413.")
+    max_batch_items: int = Field(1000, gt=0, description="Items per upsert/encode/denoise request.")
+    max_text_chars: int = Field(100_000, gt=0, description="Characters per text item.")
+    max_image_pixels: int = Field(4096 * 4096, gt=0, description="Pixels per decoded image.")
+    max_k: int = Field(1000, gt=0, description="Largest k a search may ask for.")
+    default_k: int = Field(10, gt=0, description="k used when a search gives neither k nor radius.")
+
+    # Micro-batching of query encoding: bounded size and bounded wait.
+    batch_max_size: int = Field(64, gt=0, description="Most items encoded in one model call.")
+    batch_max_wait_ms: float = Field(2.0, ge=0, description="Longest a query waits for company.")
+    torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's.")
+
+    # SQLite durability: FULL fsyncs the WAL at every commit (survives power loss as well as a
+    # killed process); NORMAL survives a killed process but may lose the last commits on power loss.
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field("FULL", description="PRAGMA synchronous.")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings.model_validate({})  # values come from the environment

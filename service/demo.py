@@ -1,0 +1,100 @@
+"""The demo collections `bitseek demo` builds: small models on the embedded demo corpora.
+
+Small epoch budgets and narrow layers keep the build well under two minutes on two CPU cores;
+the models are for trying the API, not for quality figures (see benchmarks/ for those).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from service.backend import TrainingBackend, resolve_device
+from service.config import Settings
+from service.payloads import encode_png
+from service.registry import NewItem, Registry
+from service.storage import Store
+
+log = logging.getLogger(__name__)
+
+DEMO_TEXT = "demo-text"
+DEMO_IMAGES = "demo-images"
+TEXT_CONFIG: dict[str, Any] = {
+    "bits": 32,
+    "hidden_dims": [256, 128],
+    "vocab_size": 2000,
+    "pretrain_epochs": 1,
+    "epochs": 8,
+}
+IMAGE_CONFIG: dict[str, Any] = {
+    "bits": 16,
+    "hidden_dims": [256, 128],
+    "pretrain_epochs": 1,
+    "epochs": 8,
+}
+
+
+def _metadata(labels: np.ndarray | None, names: list[str], i: int) -> dict[str, Any]:
+    if labels is None:
+        return {}
+    picked = [names[j] for j in np.flatnonzero(labels[i])]
+    return {"label": picked[0] if len(picked) == 1 else ",".join(picked)}
+
+
+def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
+    """Create (or, without ``if_missing``, rebuild) the demo collections; returns a report."""
+    from training.demo_data import demo_images, demo_text
+
+    from training.config import TrainConfig
+    from training.train import train
+
+    device = resolve_device(settings.device)
+    store = Store(settings.data_dir / "bitseek.sqlite3", settings.sqlite_synchronous)
+    limits = {
+        "max_text_chars": settings.max_text_chars,
+        "max_image_pixels": settings.max_image_pixels,
+    }
+    registry = Registry(store, TrainingBackend(), settings.data_dir, device, limits)
+    registry.load()
+    report = []
+    try:
+        for name, make, config in (
+            (DEMO_TEXT, demo_text, TEXT_CONFIG),
+            (DEMO_IMAGES, demo_images, IMAGE_CONFIG),
+        ):
+            if name in registry.states:
+                if if_missing and registry.states[name].serving is not None:
+                    report.append(f"{name}: exists, left as is")
+                    continue
+                registry.delete(name)
+            start = time.perf_counter()
+            dataset = make()
+            split = dataset.train
+            train_device = "cuda" if device.startswith("cuda") else "cpu"
+            model = train(dataset, TrainConfig.from_dict({**config, "device": train_device}))
+            spec: dict[str, Any] = {"bits": model.bits, "description": f"demo ({dataset.source})"}
+            if dataset.modality == "image":
+                spec["image_shape"] = list(np.asarray(split.items).shape[1:])
+            registry.create(name, dataset.modality, spec)
+            registry.install_model(name, model)
+            items = []
+            for i, item_id in enumerate(split.ids):
+                value: Any = split.items[i]
+                if dataset.modality == "image":
+                    value = encode_png(np.asarray(value))
+                meta = _metadata(split.labels, dataset.label_names, i)
+                items.append(NewItem(item_id, value, meta, f"items[{i}]"))
+            for start_row in range(0, len(items), 500):
+                registry.upsert(name, items[start_row : start_row + 500])
+            took = time.perf_counter() - start
+            report.append(
+                f"{name}: {len(items)} {dataset.modality} items, {model.bits}-bit model,"
+                f" built in {took:.1f}s"
+            )
+            log.info(report[-1])
+    finally:
+        store.close()
+    return report

@@ -1,0 +1,123 @@
+"""Domain errors and the one place that maps them (and framework errors) to HTTP.
+
+BitseekError                   every error a client can cause; carries the HTTP status
+├── NotFound (404)             unknown collection, item, job or model version
+├── Conflict (409)             collection exists, a job already runs, collection has no model
+├── InvalidInput (422)         a field is malformed: wrong modality, bad image, wrong width, ...
+├── PayloadTooLarge (413)      body over ``max_body_bytes``
+├── Unauthorized (401)         admin route without the right Bearer token
+└── AdminDisabled (404)        admin routes when no token is configured
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+
+class BitseekError(Exception):
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"type": type(self).__name__, "message": self.message}
+        if self.field is not None:
+            error["field"] = self.field
+        return {"error": error}
+
+
+class NotFound(BitseekError):
+    status = 404
+
+
+class Conflict(BitseekError):
+    status = 409
+
+
+class InvalidInput(BitseekError):
+    status = 422
+
+
+class PayloadTooLarge(BitseekError):
+    status = 413
+
+
+class Unauthorized(BitseekError):
+    status = 401
+
+
+class AdminDisabled(BitseekError):
+    status = 404
+
+
+_UNION_TAGS = {"str", "int", "float", "bool", "none", "list[float]", "function-after"}
+
+
+def _loc(loc: Sequence[Any]) -> str:
+    # ("body", "items", 3, "text") -> "items[3].text": the field as the client wrote it
+    out = ""
+    for part in loc:
+        if part in ("body", "query", "path", "header") and not out:
+            continue
+        if part in _UNION_TAGS:  # pydantic names the union branch it tried; not a field
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "body"
+
+
+def error_response(exc: BitseekError) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_domain(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, BitseekError)
+        return error_response(exc)
+
+    async def on_validation(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = exc.errors()
+        first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
+        field = _loc(first.get("loc", ("body",)))
+        details = [{"field": _loc(e.get("loc", ())), "message": e.get("msg", "")} for e in errors]
+        body = {
+            "error": {
+                "type": "InvalidInput",
+                "message": f"{field}: {first.get('msg', 'invalid')}",
+                "field": field,
+                "details": details[:20],
+            }
+        }
+        return JSONResponse(body, status_code=422)
+
+    async def on_http(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        body = {"error": {"type": "HTTPError", "message": str(exc.detail)}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not bad input: log it with the traceback and answer without leaking internals.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        body = {"error": {"type": "InternalError", "message": "internal error; see server log"}}
+        return JSONResponse(body, status_code=500)
+
+    app.add_exception_handler(BitseekError, on_domain)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)

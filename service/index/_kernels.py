@@ -1,0 +1,495 @@
+"""Numba kernels behind ``HammingIndex``: probe, verify, scan, sort.
+
+Layout they expect (built by ``service.index.layout``):
+
+- ``codes``: uint64 array (T, n, W). Table ``t`` holds every base item's full code, sorted by
+  that table's key (a substring of at most 32 bits that lies inside one word), so verifying the
+  items of a bucket is a popcount over adjacent memory.
+- ``rows``: uint32 array (T - 1, n). Table 0 is canonical (``ids`` and ``alive`` are in its
+  order); ``rows[t - 1, j]`` is the canonical row of item ``j`` of table ``t``.
+- ``dirs``: uint32 offsets, one directory per table, ``2**pbits[t] + 1`` entries starting at
+  ``dstart[t]``: the items whose key starts with prefix ``p`` are ``dirs[dstart[t] + p]`` up to
+  ``dirs[dstart[t] + p + 1]``. When ``pbits == keylen`` that range is the bucket; otherwise a
+  binary search over the (sorted) keys inside it finds the bucket.
+- ``dcodes``/``dids``: the delta buffer (items added since the last rebuild), scanned linearly.
+
+A search uses the tables ``lo..hi`` of one group (multi-index hashing with ``m = hi - lo``
+substrings; ``m == 1`` is plain bit-flip enumeration) with a per-table flip radius ``rad``.
+An item is reported by the first table of the group that can see it (its substring distance is
+within that table's radius), which makes results duplicate-free without a "seen" set.
+
+All kernels are ``nogil`` so a thread pool scales, and ``cache=True`` so only the first process
+on a machine pays for compilation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic
+
+_U1 = np.uint64(1)
+
+
+@intrinsic
+def _popcount(typingctx, x):  # type: ignore[no-untyped-def]
+    # LLVM's ctpop becomes one POPCNT instruction; numba has no builtin for it.
+    sig = types.int64(types.uint64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+@njit(inline="always", cache=True)
+def _distance(codes: np.ndarray, t: int, j: int, q0: np.uint64, q1: np.uint64, w: int) -> int:
+    # Codes have one or two words; spelling both out (instead of looping over a row view) lets
+    # LLVM keep the query in registers: it is several times faster than a generic loop.
+    d = _popcount(codes[t, j, 0] ^ q0)
+    if w == 2:
+        d += _popcount(codes[t, j, 1] ^ q1)
+    return d
+
+
+@njit(inline="always", cache=True)
+def _distance2(codes: np.ndarray, j: int, q0: np.uint64, q1: np.uint64, w: int) -> int:
+    d = _popcount(codes[j, 0] ^ q0)
+    if w == 2:
+        d += _popcount(codes[j, 1] ^ q1)
+    return d
+
+
+@njit(inline="always", cache=True)
+def _key(word: np.uint64, shift: np.int64, mask: np.int64) -> np.int64:
+    return np.int64(word >> np.uint64(shift)) & mask
+
+
+@njit(cache=True)
+def _bucket(
+    codes: np.ndarray,
+    t: int,
+    key: np.int64,
+    word: int,
+    shift: int,
+    keylen: int,
+    pbits: int,
+    dirs: np.ndarray,
+    dstart: int,
+) -> tuple[int, int]:
+    prefix = key >> (keylen - pbits)
+    lo = np.int64(dirs[dstart + prefix])
+    hi = np.int64(dirs[dstart + prefix + 1])
+    if pbits == keylen or lo == hi:
+        return lo, hi
+    mask = (np.int64(1) << keylen) - 1
+    a, b = lo, hi
+    while a < b:  # first item with item_key >= key
+        mid = (a + b) >> 1
+        if _key(codes[t, mid, word], shift, mask) < key:
+            a = mid + 1
+        else:
+            b = mid
+    start = a
+    b = hi
+    while a < b:  # first item with item_key > key
+        mid = (a + b) >> 1
+        if _key(codes[t, mid, word], shift, mask) <= key:
+            a = mid + 1
+        else:
+            b = mid
+    return start, a
+
+
+@njit(cache=True)
+def _sort_hits(ids: np.ndarray, dist: np.ndarray, n: int, maxd: int) -> None:
+    """Sort ``ids[:n], dist[:n]`` in place by (distance, id): counting sort on distance."""
+    if n <= 1:
+        return
+    counts = np.zeros(maxd + 2, np.int64)
+    for i in range(n):
+        counts[dist[i] + 1] += 1
+    for d in range(maxd + 1):
+        counts[d + 1] += counts[d]
+    tmp = np.empty(n, np.int64)
+    pos = counts[: maxd + 1].copy()
+    for i in range(n):
+        d = dist[i]
+        tmp[pos[d]] = ids[i]
+        pos[d] += 1
+    for d in range(maxd + 1):
+        a, b = counts[d], counts[d + 1]
+        seg = tmp[a:b]
+        if b - a > 16:
+            seg.sort()
+        else:
+            for i in range(1, b - a):  # insertion sort: most groups are tiny
+                v = seg[i]
+                j = i - 1
+                while j >= 0 and seg[j] > v:
+                    seg[j + 1] = seg[j]
+                    j -= 1
+                seg[j + 1] = v
+        for i in range(a, b):
+            ids[i] = tmp[i]
+            dist[i] = d
+
+
+@njit(cache=True)
+def _ball(
+    q: np.ndarray,
+    r: int,
+    rad: np.ndarray,
+    lo: int,
+    hi: int,
+    codes: np.ndarray,
+    rows: np.ndarray,
+    ids: np.ndarray,
+    alive: np.ndarray,
+    dirs: np.ndarray,
+    dstart: np.ndarray,
+    twords: np.ndarray,
+    tshift: np.ndarray,
+    tlen: np.ndarray,
+    tpbits: np.ndarray,
+    buf_ids: np.ndarray,
+    buf_d: np.ndarray,
+    count: int,
+    stats: np.ndarray,
+) -> int:
+    """Append every live base item within ``r`` of ``q`` (multi-index probing); new count.
+
+    Hits past the buffer's end are counted, not stored: the caller grows the buffer and asks
+    again. (Growing in here would make numba refcount the buffers on every item.)
+    """
+    cap = buf_ids.shape[0]
+    w = q.shape[0]
+    q0, q1 = q[0], q[w - 1]
+    for t in range(lo, hi):
+        rt = rad[t - lo]
+        if rt < 0:
+            continue
+        keylen = tlen[t]
+        word = twords[t]
+        shift = tshift[t]
+        mask = (np.int64(1) << keylen) - 1
+        qkey = _key(q[word], shift, mask)
+        limit = np.int64(1) << keylen
+        for d in range(min(rt, keylen) + 1):
+            v = (np.int64(1) << d) - 1  # Gosper's hack: every keylen-bit mask with d bits set
+            while v < limit:
+                a, b = _bucket(codes, t, qkey ^ v, word, shift, keylen, tpbits[t], dirs, dstart[t])
+                stats[0] += 1
+                stats[1] += b - a
+                for j in range(a, b):
+                    dist = _distance(codes, t, j, q0, q1, w)
+                    if dist > r:
+                        continue
+                    seen = False
+                    for u in range(lo, t):  # reported already by an earlier table?
+                        ru = rad[u - lo]
+                        if ru < 0:
+                            continue
+                        um = (np.int64(1) << tlen[u]) - 1
+                        x = codes[t, j, twords[u]] ^ q[twords[u]]
+                        if _popcount(np.uint64(_key(x, tshift[u], um))) <= ru:
+                            seen = True
+                            break
+                    if seen:
+                        continue
+                    row = j if t == 0 else np.int64(rows[t - 1, j])
+                    if not alive[row]:
+                        continue
+                    if count < cap:
+                        buf_ids[count] = ids[row]
+                        buf_d[count] = dist
+                    count += 1
+                if v == 0:
+                    break
+                c = v & -v
+                s = v + c
+                v = (((s ^ v) >> 2) // c) | s
+    return count
+
+
+@njit(cache=True)
+def _scan(
+    q: np.ndarray,
+    r: int,
+    codes: np.ndarray,
+    ids: np.ndarray,
+    alive: np.ndarray,
+    buf_ids: np.ndarray,
+    buf_d: np.ndarray,
+    count: int,
+) -> int:
+    """Append every live item of ``codes`` (2-D, or table 0 of 3-D) within ``r``; new count."""
+    cap = buf_ids.shape[0]
+    w = q.shape[0]
+    q0, q1 = q[0], q[w - 1]
+    for j in range(codes.shape[0]):
+        dist = _distance2(codes, j, q0, q1, w)
+        if dist <= r and alive[j]:
+            if count < cap:
+                buf_ids[count] = ids[j]
+                buf_d[count] = dist
+            count += 1
+    return count
+
+
+@njit(cache=True)
+def _scan_dists(
+    q: np.ndarray, codes: np.ndarray, alive: np.ndarray, dead: int, out: np.ndarray
+) -> None:
+    w = q.shape[0]
+    q0, q1 = q[0], q[w - 1]
+    for j in range(codes.shape[0]):
+        out[j] = _distance2(codes, j, q0, q1, w) if alive[j] else dead
+
+
+@njit(cache=True)
+def _collect(
+    dist: np.ndarray, ids: np.ndarray, cut: int, buf_ids: np.ndarray, buf_d: np.ndarray, count: int
+) -> int:
+    cap = buf_ids.shape[0]
+    for j in range(dist.shape[0]):
+        if dist[j] <= cut:
+            if count < cap:
+                buf_ids[count] = ids[j]
+                buf_d[count] = dist[j]
+            count += 1
+    return count
+
+
+@njit(cache=True)
+def _append(
+    out_ids: np.ndarray, out_d: np.ndarray, total: int, ids: np.ndarray, dist: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if total + n > out_ids.shape[0]:
+        cap = max(total + n, 2 * out_ids.shape[0])
+        grown_ids = np.empty(cap, np.int64)
+        grown_d = np.empty(cap, np.int32)
+        grown_ids[:total] = out_ids[:total]
+        grown_d[:total] = out_d[:total]
+        out_ids, out_d = grown_ids, grown_d
+    out_ids[total : total + n] = ids[:n]
+    out_d[total : total + n] = dist[:n]
+    return out_ids, out_d
+
+
+@njit(nogil=True, cache=True)
+def radius_search(
+    queries: np.ndarray,
+    r: int,
+    rad: np.ndarray,
+    lo: int,
+    hi: int,
+    codes: np.ndarray,
+    rows: np.ndarray,
+    ids: np.ndarray,
+    alive: np.ndarray,
+    dirs: np.ndarray,
+    dstart: np.ndarray,
+    twords: np.ndarray,
+    tshift: np.ndarray,
+    tlen: np.ndarray,
+    tpbits: np.ndarray,
+    dcodes: np.ndarray,
+    dids: np.ndarray,
+    scan: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every item within ``r`` of each query: CSR ``(lims, ids, dist, stats)``.
+
+    ``scan`` replaces the table probes by a popcount pass over table 0. ``stats`` is
+    ``[probes, candidates]`` summed over the batch (scanned items count as candidates).
+    """
+    nq = queries.shape[0]
+    n = codes.shape[1]
+    nd = dcodes.shape[0]
+    base = codes[0]
+    dalive = np.ones(nd, np.bool_)
+    lims = np.zeros(nq + 1, np.int64)
+    out_ids = np.empty(max(16, 4 * nq), np.int64)
+    out_d = np.empty(max(16, 4 * nq), np.int32)
+    buf_ids = np.empty(1024, np.int64)
+    buf_d = np.empty(1024, np.int32)
+    stats = np.zeros(2, np.int64)
+    total = 0
+    for i in range(nq):
+        q = queries[i]
+        while True:
+            p0, p1 = stats[0], stats[1]
+            count = 0
+            if scan:
+                stats[1] += n
+                count = _scan(q, r, base, ids, alive, buf_ids, buf_d, count)
+            elif n > 0:
+                count = _ball(
+                    q, r, rad, lo, hi, codes, rows, ids, alive, dirs, dstart,
+                    twords, tshift, tlen, tpbits, buf_ids, buf_d, count, stats,
+                )  # fmt: skip
+            stats[1] += nd
+            count = _scan(q, r, dcodes, dids, dalive, buf_ids, buf_d, count)
+            if count <= buf_ids.shape[0]:
+                break
+            stats[0], stats[1] = p0, p1  # too many hits for the buffer: grow it, run again
+            buf_ids = np.empty(2 * count, np.int64)
+            buf_d = np.empty(2 * count, np.int32)
+        _sort_hits(buf_ids, buf_d, count, r)
+        out_ids, out_d = _append(out_ids, out_d, total, buf_ids, buf_d, count)
+        total += count
+        lims[i + 1] = total
+    return lims, out_ids[:total].copy(), out_d[:total].copy(), stats
+
+
+@njit(nogil=True, cache=True)
+def count_candidates(
+    queries: np.ndarray,
+    rad: np.ndarray,
+    lo: int,
+    hi: int,
+    codes: np.ndarray,
+    dirs: np.ndarray,
+    dstart: np.ndarray,
+    twords: np.ndarray,
+    tshift: np.ndarray,
+    tlen: np.ndarray,
+    tpbits: np.ndarray,
+) -> tuple[int, int]:
+    """(probes, candidates) a group would spend on ``queries``, without verifying anything."""
+    probes = 0
+    cands = 0
+    for i in range(queries.shape[0]):
+        q = queries[i]
+        w = q.shape[0]
+        q0, q1 = q[0], q[w - 1]
+        for t in range(lo, hi):
+            rt = rad[t - lo]
+            if rt < 0:
+                continue
+            keylen = tlen[t]
+            mask = (np.int64(1) << keylen) - 1
+            qkey = _key(q[twords[t]], tshift[t], mask)
+            limit = np.int64(1) << keylen
+            for d in range(min(rt, keylen) + 1):
+                v = (np.int64(1) << d) - 1
+                while v < limit:
+                    a, b = _bucket(
+                        codes, t, qkey ^ v, twords[t], tshift[t], keylen, tpbits[t], dirs, dstart[t]
+                    )
+                    probes += 1
+                    cands += b - a
+                    if v == 0:
+                        break
+                    c = v & -v
+                    s = v + c
+                    v = (((s ^ v) >> 2) // c) | s
+    return probes, cands
+
+
+@njit(nogil=True, cache=True)
+def knn_search(
+    queries: np.ndarray,
+    k: int,
+    bits: int,
+    radii: np.ndarray,
+    probe_counts: np.ndarray,
+    lo: int,
+    hi: int,
+    codes: np.ndarray,
+    rows: np.ndarray,
+    ids: np.ndarray,
+    alive: np.ndarray,
+    dirs: np.ndarray,
+    dstart: np.ndarray,
+    twords: np.ndarray,
+    tshift: np.ndarray,
+    tlen: np.ndarray,
+    tpbits: np.ndarray,
+    dcodes: np.ndarray,
+    dids: np.ndarray,
+    n_live: int,
+    probe_cost: float,
+    cand_cost: float,
+    scan_cost: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Exact k nearest (ties by id) per query: CSR ``(lims, ids, dist, stats)``.
+
+    Grows a Hamming ball one radius at a time (``radii[r]`` is the per-table flip schedule for
+    radius ``r``, ``probe_counts[r]`` its probe count); once the next ball would cost more than
+    a popcount pass over everything, scans instead. ``stats`` is ``[probes, candidates,
+    queries answered by scan]``.
+    """
+    nq = queries.shape[0]
+    n = codes.shape[1]
+    nd = dcodes.shape[0]
+    base = codes[0]
+    dalive = np.ones(nd, np.bool_)
+    kk = min(k, n_live)
+    lims = np.zeros(nq + 1, np.int64)
+    out_ids = np.empty(max(1, nq * kk), np.int64)
+    out_d = np.empty(max(1, nq * kk), np.int32)
+    buf_ids = np.empty(max(1024, 4 * kk), np.int64)
+    buf_d = np.empty(max(1024, 4 * kk), np.int32)
+    sdist = np.empty(0, np.int32)
+    ddist = np.empty(nd, np.int32)
+    hist = np.zeros(bits + 2, np.int64)
+    stats = np.zeros(3, np.int64)
+    full_scan = (n + nd) * scan_cost
+    for i in range(nq):
+        q = queries[i]
+        count = 0
+        use_scan = kk == 0 or n == 0
+        last_cands = 0
+        r = 0
+        while not use_scan:
+            if probe_counts[r] * probe_cost + 2 * last_cands * cand_cost > full_scan:
+                use_scan = True
+                break
+            p0, p1 = stats[0], stats[1]
+            count = _ball(
+                q, r, radii[r], lo, hi, codes, rows, ids, alive, dirs, dstart,
+                twords, tshift, tlen, tpbits, buf_ids, buf_d, 0, stats,
+            )  # fmt: skip
+            count = _scan(q, r, dcodes, dids, dalive, buf_ids, buf_d, count)
+            if count > buf_ids.shape[0]:  # grow the buffer and redo this radius
+                stats[0], stats[1] = p0, p1
+                buf_ids = np.empty(2 * count, np.int64)
+                buf_d = np.empty(2 * count, np.int32)
+                continue
+            last_cands = stats[1] - p1 + nd
+            if count >= kk:
+                _sort_hits(buf_ids, buf_d, count, r)
+                break
+            r += 1
+            if r > bits:  # unreachable while kk <= n_live; keeps the loop finite regardless
+                use_scan = True
+        if use_scan and kk > 0:
+            stats[2] += 1
+            stats[1] += n + nd
+            if sdist.shape[0] < n:
+                sdist = np.empty(n, np.int32)
+            _scan_dists(q, base, alive, bits + 1, sdist[:n])
+            _scan_dists(q, dcodes, dalive, bits + 1, ddist)
+            hist[:] = 0
+            for j in range(n):
+                hist[sdist[j]] += 1
+            for j in range(nd):
+                hist[ddist[j]] += 1
+            total = 0
+            cut = 0
+            for d in range(bits + 1):
+                total += hist[d]
+                if total >= kk:
+                    cut = d
+                    break
+            need = total
+            if need > buf_ids.shape[0]:
+                buf_ids = np.empty(2 * need, np.int64)
+                buf_d = np.empty(2 * need, np.int32)
+            count = _collect(sdist[:n], ids, cut, buf_ids, buf_d, 0)
+            count = _collect(ddist, dids, cut, buf_ids, buf_d, count)
+            _sort_hits(buf_ids, buf_d, count, cut)
+        out_ids, out_d = _append(out_ids, out_d, lims[i], buf_ids, buf_d, kk)
+        lims[i + 1] = lims[i] + kk
+    return lims, out_ids[: nq * kk].copy(), out_d[: nq * kk].copy(), stats

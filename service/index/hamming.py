@@ -1,0 +1,440 @@
+"""``HammingIndex``: exact Hamming-ball and k-NN search over packed binary codes.
+
+Items live in two parts. The *base* is a set of immutable sorted tables (``layout.Tables``)
+probed by bit-flip enumeration or multi-index hashing; the *delta* is a small buffer of codes
+added since the base was built, searched by a popcount scan. Removing an item marks its base
+row dead (a tombstone) or drops it from the delta. When the delta outgrows
+``IndexConfig.delta_fraction`` of the base or a quarter of the base is dead, the writer rebuilds
+the base from the live items.
+
+Concurrency: the base, tombstones and delta form one immutable ``_Snapshot`` that writers
+replace with a single reference assignment under a writer lock. A search reads that reference
+once, so it sees a consistent state as of its start (every completed ``add``/``remove`` or none
+of a running one), never blocks on a writer and may run in any number of threads; the kernels
+release the GIL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.index import _kernels
+from service.index.errors import CodeWidthError, HammingIndexError
+from service.index.layout import (
+    Tables,
+    build_tables,
+    check_bits,
+    default_groups,
+    from_words,
+    n_words,
+    probe_count,
+    schedule,
+    split_pieces,
+    to_words,
+)
+from service.index.result import SearchResult, SearchStats
+
+log = logging.getLogger(__name__)
+
+_SAMPLE_QUERIES = 16  # queries whose candidate counts decide a batch's strategy
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Rough nanosecond costs used to pick a strategy (measured on an x86 server core)."""
+
+    probe_direct: float = 6.0  # a lookup where the directory slot is the bucket
+    probe_search: float = 25.0  # a lookup that binary-searches inside a directory slot
+    candidate: float = 1.5  # one full-distance check of an item in a probed bucket (per word)
+    scan: float = 0.8  # one item of a linear popcount pass (per word)
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Every setting that shapes an index; saved with it.
+
+    groups : number of substring tables of each table group; ``None`` picks
+        ``layout.default_groups(bits)``: (1,) up to 16 bits, (1, 2) up to 32, (2,) up to 64,
+        (4,) at 128. A group of 1 is bit-flip enumeration over the whole code (<= 32 bits).
+    delta_fraction : rebuild once the unindexed delta exceeds this share of the base (or
+        ``min_delta`` items, whichever is larger).
+    """
+
+    groups: tuple[int, ...] | None = None
+    delta_fraction: float = 1 / 32
+    min_delta: int = 4096
+    dead_fraction: float = 0.25
+    cost: CostModel = field(default_factory=CostModel)
+
+    def __post_init__(self) -> None:
+        if self.groups is not None and not self.groups:
+            raise ValueError("groups must name at least one table group, e.g. (2,), or be None")
+        if not 0 < self.delta_fraction <= 1:
+            raise ValueError(f"delta_fraction must be in (0, 1], got {self.delta_fraction}")
+        if not 0 < self.dead_fraction <= 1:
+            raise ValueError(f"dead_fraction must be in (0, 1], got {self.dead_fraction}")
+        if self.min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    strategy: str  # "bitflip" | "multi-index" | "scan"
+    group: int
+    rad: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    base: Tables
+    alive: np.ndarray  # bool (n_base,), canonical order
+    n_dead: int
+    dcodes: np.ndarray  # uint64 (n_delta, W)
+    dids: np.ndarray  # int64 (n_delta,)
+
+    @property
+    def n_live(self) -> int:
+        return self.base.n - self.n_dead + int(self.dids.shape[0])
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="hamming")
+        return _pool
+
+
+class HammingIndex:
+    """Exact Hamming-distance index over packed binary codes of ``bits`` bits.
+
+    Parameters
+    ----------
+    bits : code width, one of 8, 16, ..., 128.
+    config : ``IndexConfig``; defaults pick the table layout from ``bits``.
+
+    Codes are uint8 arrays of shape (n, bits // 8) in ``numpy.packbits`` order; ids are int64.
+    ``search_radius`` and ``search_knn`` choose bit-flip enumeration, multi-index hashing or a
+    linear scan per batch from the radius, the size and a sample of candidate counts, and report
+    the choice in ``SearchResult.stats``.
+    """
+
+    def __init__(self, bits: int, config: IndexConfig | None = None) -> None:
+        self.bits = check_bits(bits)
+        self.config = config or IndexConfig()
+        self.groups = self.config.groups or default_groups(self.bits)
+        for m in self.groups:
+            split_pieces(self.bits, m)  # raises if a group cannot split this width
+        self._lock = threading.Lock()
+        w = n_words(self.bits)
+        empty = build_tables(self.bits, self.groups, np.empty((0, w), np.uint64), _EMPTY_IDS)
+        self._snap = _Snapshot(empty, np.ones(0, bool), 0, np.empty((0, w), np.uint64), _EMPTY_IDS)
+
+    # -- writers ---------------------------------------------------------------------------
+
+    def add(self, ids: Sequence[int] | np.ndarray, codes: np.ndarray) -> None:
+        """Insert items; an id already present gets the new code (last one wins in a batch).
+
+        ids : int64-convertible (n,); codes : uint8 (n, bits // 8).
+        """
+        words = self._words(codes, "codes")
+        id_arr = _as_ids(ids, "ids")
+        if id_arr.shape[0] != words.shape[0]:
+            raise HammingIndexError(
+                f"ids has {id_arr.shape[0]} entries but codes has {words.shape[0]} rows"
+            )
+        if id_arr.size == 0:
+            return
+        # Keep the last occurrence of each id in the batch.
+        rev_unique, rev_first = np.unique(id_arr[::-1], return_index=True)
+        if rev_unique.size != id_arr.size:
+            keep = np.sort(id_arr.size - 1 - rev_first)
+            id_arr, words = id_arr[keep], words[keep]
+        with self._lock:
+            snap = self._drop(self._snap, id_arr)
+            snap = _Snapshot(
+                snap.base,
+                snap.alive,
+                snap.n_dead,
+                np.concatenate([snap.dcodes, words]),
+                np.concatenate([snap.dids, id_arr]),
+            )
+            self._snap = self._maybe_rebuild(snap)
+
+    def remove(self, ids: Sequence[int] | np.ndarray) -> int:
+        """Delete items by id; unknown ids are ignored. Returns how many were removed."""
+        id_arr = _as_ids(ids, "ids")
+        with self._lock:
+            before = self._snap.n_live
+            snap = self._drop(self._snap, id_arr)
+            self._snap = self._maybe_rebuild(snap)
+            return before - snap.n_live
+
+    def rebuild(self) -> None:
+        """Fold the delta and tombstones into freshly built tables now."""
+        with self._lock:
+            self._snap = self._rebuilt(self._snap)
+
+    def _drop(self, snap: _Snapshot, id_arr: np.ndarray) -> _Snapshot:
+        if id_arr.size == 0 or snap.n_live == 0:
+            return snap
+        alive, n_dead = snap.alive, snap.n_dead
+        if snap.base.n:
+            hit = np.isin(snap.base.ids, id_arr) & alive
+            if hit.any():
+                alive = alive & ~hit  # a new array: readers keep the old one
+                n_dead += int(hit.sum())
+        dcodes, dids = snap.dcodes, snap.dids
+        if dids.size:
+            keep = ~np.isin(dids, id_arr)
+            if not keep.all():
+                dcodes, dids = dcodes[keep], dids[keep]
+        return _Snapshot(snap.base, alive, n_dead, dcodes, dids)
+
+    def _maybe_rebuild(self, snap: _Snapshot) -> _Snapshot:
+        cfg = self.config
+        delta_limit = max(cfg.min_delta, int(cfg.delta_fraction * snap.base.n))
+        dead_limit = max(cfg.min_delta, int(cfg.dead_fraction * snap.base.n))
+        if snap.dids.shape[0] > delta_limit or snap.n_dead > dead_limit:
+            return self._rebuilt(snap)
+        return snap
+
+    def _rebuilt(self, snap: _Snapshot) -> _Snapshot:
+        live = snap.alive
+        words = np.concatenate([snap.base.codes[0][live], snap.dcodes])
+        ids = np.concatenate([snap.base.ids[live], snap.dids])
+        base = build_tables(self.bits, self.groups, words, ids)
+        log.debug("rebuilt %d-bit index: %d items, groups %s", self.bits, base.n, self.groups)
+        w = n_words(self.bits)
+        return _Snapshot(base, np.ones(base.n, bool), 0, np.empty((0, w), np.uint64), _EMPTY_IDS)
+
+    # -- readers ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._snap.n_live
+
+    def __repr__(self) -> str:
+        return f"HammingIndex(bits={self.bits}, items={len(self)}, groups={self.groups})"
+
+    def nbytes(self) -> int:
+        """Bytes held by the index's arrays (tables, ids, directories, tombstones, delta)."""
+        s = self._snap
+        return s.base.nbytes() + s.alive.nbytes + s.dcodes.nbytes + s.dids.nbytes
+
+    def codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every live item as ``(ids int64 (n,), codes uint8 (n, bits // 8))``."""
+        s = self._snap
+        ids = np.concatenate([s.base.ids[s.alive], s.dids])
+        words = np.concatenate([s.base.codes[0][s.alive], s.dcodes])
+        return ids, from_words(words, self.bits)
+
+    def search_radius(
+        self, codes: np.ndarray, max_distance: int, *, threads: int = 1
+    ) -> SearchResult:
+        """Every item within Hamming distance ``max_distance`` (inclusive) of each query.
+
+        codes : uint8 (n_queries, bits // 8); threads : worker threads for the batch.
+        Returns a ``SearchResult``; each query's hits are sorted by (distance, id).
+        """
+        r = _check_int(max_distance, "max_distance", 0)
+        queries = self._words(codes, "codes")
+        snap = self._snap
+        base = snap.base
+        plan = self._plan(snap, min(r, self.bits), queries)
+        lo, hi = base.group_range(plan.group)
+        scan = plan.strategy == "scan"
+
+        def run(q: np.ndarray) -> tuple[np.ndarray, ...]:
+            return _kernels.radius_search(
+                q, r, plan.rad, lo, hi, base.codes, base.rows, base.ids, snap.alive,
+                base.dirs, base.dstart, base.twords, base.tshift, base.tlen, base.tpbits,
+                snap.dcodes, snap.dids, scan,
+            )  # fmt: skip
+
+        lims, ids, dist, stats = _run_chunks(run, queries, threads)
+        return SearchResult(
+            lims,
+            ids,
+            dist,
+            SearchStats(
+                strategy=plan.strategy,
+                tables=0 if scan else hi - lo,
+                table_radii=() if scan else tuple(int(x) for x in plan.rad),
+                queries=queries.shape[0],
+                probes=int(stats[0]),
+                candidates=int(stats[1]),
+                scanned_queries=queries.shape[0] if scan else 0,
+            ),
+        )
+
+    def search_knn(self, codes: np.ndarray, k: int, *, threads: int = 1) -> SearchResult:
+        """The ``k`` nearest items of each query, exact, ties broken by smaller id.
+
+        Grows a Hamming ball radius by radius until it holds ``k`` items, switching a query to
+        a popcount scan once the next ball would cost more. Fewer than ``k`` hits only when the
+        index holds fewer than ``k`` items.
+        """
+        k = _check_int(k, "k", 1)
+        queries = self._words(codes, "codes")
+        snap = self._snap
+        base = snap.base
+        # The group with the most tables has the cheapest large balls.
+        g = max(range(len(self.groups)), key=lambda i: self.groups[i])
+        lo, hi = base.group_range(g)
+        pieces = base.pieces[lo:hi]
+        radii = np.stack([schedule(r, hi - lo) for r in range(self.bits + 1)])
+        probes = np.array([probe_count(pieces, rad) for rad in radii], np.float64)
+        cost = self.config.cost
+        w = n_words(self.bits)
+        direct = bool(np.all(base.tpbits[lo:hi] == base.tlen[lo:hi]))
+        probe_cost = cost.probe_direct if direct else cost.probe_search
+
+        def run(q: np.ndarray) -> tuple[np.ndarray, ...]:
+            return _kernels.knn_search(
+                q, k, self.bits, radii, probes, lo, hi, base.codes, base.rows, base.ids,
+                snap.alive, base.dirs, base.dstart, base.twords, base.tshift, base.tlen,
+                base.tpbits, snap.dcodes, snap.dids, snap.n_live, probe_cost,
+                cost.candidate * w, cost.scan * w,
+            )  # fmt: skip
+
+        lims, ids, dist, stats = _run_chunks(run, queries, threads)
+        max_r = int(dist.max()) if dist.size else 0
+        return SearchResult(
+            lims,
+            ids,
+            dist,
+            SearchStats(
+                strategy="bitflip" if hi - lo == 1 else "multi-index",
+                tables=hi - lo,
+                table_radii=tuple(int(x) for x in radii[min(max_r, self.bits)]),
+                queries=queries.shape[0],
+                probes=int(stats[0]),
+                candidates=int(stats[1]),
+                scanned_queries=int(stats[2]),
+            ),
+        )
+
+    def _plan(self, snap: _Snapshot, r: int, queries: np.ndarray) -> _Plan:
+        """Cheapest of each table group and a scan, from probe counts and sampled candidates."""
+        base = snap.base
+        cached = base.plans.get(r)
+        if isinstance(cached, _Plan):
+            return cached
+        cost = self.config.cost
+        w = n_words(self.bits)
+        scan_cost = base.n * cost.scan * w
+        best = _Plan("scan", 0, np.zeros(0, np.int64))
+        best_cost = scan_cost
+        sample = queries[
+            np.linspace(0, len(queries) - 1, min(len(queries), _SAMPLE_QUERIES), dtype=np.int64)
+        ]
+        for g, m in enumerate(self.groups):
+            lo, hi = base.group_range(g)
+            rad = schedule(r, m)
+            direct = bool(np.all(base.tpbits[lo:hi] == base.tlen[lo:hi]))
+            per_probe = cost.probe_direct if direct else cost.probe_search
+            est = probe_count(base.pieces[lo:hi], rad) * per_probe
+            if est >= best_cost or base.n == 0:
+                continue
+            if len(sample):
+                probes, cands = _kernels.count_candidates(
+                    sample, rad, lo, hi, base.codes, base.dirs, base.dstart,
+                    base.twords, base.tshift, base.tlen, base.tpbits,
+                )  # fmt: skip
+                est = (probes * per_probe + cands * cost.candidate * w) / len(sample)
+            if est < best_cost:
+                best_cost = est
+                best = _Plan("bitflip" if m == 1 else "multi-index", g, rad)
+        if len(queries) and base.n:
+            base.plans[r] = best  # base tables never change, so the choice holds for them
+        return best
+
+    # -- persistence -----------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> None:
+        """Write the index to one file atomically (temporary file, fsync, rename)."""
+        from service.index.storage import save_index
+
+        save_index(self, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path, bits: int | None = None) -> HammingIndex:
+        """Read an index written by ``save``; ``bits`` (optional) must match the saved width."""
+        from service.index.storage import load_index
+
+        return load_index(Path(path), bits)
+
+    # -- validation ------------------------------------------------------------------------
+
+    def _words(self, codes: Any, name: str) -> np.ndarray:
+        width = self.bits // 8
+        if not isinstance(codes, np.ndarray):
+            raise CodeWidthError(
+                f"{name} must be a numpy uint8 array of shape (n, {width}), got {type(codes).__name__}"
+            )
+        if codes.dtype != np.uint8:
+            raise CodeWidthError(
+                f"{name} must have dtype uint8 (packed bits, numpy.packbits order), got {codes.dtype}"
+            )
+        if codes.ndim != 2 or codes.shape[1] != width:
+            hint = "; use codes.reshape(1, -1) for one query" if codes.ndim == 1 else ""
+            raise CodeWidthError(
+                f"{name} must have shape (n, {width}) for a {self.bits}-bit index, "
+                f"got {codes.shape}{hint}"
+            )
+        return to_words(codes, self.bits)
+
+
+_EMPTY_IDS = np.empty(0, np.int64)
+
+
+def _as_ids(ids: Any, name: str) -> np.ndarray:
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise HammingIndexError(f"{name} must be one-dimensional, got shape {arr.shape}")
+    if arr.size == 0:
+        return _EMPTY_IDS
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise HammingIndexError(f"{name} must be integers (int64), got dtype {arr.dtype}")
+    if arr.dtype == np.uint64 and arr.max() > np.iinfo(np.int64).max:
+        raise HammingIndexError(f"{name} must fit in int64, got {arr.max()}")
+    return arr.astype(np.int64)
+
+
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise HammingIndexError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise HammingIndexError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _run_chunks(
+    run: Callable[[np.ndarray], tuple[np.ndarray, ...]], queries: np.ndarray, threads: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    threads = _check_int(threads, "threads", 1)
+    if threads == 1 or len(queries) < 2 * threads:
+        lims, ids, dist, stats = run(queries)
+        return lims, ids, dist, stats
+    parts = list(_executor().map(run, np.array_split(queries, threads)))
+    offsets = np.cumsum([0] + [p[0][-1] for p in parts[:-1]])
+    lims = np.concatenate([parts[0][0][:1]] + [p[0][1:] + o for p, o in zip(parts, offsets)])
+    return (
+        lims,
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+        np.sum([p[3] for p in parts], axis=0),
+    )

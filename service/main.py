@@ -1,0 +1,68 @@
+"""The FastAPI app: ``create_app(settings)`` and the lifespan that owns models and indexes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from service.backend import Backend, TrainingBackend
+from service.config import Settings, get_settings
+from service.errors import install_error_handlers
+from service.metrics import Metrics
+from service.middleware import BodyLimit, RequestMetrics
+from service.registry import IndexFactory
+from service.routes import admin, collections, denoise, encode, health, items, search
+from service.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    backend: Backend | None = None,
+    index_factory: IndexFactory | None = None,
+) -> FastAPI:
+    """Build the app; nothing is loaded until the lifespan starts (so import stays cheap)."""
+    settings = settings or get_settings()
+    backend = backend or TrainingBackend()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.runtime = Runtime.start(settings, backend, metrics, index_factory)
+        try:
+            yield
+        finally:
+            await app.state.runtime.close()
+
+    app = FastAPI(
+        title="Bitseek",
+        version="1.0",
+        summary="Semantic hashing search: binary codes from deep autoencoders, Hamming-ball index.",
+        lifespan=lifespan,
+    )
+
+    def snapshot() -> dict[str, Any]:
+        runtime: Runtime | None = getattr(app.state, "runtime", None)
+        return (
+            runtime.snapshot() if runtime else {"collections": {}, "device": "", "jobs_running": 0}
+        )
+
+    metrics = Metrics(snapshot)
+    install_error_handlers(app)
+    for router in (collections.router, items.router, encode.router, search.router):
+        app.include_router(router, prefix="/v1")
+    app.include_router(denoise.router, prefix="/v1")
+    app.include_router(admin.router, prefix="/v1")
+    app.include_router(health.router)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """For ``uvicorn --factory service.main:app_factory``: settings from the environment."""
+    return create_app()

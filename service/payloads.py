@@ -1,0 +1,140 @@
+"""JSON payloads <-> what the models eat <-> the bytes we store.
+
+A text is a non-empty string; an image is base64 PNG/JPEG, converted and resized to the
+collection's image shape; a vector is a list of finite floats of the collection's dimension.
+Every failure raises ``InvalidInput`` naming the field, before anything is stored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from service.errors import InvalidInput
+
+Items = list[str] | np.ndarray
+
+
+def image_shape(spec: dict[str, Any]) -> tuple[int, ...]:
+    return tuple(int(v) for v in spec["image_shape"])
+
+
+def decode_text(value: str, field: str, max_chars: int) -> str:
+    if not value.strip():
+        raise InvalidInput("text is empty (or only whitespace)", field)
+    if len(value) > max_chars:
+        raise InvalidInput(f"text has {len(value)} characters; the limit is {max_chars}", field)
+    return value
+
+
+def decode_image_bytes(
+    raw: bytes, field: str, shape: tuple[int, ...], max_pixels: int
+) -> np.ndarray:
+    """PNG/JPEG bytes -> uint8 array of ``shape`` ((H, W) grey or (H, W, C))."""
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            if img.width * img.height > max_pixels:
+                raise InvalidInput(
+                    f"image is {img.width}x{img.height}; the limit is {max_pixels} pixels", field
+                )
+            if img.format not in ("PNG", "JPEG"):
+                raise InvalidInput(f"image must be PNG or JPEG, got {img.format}", field)
+            mode = "L" if len(shape) == 2 else {1: "L", 3: "RGB", 4: "RGBA"}.get(shape[2], "RGB")
+            converted = img.convert(mode)
+            if converted.size != (shape[1], shape[0]):
+                converted = converted.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+            arr = np.asarray(converted, dtype=np.uint8)
+    except InvalidInput:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidInput(f"undecodable image: {exc}", field) from None
+    return arr.reshape(shape)
+
+
+def decode_image(value: str, field: str, shape: tuple[int, ...], max_pixels: int) -> np.ndarray:
+    if "," in value[:100] and value.startswith("data:"):
+        value = value.split(",", 1)[1]  # accept data: URLs as browsers produce them
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInput("image is not valid base64", field) from None
+    if not raw:
+        raise InvalidInput("image is empty", field)
+    return decode_image_bytes(raw, field, shape, max_pixels)
+
+
+def decode_vector(value: Sequence[float], field: str, dim: int) -> np.ndarray:
+    if len(value) != dim:
+        raise InvalidInput(f"vector has length {len(value)}; this collection needs {dim}", field)
+    if not all(math.isfinite(v) for v in value):
+        raise InvalidInput("vector contains NaN or infinity", field)
+    return np.asarray(value, dtype=np.float32)
+
+
+def encode_png(pixels: np.ndarray) -> str:
+    """float [0, 1] or uint8 image array -> base64 PNG."""
+    arr = pixels if pixels.dtype == np.uint8 else np.clip(pixels * 255.0 + 0.5, 0, 255)
+    arr = arr.astype(np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class Codec:
+    """Per-collection conversion between JSON values, model inputs and stored bytes."""
+
+    def __init__(self, modality: str, spec: dict[str, Any], limits: dict[str, int]) -> None:
+        self.modality = modality
+        self.spec = spec
+        self.limits = limits
+
+    def decode(self, values: Sequence[Any], fields: Sequence[str]) -> list[Any]:
+        if self.modality == "text":
+            return [
+                decode_text(v, f, self.limits["max_text_chars"])
+                for v, f in zip(values, fields, strict=True)
+            ]
+        if self.modality == "image":
+            shape = image_shape(self.spec)
+            px = self.limits["max_image_pixels"]
+            return [decode_image(v, f, shape, px) for v, f in zip(values, fields, strict=True)]
+        return [
+            decode_vector(v, f, int(self.spec["dim"])) for v, f in zip(values, fields, strict=True)
+        ]
+
+    def batch(self, decoded: Sequence[Any]) -> Items:
+        """Decoded values -> the ``items`` a model takes."""
+        if self.modality == "text":
+            return list(decoded)
+        if self.modality == "image":
+            return np.stack(decoded).astype(np.uint8)
+        return np.stack(decoded).astype(np.float32)
+
+    def to_bytes(self, value: Any) -> bytes:
+        if self.modality == "text":
+            return str(value).encode("utf-8")
+        return np.ascontiguousarray(value).tobytes()
+
+    def from_bytes(self, raw: bytes) -> Any:
+        if self.modality == "text":
+            return raw.decode("utf-8")
+        if self.modality == "image":
+            return np.frombuffer(raw, dtype=np.uint8).reshape(image_shape(self.spec))
+        return np.frombuffer(raw, dtype=np.float32)
+
+    def to_json(self, value: Any) -> Any:
+        """Stored value -> what GET item returns (text, base64 PNG, list of floats)."""
+        if self.modality == "text":
+            return value
+        if self.modality == "image":
+            return encode_png(np.asarray(value))
+        return [float(v) for v in value]

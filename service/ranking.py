@@ -1,0 +1,86 @@
+"""Exact ranking on top of the Hamming index: radius, k, metadata filter and widening.
+
+Order is (distance, id) everywhere, with the user's string id, never the index's numeric one:
+whenever k would cut a distance shell, the whole shell is fetched first, so ties are broken the
+same way whatever the insertion order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+Hit = tuple[int, str, dict[str, Any]]  # (distance, id, metadata)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    hits: list[Hit]
+    probes: int
+    widened: bool  # the search went past max_distance to find k hits
+    searched_distance: int  # every item up to this distance was considered
+
+
+def _unpack(result: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    hits = result[0]  # service.index.SearchResult: CSR over queries; we send one
+    ids = np.asarray(hits.ids, dtype=np.int64)
+    return ids, np.asarray(hits.distances, dtype=np.int64), int(result.stats.probes)
+
+
+def rank(
+    index: Any,
+    code: np.ndarray,
+    max_distance: int | None,
+    k: int | None,
+    keep: Callable[[int], bool],
+    id_of: Callable[[int], str | None],
+    meta: Mapping[int, dict[str, Any]],
+) -> Ranked:
+    """Items within ``max_distance`` (inclusive), at most ``k`` of them; when the ball holds
+    fewer than ``k`` that pass the filter, widen exactly, in distance order, until it has ``k``
+    or the collection is exhausted. With only ``k``: the ``k`` nearest."""
+    probes = 0
+
+    def collect(ids: np.ndarray, dists: np.ndarray) -> list[Hit]:
+        out = []
+        for num, dist in zip(ids.tolist(), dists.tolist(), strict=True):
+            item_id = id_of(num)
+            if item_id is not None and keep(num):
+                out.append((int(dist), item_id, meta.get(num, {})))
+        out.sort(key=lambda hit: (hit[0], hit[1]))
+        return out
+
+    total = len(index)
+    if max_distance is not None:
+        ids, dists, p = _unpack(index.search_radius(code, max_distance))
+        probes += p
+        hits = collect(ids, dists)
+        if k is None or len(hits) >= k or len(ids) >= total:
+            return Ranked(hits[:k] if k else hits, probes, False, max_distance)
+    assert k is not None
+    want = k
+    while True:
+        ids, dists, p = _unpack(index.search_knn(code, min(want + 1, max(total, 1))))
+        probes += p
+        if len(ids) == 0:
+            return Ranked([], probes, False, max_distance or 0)
+        last = int(dists[-1])
+        exhausted = len(ids) >= total
+        if exhausted:
+            searched = last
+        elif len(ids) > want and dists[want - 1] < last:
+            # the extra neighbour proves every shell below ``last`` is complete
+            ids, dists, searched = ids[dists < last], dists[dists < last], last - 1
+        else:  # k cuts the shell at ``last``: fetch all of it
+            ids, dists, p = _unpack(index.search_radius(code, last))
+            probes += p
+            searched = last
+            exhausted = len(ids) >= total
+        hits = collect(ids, dists)
+        if len(hits) >= k or exhausted:
+            widened = max_distance is not None and searched > max_distance
+            return Ranked(hits[:k], probes, widened, max(searched, max_distance or 0))
+        want *= 4

@@ -1,0 +1,317 @@
+"""Collections: create, delete, load at start-up, item writes, and model-version swaps.
+
+The SQLite store is the truth; the in-memory state (id maps, metadata, index) is rebuilt from it
+at start-up, and every write commits to SQLite before it touches memory, so a request is only
+acknowledged once its data is durable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from service.backend import Backend, Model, infer
+from service.collection import CollectionState, Serving
+from service.errors import Conflict, InvalidInput, NotFound
+from service.payloads import Codec
+from service.storage import ItemRow, ItemWrite, Store
+
+log = logging.getLogger(__name__)
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+IndexFactory = Callable[[int], Any]
+
+
+@dataclass(frozen=True)
+class NewItem:
+    id: str
+    value: Any  # text / base64 image / list of floats, as in the JSON
+    metadata: dict[str, Any]
+    field: str  # where it sits in the request, for error messages
+
+
+@dataclass(frozen=True)
+class Precomputed:
+    """Codes a retraining worker already computed for items with seq <= ``seq``."""
+
+    seq: int
+    codes: dict[int, bytes]
+
+
+def default_index_factory(bits: int) -> Any:
+    from service.index import HammingIndex
+
+    return HammingIndex(bits)
+
+
+class Registry:
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        data_dir: Path,
+        device: str,
+        limits: dict[str, int],
+        index_factory: IndexFactory = default_index_factory,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.data_dir = data_dir
+        self.device = device
+        self.limits = limits
+        self.index_factory = index_factory
+        self.states: dict[str, CollectionState] = {}
+        self.broken: dict[str, str] = {}  # collection -> why its model could not be loaded
+
+    # lookup ---------------------------------------------------------------------------------
+    def get(self, name: str) -> CollectionState:
+        state = self.states.get(name)
+        if state is None:
+            raise NotFound(f"no collection named {name!r}", "collection")
+        return state
+
+    def serving(self, name: str) -> tuple[CollectionState, Serving]:
+        state = self.get(name)
+        serving = state.serving
+        if serving is None:
+            raise Conflict(
+                f"collection {name!r} has no trained model yet; retrain it"
+                " (POST /v1/admin/collections/{c}/retrain) or activate a version",
+                "collection",
+            )
+        return state, serving
+
+    def model_dir(self, name: str, version: int) -> Path:
+        return self.data_dir / "collections" / name / "models" / f"v{version}"
+
+    def next_version(self, name: str) -> int:
+        used = [v["version"] for v in self.store.versions(name)]
+        root = self.data_dir / "collections" / name / "models"
+        if root.exists():
+            used += [int(p.name[1:]) for p in root.iterdir() if re.fullmatch(r"v\d+", p.name)]
+        return max(used, default=0) + 1
+
+    # start-up -------------------------------------------------------------------------------
+    def load(self) -> None:
+        for row in self.store.collections():
+            state = self._new_state(row.name, row.modality, row.spec, row.created_at)
+            keys = self.store.item_keys(row.name)
+            for num, item_id, meta_json, _ in keys:
+                state.remember(num, item_id, _loads(meta_json))
+            self.states[row.name] = state
+            if row.active_version is None:
+                continue
+            try:
+                model = self._load_model(state, row.active_version)
+                codes = {num: code for num, _, _, code in keys if code is not None}
+                missing = [num for num, _, _, code in keys if code is None]
+                if missing:  # only after manual surgery; re-encode rather than refuse to start
+                    codes.update(self._encode_nums(state, model, set(missing)))
+                index = self._build_index(model.bits, [(n, codes[n]) for n, _, _, _ in keys])
+                state.serving = Serving(row.active_version, model, index)
+                log.info(
+                    "collection %s: model v%d, %d items", row.name, row.active_version, len(keys)
+                )
+            except Exception as exc:  # one broken model must not stop the others from serving
+                log.exception("collection %s: cannot load model v%s", row.name, row.active_version)
+                self.broken[row.name] = f"model v{row.active_version}: {exc}"
+
+    def _new_state(
+        self, name: str, modality: str, spec: dict[str, Any], created_at: float
+    ) -> CollectionState:
+        codec = Codec(modality, spec, self.limits)
+        return CollectionState(name, modality, spec, codec, created_at)
+
+    def _load_model(self, state: CollectionState, version: int) -> Model:
+        directory = self.model_dir(state.name, version)
+        if not directory.exists():
+            raise NotFound(f"collection {state.name!r} has no model version {version}", "version")
+        model = self.backend.load(directory, self.device)
+        if model.modality != state.modality:
+            raise Conflict(
+                f"model v{version} is for {model.modality} items; {state.name!r} holds"
+                f" {state.modality}",
+                "version",
+            )
+        shape = _spec_shape(state)
+        if shape is not None and tuple(model.input_shape) != shape:
+            raise Conflict(
+                f"model v{version} takes input shape {tuple(model.input_shape)}; the collection's"
+                f" items have shape {shape}",
+                "version",
+            )
+        return model
+
+    def _build_index(self, bits: int, codes: Sequence[tuple[int, bytes]]) -> Any:
+        index = self.index_factory(bits)
+        if codes:
+            ids = np.fromiter((num for num, _ in codes), dtype=np.int64, count=len(codes))
+            packed = np.frombuffer(b"".join(code for _, code in codes), dtype=np.uint8)
+            index.add(ids, packed.reshape(len(codes), bits // 8))
+        return index
+
+    def _encode_rows(
+        self, state: CollectionState, model: Model, rows: Iterable[list[ItemRow]]
+    ) -> dict[int, bytes]:
+        out: dict[int, bytes] = {}
+        for chunk in rows:
+            values = [state.codec.from_bytes(row.payload) for row in chunk]
+            codes = infer(model.encode, state.codec.batch(values))
+            out.update((row.num, bytes(code)) for row, code in zip(chunk, codes, strict=True))
+        return out
+
+    def _encode_nums(
+        self, state: CollectionState, model: Model, nums: set[int]
+    ) -> dict[int, bytes]:
+        chunks = (
+            [r for r in chunk if r.num in nums] for chunk in self.store.iter_items(state.name)
+        )
+        return self._encode_rows(state, model, (c for c in chunks if c))
+
+    # collections ----------------------------------------------------------------------------
+    def create(
+        self, name: str, modality: str, spec: dict[str, Any], model_from: str | None = None
+    ) -> CollectionState:
+        if not NAME.match(name):
+            raise InvalidInput(
+                "name must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or"
+                " digit",
+                "name",
+            )
+        source = self.get(model_from) if model_from is not None else None
+        if name in self.states:
+            raise Conflict(f"collection {name!r} already exists", "name")
+        if source is not None:
+            if source.serving is None:
+                raise Conflict(f"collection {model_from!r} has no model to copy", "model_from")
+            if source.modality != modality:
+                raise InvalidInput(
+                    f"model_from {model_from!r} holds {source.modality} items, not {modality}",
+                    "model_from",
+                )
+            spec = {**source.spec, **{k: v for k, v in spec.items() if k == "description"}}
+        self.store.create_collection(name, modality, spec)
+        state = self._new_state(name, modality, spec, time.time())
+        self.states[name] = state
+        if source is not None and source.serving is not None:
+            src = self.model_dir(source.name, source.serving.version)
+            shutil.copytree(src, self.model_dir(name, 1))
+            self.store.add_version(name, 1, dict(source.serving.model.metrics), None)
+            self.activate(name, 1)
+        return state
+
+    def delete(self, name: str) -> None:
+        self.get(name)
+        self.store.delete_collection(name)
+        self.states.pop(name, None)
+        self.broken.pop(name, None)
+        shutil.rmtree(self.data_dir / "collections" / name, ignore_errors=True)
+
+    # items ----------------------------------------------------------------------------------
+    def upsert(self, name: str, items: Sequence[NewItem]) -> tuple[int, int | None]:
+        """Validate everything, encode, commit, then update memory. Returns (count, version)."""
+        state = self.get(name)
+        latest: dict[str, NewItem] = {item.id: item for item in items}  # same id: last one wins
+        batch = list(latest.values())
+        fields = [f"{i.field}.{state.modality}" for i in batch]
+        decoded = state.codec.decode([i.value for i in batch], fields)
+        payloads = [state.codec.to_bytes(v) for v in decoded]
+        while True:
+            serving = state.serving
+            codes: list[bytes | None] = [None] * len(batch)
+            if serving is not None:
+                try:
+                    packed = infer(serving.model.encode, state.codec.batch(decoded))
+                except ValueError as exc:
+                    raise InvalidInput(f"the model rejected the items: {exc}", "items") from None
+                codes = [bytes(c) for c in packed]
+            with state.write_lock:
+                if state.serving is not serving:
+                    continue  # a new model version landed while we encoded: encode again
+                writes = [
+                    ItemWrite(i.id, p, i.metadata, c)
+                    for i, p, c in zip(batch, payloads, codes, strict=True)
+                ]
+                version = serving.version if serving is not None else None
+                rows = self.store.upsert_items(name, writes, version)
+                if serving is not None:  # add() replaces the code of a num already present
+                    nums = np.asarray([num for num, _ in rows], dtype=np.int64)
+                    flat = np.frombuffer(b"".join(c for c in codes if c), dtype=np.uint8)
+                    serving.index.add(nums, flat.reshape(len(rows), -1))
+                for (num, _), item in zip(rows, batch, strict=True):
+                    state.remember(num, item.id, item.metadata)
+                return len(batch), version
+
+    def delete_item(self, name: str, item_id: str) -> None:
+        state = self.get(name)
+        with state.write_lock:
+            num = self.store.delete_item(name, item_id)
+            if num is None:
+                raise NotFound(f"collection {name!r} has no item {item_id!r}", "id")
+            serving = state.serving
+            if serving is not None:
+                serving.index.remove(np.asarray([num], dtype=np.int64))
+            state.forget(num)
+
+    def get_item(self, name: str, item_id: str) -> tuple[CollectionState, ItemRow]:
+        state = self.get(name)
+        row = self.store.get_item(name, item_id)
+        if row is None:
+            raise NotFound(f"collection {name!r} has no item {item_id!r}", "id")
+        return state, row
+
+    # model versions -------------------------------------------------------------------------
+    def activate(self, name: str, version: int, precomputed: Precomputed | None = None) -> None:
+        """Serve ``version``: load it, re-encode every stored item, swap in one assignment.
+
+        Heavy work (loading, encoding the items the worker did not) runs without locks; only
+        the items written meanwhile are encoded under the write lock, so writers pause briefly
+        and searches never do (they keep the old Serving until the assignment).
+        """
+        state = self.get(name)
+        model = self._load_model(state, version)
+        codes: dict[int, bytes] = dict(precomputed.codes) if precomputed else {}
+        width = model.bits // 8
+        codes = {n: c for n, c in codes.items() if len(c) == width}
+        seen = self.store.max_seq()
+        after = precomputed.seq if precomputed else 0
+        codes.update(self._encode_rows(state, model, self.store.iter_items(name, after)))
+        with state.write_lock:
+            codes.update(self._encode_rows(state, model, self.store.iter_items(name, seen)))
+            keys = self.store.item_keys(name)
+            final = [(num, codes[num]) for num, _, _, _ in keys]
+            self.store.set_codes(name, version, final, active=version)
+            index = self._build_index(model.bits, final)
+            state.serving = Serving(version, model, index)  # the swap: one assignment
+        self.broken.pop(name, None)
+        log.info("collection %s now serves model v%d (%d items)", name, version, len(final))
+
+    def install_model(self, name: str, model: Model, job_id: str | None = None) -> int:
+        """Save an already trained model as the next version and serve it (demo, tests)."""
+        version = self.next_version(name)
+        model.save(self.model_dir(name, version))
+        self.activate(name, version)
+        self.store.add_version(name, version, dict(model.metrics), job_id)
+        return version
+
+
+def _spec_shape(state: CollectionState) -> tuple[int, ...] | None:
+    if state.modality == "image":
+        return tuple(int(v) for v in state.spec["image_shape"])
+    if state.modality == "vector":
+        return (int(state.spec["dim"]),)
+    return None
+
+
+def _loads(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}

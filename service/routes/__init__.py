@@ -1,0 +1,1 @@
+"""One router per endpoint group; ``service.main`` includes them all under /v1."""

@@ -1,0 +1,82 @@
+"""Collections: list, read, create (admin), delete (admin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, status
+
+from service.collection import CollectionState
+from service.deps import AdminDep, RuntimeDep
+from service.errors import InvalidInput
+from service.schemas import CollectionCreate, CollectionPublic, CollectionsPublic, Message
+
+router = APIRouter(prefix="/collections", tags=["collections"])
+
+
+def public(state: CollectionState) -> CollectionPublic:
+    serving = state.serving
+    shape = state.spec.get("image_shape")
+    return CollectionPublic(
+        name=state.name,
+        modality=state.modality,  # type: ignore[arg-type]
+        items=state.size,
+        bits=serving.model.bits if serving else None,
+        active_version=serving.version if serving else None,
+        dim=state.spec.get("dim"),
+        image_shape=list(shape) if shape else None,
+        description=state.spec.get("description", ""),
+        created_at=state.created_at,
+        ready=serving is not None,
+    )
+
+
+@router.get("", response_model=CollectionsPublic)
+def read_collections(runtime: RuntimeDep) -> CollectionsPublic:
+    """List every collection."""
+    states = sorted(runtime.registry.states.values(), key=lambda s: s.name)
+    return CollectionsPublic(data=[public(s) for s in states], count=len(states))
+
+
+@router.get("/{collection}", response_model=CollectionPublic)
+def read_collection(collection: str, runtime: RuntimeDep) -> CollectionPublic:
+    """One collection: modality, item count, active model version."""
+    return public(runtime.registry.get(collection))
+
+
+@router.post(
+    "",
+    response_model=CollectionPublic,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[AdminDep],
+)
+def create_collection(body: CollectionCreate, runtime: RuntimeDep) -> CollectionPublic:
+    """Create an empty collection (admin); retrain it, or start from another's model."""
+    spec: dict[str, Any] = {"bits": body.bits, "description": body.description}
+    if body.modality == "vector":
+        if body.dim is None and body.model_from is None:
+            raise InvalidInput("vector collections need 'dim' (the vector length)", "dim")
+        spec["dim"] = body.dim
+    elif body.dim is not None:
+        raise InvalidInput("'dim' is only for vector collections", "dim")
+    if body.modality == "image":
+        shape = body.image_shape or [28, 28]
+        if any(v < 1 or v > 4096 for v in shape) or (len(shape) == 3 and shape[2] not in (1, 3, 4)):
+            raise InvalidInput(
+                "image_shape must be [H, W] or [H, W, C] with 1..4096 pixels a side, C 1, 3 or 4",
+                "image_shape",
+            )
+        spec["image_shape"] = shape
+    elif body.image_shape is not None:
+        raise InvalidInput("'image_shape' is only for image collections", "image_shape")
+    state = runtime.registry.create(body.name, body.modality, spec, body.model_from)
+    return public(state)
+
+
+@router.delete("/{collection}", response_model=Message, dependencies=[AdminDep])
+def delete_collection(collection: str, runtime: RuntimeDep) -> Message:
+    """Delete a collection, its items and model versions (admin); cancels its retraining."""
+    runtime.registry.get(collection)
+    runtime.jobs.cancel_collection(collection)
+    runtime.registry.delete(collection)
+    return Message(message=f"collection {collection!r} deleted")

@@ -1,0 +1,46 @@
+"""Checks shared by the routers: one payload of the collection's modality, batch limits."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.collection import CollectionState
+from service.errors import InvalidInput
+from service.schemas import Payload
+
+FIELD_OF = {"text": "text", "image": "image", "vector": "vector"}
+
+
+def payload_value(payload: Payload, state: CollectionState, field: str) -> Any:
+    """The one value given (text, image or vector); it must be the collection's modality."""
+    given = [name for name in ("text", "image", "vector") if getattr(payload, name) is not None]
+    want = FIELD_OF[state.modality]
+    if not given:
+        raise InvalidInput(f"give the item as {want!r} ({state.modality} collection)", field)
+    if len(given) > 1:
+        raise InvalidInput(f"give exactly one of text, image, vector; got {given}", field)
+    if given[0] != want:
+        raise InvalidInput(
+            f"collection {state.name!r} holds {state.modality} items; send {want!r}, not"
+            f" {given[0]!r}",
+            f"{field}.{given[0]}" if field != "query" else given[0],
+        )
+    return getattr(payload, want)
+
+
+def check_batch(n: int, limit: int, field: str = "items") -> None:
+    if n > limit:
+        raise InvalidInput(f"batch of {n} items is larger than the limit of {limit}", field)
+
+
+def decode_queries(state: CollectionState, payloads: list[Payload], field: str) -> Any:
+    """Validated payloads -> model items (list of texts / array). ``field`` "" names the
+    fields as top-level ones (a search query), else as ``field[i].text`` and so on."""
+    if not field:
+        value = payload_value(payloads[0], state, "query")
+        return state.codec.batch(state.codec.decode([value], [state.modality]))
+    values = [payload_value(p, state, f"{field}[{i}]") for i, p in enumerate(payloads)]
+    decoded = state.codec.decode(
+        values, [f"{field}[{i}].{state.modality}" for i in range(len(values))]
+    )
+    return state.codec.batch(decoded)

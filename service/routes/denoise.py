@@ -1,0 +1,39 @@
+"""Denoise: the autoencoder's reconstruction of (corrupted) items."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from fastapi import APIRouter
+
+from service.backend import infer
+from service.deps import RuntimeDep
+from service.errors import InvalidInput
+from service.payloads import encode_png
+from service.routes.common import check_batch, decode_queries
+from service.schemas import Denoised, DenoiseRequest, DenoiseResponse, Term
+
+router = APIRouter(prefix="/collections/{collection}", tags=["denoise"])
+
+
+@router.post("/denoise", response_model=DenoiseResponse)
+async def denoise_items(
+    collection: str, body: DenoiseRequest, runtime: RuntimeDep
+) -> DenoiseResponse:
+    """Images: reconstruction as base64 PNG; text: top reconstructed terms; vectors: values."""
+    state, serving = runtime.registry.serving(collection)
+    check_batch(len(body.items), runtime.settings.max_batch_items)
+    items = decode_queries(state, body.items, "items")
+    loop = asyncio.get_running_loop()
+    try:
+        out = await loop.run_in_executor(runtime.executor, infer, serving.model.denoise, items)
+    except ValueError as exc:
+        raise InvalidInput(f"the model rejected the items: {exc}", "items") from None
+    if state.modality == "text":
+        result = [Denoised(terms=[Term(term=t, weight=float(w)) for t, w in row]) for row in out]
+    elif state.modality == "image":
+        result = [Denoised(image=encode_png(np.asarray(img))) for img in out]
+    else:
+        result = [Denoised(vector=np.asarray(v, dtype=np.float64).tolist()) for v in out]
+    return DenoiseResponse(model_version=serving.version, items=result)

@@ -1,0 +1,36 @@
+"""Encode: items in, codes out (nothing stored); micro-batched with concurrent requests."""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi import APIRouter
+
+from service.codes import to_hex
+from service.deps import RuntimeDep
+from service.errors import InvalidInput
+from service.routes.common import check_batch, decode_queries
+from service.schemas import EncodeRequest, EncodeResponse
+
+router = APIRouter(prefix="/collections/{collection}", tags=["encode"])
+
+
+@router.post("/encode", response_model=EncodeResponse)
+async def encode_items(collection: str, body: EncodeRequest, runtime: RuntimeDep) -> EncodeResponse:
+    """Binary codes (hex) of the given items under the active model."""
+    state, serving = runtime.registry.serving(collection)
+    check_batch(len(body.items), runtime.settings.max_batch_items)
+    items = decode_queries(state, body.items, "items")
+    model = serving.model
+    try:
+        codes = await runtime.batcher.submit((id(model), "encode"), model.encode, items)
+        continuous = None
+        if body.continuous:
+            values = await runtime.batcher.submit(
+                (id(model), "continuous"), model.encode_continuous, items
+            )
+            continuous = np.asarray(values, dtype=np.float64).round(6).tolist()
+    except ValueError as exc:
+        raise InvalidInput(f"the model rejected the items: {exc}", "items") from None
+    return EncodeResponse(
+        bits=model.bits, model_version=serving.version, codes=to_hex(codes), continuous=continuous
+    )

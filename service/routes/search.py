@@ -1,0 +1,80 @@
+"""Search by text, image, vector, stored item id or raw code; radius and/or k; filter."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from fastapi import APIRouter
+
+from service.codes import from_hex, to_hex
+from service.collection import CollectionState, Serving
+from service.deps import RuntimeDep
+from service.errors import InvalidInput, NotFound
+from service.routes.common import decode_queries
+from service.runtime import Runtime
+from service.schemas import Hit, Payload, SearchRequest, SearchResponse
+
+router = APIRouter(prefix="/collections/{collection}", tags=["search"])
+QUERY_FIELDS = ("text", "image", "vector", "id", "code")
+
+
+async def query_code(
+    body: SearchRequest, state: CollectionState, serving: Serving, runtime: Runtime
+) -> np.ndarray:
+    """The query as a uint8 (1, bits // 8) code under ``serving``'s model."""
+    given = [name for name in QUERY_FIELDS if getattr(body, name) is not None]
+    if len(given) != 1:
+        raise InvalidInput(
+            f"give exactly one query: text, image, vector, id or code; got {given or 'none'}",
+            "query",
+        )
+    model = serving.model
+    if body.code is not None:
+        return from_hex(body.code, model.bits)
+    if body.id is not None:
+        row = runtime.store.get_item(state.name, body.id)
+        if row is None:
+            raise NotFound(f"collection {state.name!r} has no item {body.id!r}", "id")
+        if row.code is not None and row.version == serving.version:
+            return np.frombuffer(row.code, dtype=np.uint8).reshape(1, -1)
+        items = state.codec.batch([state.codec.from_bytes(row.payload)])
+    else:
+        payload = Payload(text=body.text, image=body.image, vector=body.vector)
+        items = decode_queries(state, [payload], "")
+    try:
+        codes = await runtime.batcher.submit((id(model), "encode"), model.encode, items)
+    except ValueError as exc:
+        raise InvalidInput(f"the model rejected the query: {exc}", given[0]) from None
+    return np.asarray(codes, dtype=np.uint8).reshape(1, -1)
+
+
+@router.post("/search", response_model=SearchResponse)
+async def search_items(collection: str, body: SearchRequest, runtime: RuntimeDep) -> SearchResponse:
+    """Items whose codes are near the query's, sorted by (distance, id)."""
+    start = time.perf_counter()
+    state, serving = runtime.registry.serving(collection)
+    bits = serving.model.bits
+    if body.max_distance is not None and body.max_distance > bits:
+        raise InvalidInput(
+            f"max_distance must be in 0..{bits} for {bits}-bit codes", "max_distance"
+        )
+    if body.k is not None and body.k > runtime.settings.max_k:
+        raise InvalidInput(f"k must be in 1..{runtime.settings.max_k}", "k")
+    k = (
+        body.k
+        if body.k is not None or body.max_distance is not None
+        else runtime.settings.default_k
+    )
+    code = await query_code(body, state, serving, runtime)
+    ranked = state.search(serving, code, body.max_distance, k, body.filter)
+    return SearchResponse(
+        hits=[Hit(id=i, distance=d, metadata=m) for d, i, m in ranked.hits],
+        took_ms=round((time.perf_counter() - start) * 1000.0, 3),
+        probes=ranked.probes,
+        model_version=serving.version,
+        bits=bits,
+        code=to_hex(code)[0],
+        widened=ranked.widened,
+        searched_distance=ranked.searched_distance,
+    )

@@ -1,0 +1,106 @@
+"""Everything the app owns between start-up and shutdown, built and torn down by the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from service.backend import Backend, resolve_device
+from service.batcher import MicroBatcher
+from service.config import Settings
+from service.jobs import JobManager
+from service.metrics import Metrics
+from service.registry import IndexFactory, Registry, default_index_factory
+from service.storage import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    device: str
+    store: Store
+    registry: Registry
+    jobs: JobManager
+    batcher: MicroBatcher
+    executor: ThreadPoolExecutor
+    metrics: Metrics
+
+    @classmethod
+    def start(
+        cls,
+        settings: Settings,
+        backend: Backend,
+        metrics: Metrics,
+        index_factory: IndexFactory | None = None,
+    ) -> Runtime:
+        device = resolve_device(settings.device)
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        store = Store(settings.data_dir / "bitseek.sqlite3", settings.sqlite_synchronous)
+        failed = store.fail_unfinished_jobs()
+        if failed:
+            log.warning("%d retraining job(s) were interrupted by the last shutdown", failed)
+        limits = {
+            "max_text_chars": settings.max_text_chars,
+            "max_image_pixels": settings.max_image_pixels,
+        }
+        registry = Registry(
+            store,
+            backend,
+            settings.data_dir,
+            device,
+            limits,
+            index_factory or default_index_factory,
+        )
+        registry.load()
+        _warm_up(registry.index_factory)
+        jobs = JobManager(registry, settings.torch_threads)
+        # one model thread: torch parallelises inside a call; two callers would just contend
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        batcher = MicroBatcher(
+            executor,
+            settings.batch_max_size,
+            settings.batch_max_wait_ms / 1000.0,
+            on_batch=metrics.batch_size.observe,
+        )
+        log.info(
+            "bitseek ready on %s: %d collection(s) in %s",
+            device,
+            len(registry.states),
+            settings.data_dir,
+        )
+        return cls(settings, device, store, registry, jobs, batcher, executor, metrics)
+
+    def snapshot(self) -> dict[str, Any]:
+        states = list(self.registry.states.values())
+        return {
+            "collections": {
+                s.name: (s.size, s.serving.version if s.serving else None) for s in states
+            },
+            "device": self.device,
+            "jobs_running": self.jobs.running(),
+        }
+
+    async def close(self) -> None:
+        await self.batcher.close()
+        self.jobs.shutdown()
+        self.executor.shutdown(wait=True)
+        self.store.close()
+
+
+def _warm_up(index_factory: IndexFactory) -> None:
+    """Compile the index kernels now (numba caches them on disk) rather than on a request."""
+    index = index_factory(32)
+    rng = np.random.RandomState(0)
+    index.add(np.arange(64, dtype=np.int64), rng.randint(0, 256, (64, 4)).astype(np.uint8))
+    query = rng.randint(0, 256, (1, 4)).astype(np.uint8)
+    index.search_radius(query, 2)
+    index.search_knn(query, 3)

@@ -1,0 +1,341 @@
+"""SQLite storage of collections, items (payload, metadata, code), model versions and jobs.
+
+Durability: WAL journal plus ``synchronous=FULL`` by default, so a commit is fsynced to the WAL
+before the request that made it is acknowledged. Every write is one transaction, so a rejected or
+crashed request leaves nothing half-written. One connection, guarded by a lock, serves the whole
+process; the retraining worker opens its own read-only connection (WAL lets it read while we write).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS collections(
+    name TEXT PRIMARY KEY,
+    modality TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    active_version INTEGER,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items(
+    num INTEGER PRIMARY KEY AUTOINCREMENT,
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    metadata TEXT NOT NULL,
+    code BLOB,
+    version INTEGER,
+    seq INTEGER NOT NULL,
+    UNIQUE(collection, id)
+);
+CREATE TABLE IF NOT EXISTS versions(
+    collection TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    job_id TEXT,
+    metrics TEXT NOT NULL,
+    PRIMARY KEY(collection, version)
+);
+CREATE TABLE IF NOT EXISTS counters(
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs(
+    id TEXT PRIMARY KEY,
+    collection TEXT NOT NULL,
+    state TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    progress TEXT NOT NULL,
+    metrics TEXT,
+    error TEXT,
+    version INTEGER,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class CollectionRow:
+    name: str
+    modality: str
+    spec: dict[str, Any]
+    active_version: int | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    num: int
+    id: str
+    payload: bytes
+    metadata: dict[str, Any]
+    code: bytes | None
+    seq: int
+    version: int | None
+
+
+@dataclass(frozen=True)
+class ItemWrite:
+    id: str
+    payload: bytes
+    metadata: dict[str, Any]
+    code: bytes | None
+
+
+def connect(path: Path, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    conn.execute("PRAGMA busy_timeout=10000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+    return conn
+
+
+class Store:
+    """All SQL lives here; callers see rows as frozen dataclasses."""
+
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = connect(path, synchronous)
+        self._lock = threading.RLock()
+        self._conn.executescript(SCHEMA)
+        # the write sequence never goes back, even when the newest items are deleted
+        row = self._conn.execute(
+            "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM items),"
+            " (SELECT COALESCE(MAX(value), 0) FROM counters WHERE name = 'seq'))"
+        ).fetchone()
+        self._seq = int(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    # collections -------------------------------------------------------------------------
+    def create_collection(self, name: str, modality: str, spec: dict[str, Any]) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO collections(name, modality, spec, active_version, created_at)"
+                " VALUES (?, ?, ?, NULL, ?)",
+                (name, modality, json.dumps(spec), time.time()),
+            )
+
+    def delete_collection(self, name: str) -> None:
+        with self.transaction() as c:
+            for table in ("items", "versions", "jobs"):
+                c.execute(f"DELETE FROM {table} WHERE collection = ?", (name,))
+            c.execute("DELETE FROM collections WHERE name = ?", (name,))
+
+    def collections(self) -> list[CollectionRow]:
+        rows = self._query(
+            "SELECT name, modality, spec, active_version, created_at FROM collections ORDER BY name"
+        )
+        return [CollectionRow(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
+
+    def set_spec(self, name: str, spec: dict[str, Any]) -> None:
+        with self.transaction() as c:
+            c.execute("UPDATE collections SET spec = ? WHERE name = ?", (json.dumps(spec), name))
+
+    # items ---------------------------------------------------------------------------------
+    def upsert_items(
+        self, collection: str, items: Sequence[ItemWrite], version: int | None
+    ) -> list[tuple[int, int | None]]:
+        """Insert or overwrite; returns per item (num, the num it replaced or None)."""
+        out: list[tuple[int, int | None]] = []
+        with self.transaction() as c:
+            for item in items:
+                self._seq += 1
+                old = c.execute(
+                    "SELECT num FROM items WHERE collection = ? AND id = ?", (collection, item.id)
+                ).fetchone()
+                meta = json.dumps(item.metadata)
+                if old is None:
+                    cur = c.execute(
+                        "INSERT INTO items(collection, id, payload, metadata, code, version, seq)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (collection, item.id, item.payload, meta, item.code, version, self._seq),
+                    )
+                    num = cur.lastrowid
+                    assert num is not None
+                    out.append((int(num), None))
+                else:
+                    c.execute(
+                        "UPDATE items SET payload = ?, metadata = ?, code = ?, version = ?, seq = ?"
+                        " WHERE num = ?",
+                        (item.payload, meta, item.code, version, self._seq, old[0]),
+                    )
+                    out.append((int(old[0]), int(old[0])))
+            c.execute(
+                "INSERT INTO counters(name, value) VALUES ('seq', ?)"
+                " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                (self._seq,),
+            )
+        return out
+
+    def delete_item(self, collection: str, item_id: str) -> int | None:
+        with self.transaction() as c:
+            row = c.execute(
+                "SELECT num FROM items WHERE collection = ? AND id = ?", (collection, item_id)
+            ).fetchone()
+            if row is None:
+                return None
+            c.execute("DELETE FROM items WHERE num = ?", (row[0],))
+            return int(row[0])
+
+    def get_item(self, collection: str, item_id: str) -> ItemRow | None:
+        rows = self._query(
+            "SELECT num, id, payload, metadata, code, seq, version FROM items"
+            " WHERE collection = ? AND id = ?",
+            (collection, item_id),
+        )
+        return _item(rows[0]) if rows else None
+
+    def iter_items(
+        self, collection: str, after_seq: int = 0, chunk: int = 2000
+    ) -> Iterator[list[ItemRow]]:
+        """All items of a collection with seq > after_seq, in chunks ordered by num."""
+        last = -1
+        while True:
+            rows = self._query(
+                "SELECT num, id, payload, metadata, code, seq, version FROM items"
+                " WHERE collection = ? AND seq > ? AND num > ? ORDER BY num LIMIT ?",
+                (collection, after_seq, last, chunk),
+            )
+            if not rows:
+                return
+            items = [_item(r) for r in rows]
+            last = items[-1].num
+            yield items
+
+    def item_keys(self, collection: str) -> list[tuple[int, str, str, bytes | None]]:
+        """(num, id, metadata json, code) of every item: what the in-memory index needs."""
+        return [
+            (int(r[0]), r[1], r[2], r[3])
+            for r in self._query(
+                "SELECT num, id, metadata, code FROM items WHERE collection = ? ORDER BY num",
+                (collection,),
+            )
+        ]
+
+    def max_seq(self) -> int:
+        with self._lock:
+            return self._seq
+
+    def set_codes(
+        self, collection: str, version: int, codes: Sequence[tuple[int, bytes]], active: int
+    ) -> None:
+        """Store a whole version's codes and make it active, in one transaction."""
+        with self.transaction() as c:
+            c.executemany(
+                "UPDATE items SET code = ?, version = ? WHERE num = ?",
+                [(code, version, num) for num, code in codes],
+            )
+            c.execute(
+                "UPDATE collections SET active_version = ? WHERE name = ?", (active, collection)
+            )
+
+    # versions ------------------------------------------------------------------------------
+    def add_version(
+        self, collection: str, version: int, metrics: dict[str, Any], job_id: str | None
+    ) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO versions(collection, version, created_at, job_id, metrics)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (collection, version, time.time(), job_id, json.dumps(metrics, default=str)),
+            )
+
+    def versions(self, collection: str) -> list[dict[str, Any]]:
+        rows = self._query(
+            "SELECT version, created_at, job_id, metrics FROM versions WHERE collection = ?"
+            " ORDER BY version",
+            (collection,),
+        )
+        return [
+            {"version": r[0], "created_at": r[1], "job_id": r[2], "metrics": json.loads(r[3])}
+            for r in rows
+        ]
+
+    # jobs ----------------------------------------------------------------------------------
+    def put_job(self, job: dict[str, Any]) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO jobs(id, collection, state, settings, progress, metrics,"
+                " error, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job["id"],
+                    job["collection"],
+                    job["state"],
+                    json.dumps(job["settings"]),
+                    json.dumps(job["progress"]),
+                    None if job.get("metrics") is None else json.dumps(job["metrics"], default=str),
+                    job.get("error"),
+                    job.get("version"),
+                    job["created_at"],
+                    time.time(),
+                ),
+            )
+
+    def get_job(self, job_id: str) -> dict[str, Any] | None:
+        rows = self._query(
+            "SELECT id, collection, state, settings, progress, metrics, error, version,"
+            " created_at, updated_at FROM jobs WHERE id = ?",
+            (job_id,),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return {
+            "id": r[0],
+            "collection": r[1],
+            "state": r[2],
+            "settings": json.loads(r[3]),
+            "progress": json.loads(r[4]),
+            "metrics": None if r[5] is None else json.loads(r[5]),
+            "error": r[6],
+            "version": r[7],
+            "created_at": r[8],
+            "updated_at": r[9],
+        }
+
+    def fail_unfinished_jobs(self) -> int:
+        """Jobs left running by a previous process cannot finish; mark them failed."""
+        with self.transaction() as c:
+            cur = c.execute(
+                "UPDATE jobs SET state = 'failed', error = 'interrupted by a server restart',"
+                " updated_at = ? WHERE state NOT IN ('succeeded', 'failed', 'cancelled')",
+                (time.time(),),
+            )
+            return cur.rowcount
+
+
+def _item(r: tuple[Any, ...]) -> ItemRow:
+    return ItemRow(int(r[0]), r[1], bytes(r[2]), json.loads(r[3]), r[4], int(r[5]), r[6])

@@ -1,0 +1,127 @@
+"""Collections API: listing, admin-only create/delete, the admin guard itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from service.main import create_app
+from tests.conftest import ADMIN, FakeBackend, make_settings, make_texts
+
+
+def test_list_and_read_collections(client: TestClient) -> None:
+    r = client.get("/v1/collections")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["count"] == 3
+    assert [c["name"] for c in body["data"]] == ["digits", "docs", "vecs"]
+    docs = client.get("/v1/collections/docs").json()
+    assert docs["modality"] == "text" and docs["items"] == 40 and docs["bits"] == 32
+    assert docs["active_version"] == 1 and docs["ready"] is True
+
+
+def test_unknown_collection_is_404_naming_the_field(client: TestClient) -> None:
+    for method, path, body in [
+        ("GET", "/v1/collections/nope", None),
+        ("POST", "/v1/collections/nope/items", {"items": [{"id": "a", "text": "x"}]}),
+        ("POST", "/v1/collections/nope/search", {"text": "x"}),
+        ("POST", "/v1/collections/nope/encode", {"items": [{"text": "x"}]}),
+        ("POST", "/v1/collections/nope/denoise", {"items": [{"text": "x"}]}),
+    ]:
+        r = client.request(method, path, json=body)
+        assert r.status_code == 404, path
+        assert r.json()["error"]["field"] == "collection"
+
+
+def test_create_needs_the_admin_token(client: TestClient) -> None:
+    body = {"name": "new", "modality": "text"}
+    r = client.post("/v1/collections", json=body)
+    assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+    r = client.post("/v1/collections", json=body, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    assert client.get("/v1/collections/new").status_code == 404
+    r = client.post("/v1/collections", json=body, headers=ADMIN)
+    assert r.status_code == 201
+    assert r.json() | {"created_at": 0} == {
+        "name": "new",
+        "modality": "text",
+        "items": 0,
+        "bits": None,
+        "active_version": None,
+        "dim": None,
+        "image_shape": None,
+        "description": "",
+        "created_at": 0,
+        "ready": False,
+    }
+
+
+def test_admin_routes_are_absent_without_a_token(data_dir: Path) -> None:
+    app = create_app(make_settings(data_dir, admin_token=None), backend=FakeBackend())
+    with TestClient(app) as c:
+        for method, path in [
+            ("POST", "/v1/collections"),
+            ("DELETE", "/v1/collections/docs"),
+            ("POST", "/v1/admin/collections/docs/retrain"),
+            ("GET", "/v1/admin/jobs/x"),
+            ("GET", "/v1/admin/collections/docs/models"),
+        ]:
+            r = c.request(method, path, json={"name": "a", "modality": "text"}, headers=ADMIN)
+            assert r.status_code == 404, path
+            assert "BITSEEK_ADMIN_TOKEN" in r.json()["error"]["message"]
+        assert c.get("/v1/collections/docs").status_code == 200
+
+
+def test_create_validation(client: TestClient) -> None:
+    cases = [
+        ({"name": "v", "modality": "vector"}, "dim"),
+        ({"name": "t", "modality": "text", "dim": 3}, "dim"),
+        ({"name": "i", "modality": "image", "image_shape": [28, 28, 2]}, "image_shape"),
+        ({"name": "bad name!", "modality": "text"}, "name"),
+        ({"name": "b", "modality": "text", "bits": 12}, "bits"),
+        ({"name": "m", "modality": "sound"}, "modality"),
+        ({"name": "c", "modality": "text", "model_from": "digits"}, "model_from"),
+    ]
+    for body, field in cases:
+        r = client.post("/v1/collections", json=body, headers=ADMIN)
+        assert r.status_code == 422, body
+        assert r.json()["error"]["field"] == field, body
+    assert client.get("/v1/collections").json()["count"] == 3
+    r = client.post("/v1/collections", json={"name": "docs", "modality": "text"}, headers=ADMIN)
+    assert r.status_code == 409 and r.json()["error"]["field"] == "name"
+
+
+def test_new_collection_stores_items_but_cannot_search_before_a_model(client: TestClient) -> None:
+    client.post("/v1/collections", json={"name": "fresh", "modality": "text"}, headers=ADMIN)
+    r = client.post("/v1/collections/fresh/items", json={"items": [{"id": "a", "text": "hello"}]})
+    assert r.status_code == 200 and r.json() == {"upserted": 1, "model_version": None}
+    assert client.get("/v1/collections/fresh/items/a").json()["code"] is None
+    r = client.post("/v1/collections/fresh/search", json={"text": "hello"})
+    assert r.status_code == 409 and "retrain" in r.json()["error"]["message"]
+
+
+def test_model_from_copies_the_model(client: TestClient) -> None:
+    body = {"name": "copy", "modality": "text", "model_from": "docs"}
+    r = client.post("/v1/collections", json=body, headers=ADMIN)
+    assert r.status_code == 201 and r.json()["bits"] == 32 and r.json()["ready"]
+    texts = make_texts(3)
+    items = [{"id": str(i), "text": t} for i, t in enumerate(texts)]
+    client.post("/v1/collections/copy/items", json={"items": items})
+    hit = client.post("/v1/collections/copy/search", json={"id": "0", "k": 1}).json()["hits"][0]
+    assert hit["id"] == "0" and hit["distance"] == 0
+    # same model, same code as in the source collection
+    a = client.post("/v1/collections/copy/encode", json={"items": [{"text": texts[0]}]}).json()
+    b = client.post("/v1/collections/docs/encode", json={"items": [{"text": texts[0]}]}).json()
+    assert a["codes"] == b["codes"]
+
+
+def test_delete_collection(client: TestClient) -> None:
+    assert client.delete("/v1/collections/docs").status_code == 401
+    r = client.delete("/v1/collections/docs", headers=ADMIN)
+    assert r.status_code == 200
+    assert client.get("/v1/collections/docs").status_code == 404
+    assert client.delete("/v1/collections/docs", headers=ADMIN).status_code == 404
+    # the name can be reused and starts empty
+    client.post("/v1/collections", json={"name": "docs", "modality": "text"}, headers=ADMIN)
+    assert client.get("/v1/collections/docs").json()["items"] == 0

@@ -1,0 +1,59 @@
+"""Encode and denoise endpoints."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from tests.conftest import FakeModel, make_images, make_texts, png_b64
+
+
+def test_encode_matches_the_model_and_packbits_order(client: TestClient) -> None:
+    texts = make_texts(5)
+    r = client.post(
+        "/v1/collections/docs/encode",
+        json={"items": [{"text": t} for t in texts], "continuous": True},
+    )
+    assert r.status_code == 200
+    out = r.json()
+    model = FakeModel("text", 32, ())
+    assert out["codes"] == [c.tobytes().hex() for c in model.encode(texts)]
+    cont = np.asarray(out["continuous"])
+    assert cont.shape == (5, 32) and cont.min() >= 0 and cont.max() <= 1
+    # the code is the continuous activations thresholded at 0.5, in numpy.packbits order
+    assert [c.tobytes().hex() for c in np.packbits(cont > 0.5, axis=1)] == out["codes"]
+    r = client.post("/v1/collections/docs/encode", json={"items": [{"text": "x"}]}).json()
+    assert r["continuous"] is None and r["bits"] == 32 and r["model_version"] == 1
+
+
+def test_encode_errors(client: TestClient) -> None:
+    r = client.post("/v1/collections/docs/encode", json={"items": [{"vector": [1.0]}]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "items[0].vector"
+    r = client.post("/v1/collections/docs/encode", json={"items": []})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "items"
+    r = client.post("/v1/collections/vecs/encode", json={"items": [{"vector": [1.0] * 9}]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "items[0].vector"
+
+
+def test_denoise_images_text_vectors(client: TestClient) -> None:
+    noisy = make_images(2, seed=3)
+    r = client.post(
+        "/v1/collections/digits/denoise", json={"items": [{"image": png_b64(x)} for x in noisy]}
+    )
+    assert r.status_code == 200
+    for item in r.json()["items"]:
+        img = Image.open(io.BytesIO(base64.b64decode(item["image"])))
+        assert img.format == "PNG" and img.size == (28, 28)
+    r = client.post(
+        "/v1/collections/docs/denoise", json={"items": [{"text": "rocket rocket orbit"}]}
+    )
+    terms = r.json()["items"][0]["terms"]
+    assert terms[0]["term"] == "rocket" and terms[0]["weight"] > terms[1]["weight"]
+    r = client.post("/v1/collections/vecs/denoise", json={"items": [{"vector": [1.0] * 8}]})
+    assert len(r.json()["items"][0]["vector"]) == 8
+    r = client.post("/v1/collections/digits/denoise", json={"items": [{"image": "aGVsbG8="}]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "items[0].image"

@@ -1,0 +1,73 @@
+"""Liveness, readiness, metrics, settings."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from service.config import Settings
+from service.main import create_app
+from tests.conftest import FakeBackend, make_settings
+
+
+def test_livez_readyz_report_device(client: TestClient) -> None:
+    assert client.get("/livez").json()["status"] == "ok"
+    r = client.get("/readyz")
+    assert r.status_code == 200
+    assert r.json()["device"] == "cpu"
+    assert r.json()["collections"] == {
+        "digits": "serving v1",
+        "docs": "serving v1",
+        "vecs": "serving v1",
+    }
+
+
+def test_readyz_is_503_when_a_model_cannot_load(data_dir: Path) -> None:
+    shutil.rmtree(data_dir / "collections" / "vecs" / "models" / "v1")
+    with TestClient(create_app(make_settings(data_dir), backend=FakeBackend())) as c:
+        r = c.get("/readyz")
+        assert r.status_code == 503 and "v1" in r.json()["collections"]["vecs"]
+        # the other collections keep serving
+        assert c.post("/v1/collections/docs/search", json={"id": "t001"}).status_code == 200
+        assert c.post("/v1/collections/vecs/search", json={"id": "v1"}).status_code == 409
+
+
+def test_metrics_exposes_requests_batches_items_versions_device(client: TestClient) -> None:
+    client.post("/v1/collections/docs/search", json={"text": "rocket", "k": 3})
+    client.post("/v1/collections/docs/search", json={"text": "rocket", "k": 0})
+    text = client.get("/metrics").text
+    assert (
+        'bitseek_requests_total{method="POST",route="/collections/{collection}/search",status="200"} 1.0'
+        in text
+    )
+    assert 'status="422"' in text
+    assert "bitseek_request_seconds_bucket" in text
+    assert "bitseek_encode_batch_size_count 1.0" in text
+    assert 'bitseek_items{collection="docs"} 40.0' in text
+    assert 'bitseek_model_version{collection="digits"} 1.0' in text
+    assert 'bitseek_device_info{device="cpu"} 1.0' in text
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BITSEEK_PORT", "9123")
+    monkeypatch.setenv("BITSEEK_DEVICE", "cuda:1")
+    monkeypatch.setenv("BITSEEK_MAX_BODY_BYTES", "1234")
+    s = Settings.model_validate({})
+    assert (s.port, s.device, s.max_body_bytes) == (9123, "cuda:1", 1234)
+    monkeypatch.setenv("BITSEEK_DEVICE", "gpu")
+    with pytest.raises(ValidationError, match="device must be auto, cpu, cuda or cuda:N"):
+        Settings.model_validate({})
+
+
+def test_unavailable_cuda_is_a_clear_start_up_error(data_dir: Path) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    app = create_app(make_settings(data_dir, device="cuda"), backend=FakeBackend())
+    with pytest.raises(RuntimeError, match="CUDA is not available"), TestClient(app):
+        pass

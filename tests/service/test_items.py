@@ -1,0 +1,165 @@
+"""Items API: upsert / read / delete, and every kind of bad input leaving nothing changed."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.main import create_app
+from tests.conftest import FakeBackend, make_images, make_settings, png_b64
+
+
+def _count(client: TestClient, collection: str) -> int:
+    return int(client.get(f"/v1/collections/{collection}").json()["items"])
+
+
+def test_upsert_read_overwrite_delete(client: TestClient) -> None:
+    r = client.post(
+        "/v1/collections/docs/items",
+        json={"items": [{"id": "new/1", "text": "rocket launch", "metadata": {"src": "a"}}]},
+    )
+    assert r.status_code == 200 and r.json() == {"upserted": 1, "model_version": 1}
+    item = client.get("/v1/collections/docs/items/new/1").json()
+    assert item["text"] == "rocket launch" and item["metadata"] == {"src": "a"}
+    assert len(item["code"]) == 8 and item["model_version"] == 1
+    assert _count(client, "docs") == 41
+    # the same id overwrites (and the last duplicate of a batch wins)
+    items = [{"id": "new/1", "text": "first"}, {"id": "new/1", "text": "hockey puck goal"}]
+    r = client.post("/v1/collections/docs/items", json={"items": items})
+    assert r.json()["upserted"] == 1
+    assert client.get("/v1/collections/docs/items/new/1").json()["text"] == "hockey puck goal"
+    assert _count(client, "docs") == 41
+    hit = client.post("/v1/collections/docs/search", json={"text": "hockey puck goal", "k": 1})
+    assert hit.json()["hits"][0]["distance"] == 0
+    assert client.delete("/v1/collections/docs/items/new/1").status_code == 200
+    assert client.get("/v1/collections/docs/items/new/1").status_code == 404
+    assert client.delete("/v1/collections/docs/items/new/1").status_code == 404
+    assert _count(client, "docs") == 40
+    r = client.post("/v1/collections/docs/search", json={"text": "hockey puck goal", "k": 50})
+    assert "new/1" not in {h["id"] for h in r.json()["hits"]}
+
+
+def test_image_and_vector_items_round_trip(client: TestClient) -> None:
+    pixels = make_images(1, seed=5)[0]
+    r = client.post(
+        "/v1/collections/digits/items", json={"items": [{"id": "x", "image": png_b64(pixels)}]}
+    )
+    assert r.status_code == 200
+    stored = client.get("/v1/collections/digits/items/x").json()["image"]
+    from io import BytesIO
+
+    from PIL import Image
+
+    back = np.asarray(Image.open(BytesIO(base64.b64decode(stored))))
+    assert np.array_equal(back, pixels)  # PNG is lossless
+    # a JPEG of another size is converted and resized to the collection's 28x28 grey
+    rgb = np.random.RandomState(0).randint(0, 255, (40, 30, 3)).astype(np.uint8)
+    r = client.post(
+        "/v1/collections/digits/items",
+        json={"items": [{"id": "j", "image": png_b64(rgb, "JPEG")}]},
+    )
+    assert r.status_code == 200
+    vec = [0.5] * 8
+    client.post("/v1/collections/vecs/items", json={"items": [{"id": "q", "vector": vec}]})
+    assert client.get("/v1/collections/vecs/items/q").json()["vector"] == vec
+
+
+def test_multipart_image_upload(client: TestClient) -> None:
+    raw = base64.b64decode(png_b64(make_images(1, seed=9)[0]))
+    r = client.post(
+        "/v1/collections/digits/items/upload",
+        files={"file": ("x.png", raw, "image/png")},
+        data={"id": "up", "metadata": '{"label": 3}'},
+    )
+    assert r.status_code == 200, r.text
+    assert client.get("/v1/collections/digits/items/up").json()["metadata"] == {"label": 3}
+    r = client.post(
+        "/v1/collections/digits/items/upload",
+        files={"file": ("x.png", b"not an image", "image/png")},
+        data={"id": "bad"},
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "file"
+    assert client.get("/v1/collections/digits/items/bad").status_code == 404
+
+
+BAD_ITEMS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("docs", {"id": "a", "image": png_b64(make_images(1)[0])}, "items[1].image", "text items"),
+    ("docs", {"id": "a", "text": "   "}, "items[1].text", "empty"),
+    ("docs", {"id": "a", "text": "x", "vector": [1.0]}, "items[1]", "exactly one"),
+    ("docs", {"id": "a"}, "items[1]", "give the item"),
+    ("docs", {"id": "", "text": "x"}, "items[1].id", ""),
+    ("docs", {"id": "a", "text": "x", "metadata": {"k": {"n": 1}}}, "items[1].metadata.k", ""),
+    ("docs", {"id": "a", "text": "x", "colour": "red"}, "items[1].colour", ""),
+    ("digits", {"id": "a", "image": "!!!not base64"}, "items[1].image", "base64"),
+    (
+        "digits",
+        {"id": "a", "image": base64.b64encode(b"hello").decode()},
+        "items[1].image",
+        "undecodable",
+    ),
+    ("vecs", {"id": "a", "vector": [1.0, 2.0]}, "items[1].vector", "length 2"),
+    ("vecs", {"id": "a", "vector": ["x"] * 8}, "items[1].vector[0]", ""),
+]
+
+
+@pytest.mark.parametrize(("collection", "bad", "field", "words"), BAD_ITEMS)
+def test_bad_items_are_rejected_and_nothing_is_stored(
+    client: TestClient, collection: str, bad: dict[str, Any], field: str, words: str
+) -> None:
+    before = _count(client, collection)
+    good = {
+        "docs": {"id": "good", "text": "fine text"},
+        "digits": {"id": "good", "image": png_b64(make_images(1)[0])},
+        "vecs": {"id": "good", "vector": [0.0] * 8},
+    }[collection]
+    r = client.post(f"/v1/collections/{collection}/items", json={"items": [good, bad]})
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["field"] == field
+    assert words in error["message"]
+    assert _count(client, collection) == before
+    assert client.get(f"/v1/collections/{collection}/items/good").status_code == 404
+
+
+def test_malformed_json_and_empty_batches(client: TestClient) -> None:
+    r = client.post(
+        "/v1/collections/docs/items",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422 and r.json()["error"]["type"] == "InvalidInput"
+    r = client.post("/v1/collections/docs/items", json={"items": []})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "items"
+
+
+def test_batch_and_body_limits(data_dir: Path) -> None:
+    settings = make_settings(data_dir, max_batch_items=3, max_body_bytes=4000, max_text_chars=50)
+    with TestClient(create_app(settings, backend=FakeBackend())) as c:
+        items = [{"id": str(i), "text": "a b"} for i in range(4)]
+        r = c.post("/v1/collections/docs/items", json={"items": items})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "items"
+        assert "limit of 3" in r.json()["error"]["message"]
+        r = c.post("/v1/collections/docs/items", json={"items": [{"id": "l", "text": "x" * 51}]})
+        assert r.status_code == 422 and "limit is 50" in r.json()["error"]["message"]
+        r = c.post("/v1/collections/docs/items", json={"items": [{"id": "b", "text": "y" * 5000}]})
+        assert r.status_code == 413
+        assert r.json()["limit_bytes"] == 4000 and r.json()["error"]["field"] == "body"
+
+        def chunks() -> Any:  # no Content-Length: the limit is enforced while streaming
+            yield b'{"items": [{"id": "s", "text": "'
+            for _ in range(10):
+                yield b"z" * 1000
+            yield b'"}]}'
+
+        r = c.post(
+            "/v1/collections/docs/items",
+            content=chunks(),
+            headers={"content-type": "application/json"},
+        )
+        assert r.status_code == 413
+        assert c.get("/v1/collections/docs").json()["items"] == 40

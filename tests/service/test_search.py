@@ -1,0 +1,184 @@
+"""Search: every query kind, exact ranking against brute force, widening, filters, errors."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from service.index import HammingIndex
+from service.ranking import rank
+from tests.conftest import FakeModel, make_images, make_texts, png_b64
+
+
+def _hamming(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.unpackbits(a ^ b, axis=-1).sum(axis=-1)
+
+
+def _brute(
+    codes: np.ndarray,
+    ids: list[str],
+    meta: list[dict[str, Any]],
+    q: np.ndarray,
+    max_distance: int | None,
+    k: int | None,
+    where: dict[str, Any] | None,
+) -> list[tuple[int, str]]:
+    d = _hamming(codes, q)
+    rows = sorted(
+        (int(d[i]), ids[i])
+        for i in range(len(ids))
+        if where is None or all(meta[i].get(key) == v for key, v in where.items())
+    )
+    if max_distance is not None:
+        within = [r for r in rows if r[0] <= max_distance]
+        if k is None or len(within) >= k:
+            return within[:k] if k else within
+    assert k is not None
+    return rows[:k]
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_rank_matches_brute_force(bits: int) -> None:
+    """Many ties (short codes), random radius / k / filters, string ids unlike numeric ones."""
+    rng = np.random.RandomState(bits)
+    n = 400
+    codes = rng.randint(0, 256, size=(n, bits // 8)).astype(np.uint8)
+    nums = rng.permutation(10 * n)[:n].astype(np.int64)
+    ids = [f"id{rng.randint(10**6):06d}-{i}" for i in range(n)]
+    meta = [{"g": int(rng.randint(3)), "odd": bool(i % 2)} for i in range(n)]
+    index = HammingIndex(bits)
+    index.add(nums, codes)
+    by_num = {int(num): i for i, num in enumerate(nums)}
+    for trial in range(60):
+        q = rng.randint(0, 256, size=(1, bits // 8)).astype(np.uint8)
+        max_distance = None if trial % 3 == 0 else int(rng.randint(0, bits // 2))
+        k = None if (trial % 3 == 1) else int(rng.randint(1, 60))
+        where = None if trial % 2 else {"g": int(rng.randint(3))}
+        if trial % 7 == 0:
+            where = {"g": 99}  # nothing matches: exhausts the collection
+
+        def keep(num: int, where: Any = where) -> bool:
+            m = meta[by_num[num]]
+            return where is None or all(m.get(key) == v for key, v in where.items())
+
+        got = rank(
+            index,
+            q,
+            max_distance,
+            k,
+            keep,
+            lambda num: ids[by_num[num]],
+            {int(num): meta[i] for i, num in enumerate(nums)},
+        )
+        expect = _brute(codes, ids, meta, q, max_distance, k, where)
+        assert [(d, i) for d, i, _ in got.hits] == expect, (trial, max_distance, k, where)
+        if max_distance is not None:
+            beyond = any(d > max_distance for d, _, _ in got.hits)
+            assert got.widened or not beyond  # going past the radius is always reported
+
+
+def test_search_by_every_query_kind(client: TestClient) -> None:
+    texts = make_texts(40)
+    model = FakeModel("text", 32, ())
+    codes = model.encode(texts)
+    ids = [f"t{i:03d}" for i in range(40)]
+    for body in (
+        {"text": texts[7]},
+        {"id": "t007"},
+        {"code": codes[7].tobytes().hex()},
+        {"code": "0x" + codes[7].tobytes().hex().upper()},
+    ):
+        r = client.post("/v1/collections/docs/search", json={**body, "k": 12})
+        assert r.status_code == 200, (body, r.text)
+        out = r.json()
+        assert out["model_version"] == 1 and out["bits"] == 32
+        assert out["code"] == codes[7].tobytes().hex()
+        got = [(h["distance"], h["id"]) for h in out["hits"]]
+        assert got == _brute(codes, ids, [{}] * 40, codes[7:8], None, 12, None)
+        assert got[0][0] == 0 and out["took_ms"] >= 0
+        assert out["hits"][0]["metadata"].keys() == {"topic", "even"}
+    img = make_images(20)[3]
+    r = client.post("/v1/collections/digits/search", json={"image": png_b64(img), "k": 1})
+    assert r.json()["hits"][0] == {"id": "img3", "distance": 0, "metadata": {"label": 3}}
+    vec = np.random.RandomState(1).standard_normal((30, 8))[4].tolist()
+    r = client.post("/v1/collections/vecs/search", json={"vector": vec, "max_distance": 0})
+    assert "v4" in [h["id"] for h in r.json()["hits"]]
+
+
+def test_radius_widening_and_filter(client: TestClient) -> None:
+    texts = make_texts(40)
+    model = FakeModel("text", 32, ())
+    codes = model.encode(texts)
+    ids = [f"t{i:03d}" for i in range(40)]
+    meta = [{"topic": i % 4, "even": i % 2 == 0} for i in range(40)]
+    q = codes[5:6]
+    r = client.post("/v1/collections/docs/search", json={"id": "t005", "max_distance": 6})
+    got = [(h["distance"], h["id"]) for h in r.json()["hits"]]
+    assert got == _brute(codes, ids, meta, q, 6, None, None)
+    assert all(d <= 6 for d, _ in got) and r.json()["widened"] is False
+    r = client.post(
+        "/v1/collections/docs/search", json={"id": "t005", "max_distance": 0, "k": 15}
+    ).json()
+    assert len(r["hits"]) == 15 and r["widened"] is True and r["searched_distance"] > 0
+    assert [(h["distance"], h["id"]) for h in r["hits"]] == _brute(codes, ids, meta, q, 0, 15, None)
+    r = client.post(
+        "/v1/collections/docs/search",
+        json={"id": "t005", "k": 100, "filter": {"even": True, "topic": 2}},
+    ).json()
+    assert {h["id"] for h in r["hits"]} == {ids[i] for i in range(40) if i % 4 == 2}
+    assert r["hits"] == sorted(r["hits"], key=lambda h: (h["distance"], h["id"]))
+    r = client.post("/v1/collections/docs/search", json={"id": "t005"}).json()
+    assert len(r["hits"]) == 10  # default k
+
+
+BAD_SEARCHES: list[tuple[dict[str, Any], int, str]] = [
+    ({"text": "x", "k": 0}, 422, "k"),
+    ({"text": "x", "k": 100_000}, 422, "k"),
+    ({"text": "x", "max_distance": -1}, 422, "max_distance"),
+    ({"text": "x", "max_distance": 33}, 422, "max_distance"),
+    ({"code": "abcd"}, 422, "code"),
+    ({"code": "zzzzzzzz"}, 422, "code"),
+    ({"k": 3}, 422, "query"),
+    ({"text": "x", "id": "t001"}, 422, "query"),
+    ({"text": ""}, 422, "text"),
+    ({"vector": [1.0, 2.0]}, 422, "vector"),
+    ({"image": png_b64(make_images(1)[0])}, 422, "image"),
+    ({"id": "missing"}, 404, "id"),
+    ({"text": "x", "filter": {"a": [1]}}, 422, "filter.a"),
+    ({"text": "x", "k": "many"}, 422, "k"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "field"), BAD_SEARCHES)
+def test_bad_searches_name_the_field(
+    client: TestClient, body: dict[str, Any], status: int, field: str
+) -> None:
+    r = client.post("/v1/collections/docs/search", json=body)
+    assert r.status_code == status, r.text
+    assert r.json()["error"]["field"] == field
+
+
+def test_searches_run_while_items_are_written(client: TestClient) -> None:
+    """Writers and readers at once: no errors, and each search sees a consistent state."""
+    errors: list[str] = []
+
+    def write() -> None:
+        for i in range(20):
+            items = [{"id": f"w{i}-{j}", "text": "space orbit"} for j in range(5)]
+            r = client.post("/v1/collections/docs/items", json={"items": items})
+            if r.status_code != 200:
+                errors.append(r.text)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    for _ in range(30):
+        r = client.post("/v1/collections/docs/search", json={"text": "space orbit", "k": 5})
+        if r.status_code != 200 or len(r.json()["hits"]) != 5:
+            errors.append(r.text)
+    writer.join()
+    assert not errors
+    assert client.get("/v1/collections/docs").json()["items"] == 140

@@ -1,0 +1,192 @@
+"""TrainedModel (featuriser + hasher + metrics), its on-disk format, and the one loader.
+
+A model directory holds:
+  format.json      {"format": "bitseek-model", "version": FORMAT_VERSION}
+  config.json      modality, bits, input_shape, the autoencoder config and the training config
+  weights.pt       the autoencoder's state_dict (loaded with weights_only=True: no pickle code runs)
+  featurizer.json  the featuriser's settings (e.g. the vocabulary); featurizer.npz its arrays
+  metrics.json     training metrics, per-bit activation rates, evaluation when run
+It is written into a temporary sibling directory and renamed into place, so a reader never sees a
+half-written model and a failed save leaves any previous model intact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from models.hasher import SemanticHasher
+from training.features import (
+    CountVectorFeaturizer,
+    Featurizer,
+    ImageFeaturizer,
+    VectorFeaturizer,
+    featurizer_from_state,
+)
+
+LOG = logging.getLogger(__name__)
+FORMAT_NAME = "bitseek-model"
+FORMAT_VERSION = 1
+TOP_TERMS = 10  # terms returned per document by `denoise` on text
+
+
+class ModelFormatError(ValueError):
+    """A model directory is missing, corrupt, or written by an incompatible version."""
+
+
+class TrainedModel:
+    def __init__(
+        self,
+        modality: str,
+        featurizer: Featurizer,
+        hasher: SemanticHasher,
+        train_config: dict[str, Any] | None = None,
+        metrics: dict[str, Any] | None = None,
+    ) -> None:
+        self.modality = modality
+        self.featurizer = featurizer
+        self.hasher = hasher
+        self.train_config = dict(train_config or {})
+        self.metrics: dict[str, Any] = dict(metrics or {})
+
+    @property
+    def bits(self) -> int:
+        return self.hasher.n_bits
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if isinstance(self.featurizer, ImageFeaturizer):
+            return self.featurizer.shape
+        if self.modality == "text":
+            return ()
+        return (self.featurizer.dim,)
+
+    @property
+    def device(self) -> str:
+        return self.hasher.device
+
+    def featurize(self, items: Any) -> np.ndarray:
+        """float32 (n, input_dim) encoder inputs; ValueError on items of the wrong kind."""
+        x = self.featurizer.transform(items)
+        return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
+
+    def encode(self, items: Any) -> np.ndarray:
+        """uint8 (n, bits // 8) packed codes in numpy.packbits order."""
+        return self.hasher.encode(self.featurize(items))
+
+    def encode_continuous(self, items: Any) -> np.ndarray:
+        """float32 (n, bits) code-unit activations in [0, 1]."""
+        return self.hasher.encode_continuous(self.featurize(items))
+
+    def denoise(self, items: Any) -> np.ndarray | list[list[tuple[str, float]]]:
+        """The decoder's reconstruction of (possibly corrupted) items, in the items' own terms."""
+        x = self.featurize(items)
+        recon = self.hasher.denoise(x)  # (n, input_dim) mean of the output distribution
+        f = self.featurizer
+        if isinstance(f, ImageFeaturizer):
+            return recon.reshape(len(recon), *f.shape).clip(0.0, 1.0)
+        if isinstance(f, VectorFeaturizer):
+            return (recon * f.scale + f.mean).astype(np.float32)
+        if isinstance(f, CountVectorFeaturizer):  # expected counts: word shares times length
+            length = np.asarray(f.targets(items).sum(1)).reshape(-1, 1)
+            return (recon * length).astype(np.float32)
+        vocab = f.vocabulary
+        top = np.argsort(-recon, axis=1)[:, :TOP_TERMS]
+        return [
+            [(vocab[j], round(float(recon[i, j]), 6)) for j in row] for i, row in enumerate(top)
+        ]
+
+    def to(self, device: str) -> TrainedModel:
+        return TrainedModel(
+            self.modality, self.featurizer, self.hasher.to(device), self.train_config, self.metrics
+        )
+
+    def save(self, directory: str | Path) -> None:
+        """Write the model to ``directory`` atomically (replacing any model already there)."""
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            state = self.hasher.state()
+            meta, arrays = self.featurizer.to_state()
+            _write_json(tmp / "format.json", {"format": FORMAT_NAME, "version": FORMAT_VERSION})
+            _write_json(tmp / "config.json", {
+                "modality": self.modality,
+                "bits": self.bits,
+                "input_shape": list(self.input_shape),
+                "autoencoder": state["config"],
+                "train": self.train_config,
+            })  # fmt: skip
+            cpu_state = {k: v.detach().cpu() for k, v in state["state_dict"].items()}
+            torch.save(cpu_state, tmp / "weights.pt")
+            _write_json(tmp / "featurizer.json", meta)
+            np.savez(tmp / "featurizer.npz", **arrays)
+            _write_json(tmp / "metrics.json", self.metrics)
+            old = None
+            if directory.exists():
+                old = directory.with_name(f".{directory.name}.old-{tmp.name[-8:]}")
+                directory.rename(old)
+            tmp.rename(directory)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        LOG.info("saved %d-bit %s model to %s", self.bits, self.modality, directory)
+
+
+def load_model(directory: str | Path, device: str = "cpu") -> TrainedModel:
+    """Read a model directory written by `TrainedModel.save`; ModelFormatError when unusable."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelFormatError(f"{directory}: no model directory there")
+    fmt = _read_json(directory / "format.json")
+    if fmt.get("format") != FORMAT_NAME:
+        raise ModelFormatError(f"{directory}: not a Bitseek model (format.json says {fmt!r})")
+    if fmt.get("version") != FORMAT_VERSION:
+        raise ModelFormatError(
+            f"{directory}: model format version {fmt.get('version')!r}, this Bitseek reads version "
+            f"{FORMAT_VERSION}; retrain the model with this version (bitseek train)"
+        )
+    config = _read_json(directory / "config.json")
+    try:
+        weights = torch.load(directory / "weights.pt", map_location="cpu", weights_only=True)
+        with np.load(directory / "featurizer.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        featurizer = featurizer_from_state(_read_json(directory / "featurizer.json"), arrays)
+        hasher = SemanticHasher.from_state(
+            {"config": config["autoencoder"], "state_dict": weights}, device
+        )
+        modality = str(config["modality"])
+    except ModelFormatError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError, EOFError) as e:
+        raise ModelFormatError(f"{directory}: corrupt model ({type(e).__name__}: {e})") from e
+    metrics = (
+        _read_json(directory / "metrics.json") if (directory / "metrics.json").exists() else {}
+    )
+    return TrainedModel(modality, featurizer, hasher, config.get("train", {}), metrics)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError as e:
+        raise ModelFormatError(f"{path.parent}: missing {path.name}; not a complete model") from e
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelFormatError(f"{path}: unreadable ({e})") from e
+    if not isinstance(obj, dict):
+        raise ModelFormatError(f"{path}: expected a JSON object")
+    return obj

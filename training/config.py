@@ -1,0 +1,125 @@
+"""TrainConfig: every knob of `train` in one frozen dataclass, validated with actionable messages.
+
+Defaults are what `bitseek train --data PATH --bits N` uses; they are general (no per-dataset
+tuning): hidden widths follow the modality when `hidden_dims` is left empty.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+PRETRAIN_MODES = ("none", "autoencoder", "denoising", "contractive", "sparse", "psd", "rbm")
+DEVICES = ("cpu", "cuda", "auto")
+DEFAULT_HIDDEN = {"text": (500, 500), "vector": (500, 500), "image": (1000, 500, 250)}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    bits: int = 32
+    hidden_dims: tuple[int, ...] = ()  # empty: the modality's default (DEFAULT_HIDDEN)
+    likelihood: str = ""  # empty: follows the data (bernoulli / gaussian / multinomial)
+    vocab_size: int = 2000  # text: terms kept by the vectoriser (2000 as in semantic hashing)
+    # greedy layer-wise pretraining
+    pretrain: str = (
+        "autoencoder"  # none | autoencoder | denoising | contractive | sparse | psd | rbm
+    )
+    pretrain_epochs: int = 2
+    pretrain_rows: int = 20000  # random subset of the training split used for pretraining
+    pretrain_lr: float = 1e-3  # Adam; the RBM uses rbm_lr with plain CD-1 updates
+    rbm_lr: float = 0.05
+    corruption: str = "masking"  # denoising: masking | gaussian | salt_pepper
+    corruption_level: float = 0.3
+    sparse_weight: float = 0.1  # sparse pretraining (KL to sparse_target)
+    sparse_target: float = 0.05
+    contractive_weight: float = 0.1
+    psd_sparsity: float = 0.1
+    # fine-tuning of the unrolled deep autoencoder
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    code_noise: float = 2.0  # std of the fixed per-item noise on the code units' inputs
+    straight_through: bool = False
+    dropout: float = 0.0
+    neighbours: int = 20  # decoder target: mean of the item and its k nearest neighbours; 0: itself
+    neighbour_weight: float = 1.0  # pull each code towards a random neighbour's code
+    balance_weight: float = 1.0
+    decorrelation_weight: float = 1.0
+    # run
+    seed: int = 0
+    device: str = "cpu"  # cpu | cuda | auto
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hidden_dims", tuple(int(d) for d in self.hidden_dims))
+        if self.bits < 8 or self.bits % 8:
+            raise ValueError(
+                f"bits must be a positive multiple of 8 (16, 32, 64, 128), got {self.bits}"
+            )
+        if self.pretrain not in PRETRAIN_MODES:
+            raise ValueError(
+                f"pretrain must be one of {', '.join(PRETRAIN_MODES)}, got {self.pretrain!r}"
+            )
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.likelihood not in ("", "bernoulli", "gaussian", "multinomial"):
+            raise ValueError(
+                "likelihood must be bernoulli, gaussian or multinomial (or empty), "
+                f"got {self.likelihood!r}"
+            )
+        if any(d < 1 for d in self.hidden_dims):
+            raise ValueError(f"hidden_dims must be positive widths, got {list(self.hidden_dims)}")
+        for name in ("epochs", "pretrain_epochs", "neighbours"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("batch_size", "vocab_size", "pretrain_rows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "pretrain_lr", "rbm_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        non_negative = (
+            *("code_noise", "neighbour_weight", "balance_weight", "decorrelation_weight"),
+            *("sparse_weight", "contractive_weight", "psd_sparsity", "corruption_level"),
+        )
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.sparse_target < 1.0:
+            raise ValueError(f"sparse_target must be in (0, 1), got {self.sparse_target}")
+
+    def hidden_for(self, modality: str) -> tuple[int, ...]:
+        return self.hidden_dims or DEFAULT_HIDDEN.get(modality, (500, 500))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden_dims"] = list(self.hidden_dims)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
+        if not isinstance(d, dict):
+            raise ValueError(f"{source}: expected a JSON object of training settings")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{source}: unknown setting(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except OSError as e:
+            raise ValueError(f"{path}: cannot read config ({e.strerror})") from e
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from e
+        return cls.from_dict(d, str(path))
+
+    def with_overrides(self, **changes: Any) -> TrainConfig:
+        """A copy with the given (non-None) settings changed, validated again."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})

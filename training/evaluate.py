@@ -1,0 +1,260 @@
+"""`bitseek evaluate`: a trained model against LSH, PCA sign and PCA-ITQ under one protocol.
+
+Test items query the training items (all metrics in `training.metrics`). The baselines are fitted on
+the model's own training features (`model.featurize`), so they see exactly the input the model saw.
+A dataset without a test split gives up a fixed, seeded sample of its rows as queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from training.baselines import BASELINES, Features
+from training.data import Dataset, DatasetError, Split, load_dataset
+from training.metrics import RetrievalMetrics, evaluate_codes
+
+LOG = logging.getLogger(__name__)
+
+HOLDOUT_QUERIES = 1000  # queries drawn from the rows when a dataset has no test split
+
+
+class EvaluableModel(Protocol):
+    """What evaluation needs from `training.artifact.TrainedModel`."""
+
+    @property
+    def bits(self) -> int: ...
+
+    def featurize(self, items: Any) -> np.ndarray: ...
+
+    def encode(self, items: Any) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    bits: int
+    n_queries: int
+    n_database: int
+    methods: dict[str, RetrievalMetrics]  # "model" first, then the baselines that could run
+    skipped: dict[str, str] = field(default_factory=dict)  # baseline -> why it could not run
+    seconds: dict[str, float] = field(default_factory=dict)  # encode/fit time per method
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bits": self.bits,
+            "n_queries": self.n_queries,
+            "n_database": self.n_database,
+            "methods": {name: m.to_dict() for name, m in self.methods.items()},
+            "skipped": dict(self.skipped),
+            "seconds": dict(self.seconds),
+        }
+
+
+def _take(split: Split, rows: np.ndarray) -> Split:
+    items = split.items
+    taken = [items[i] for i in rows] if isinstance(items, list) else items[rows]
+    labels = split.labels[rows] if split.labels is not None else None
+    return Split(items=taken, ids=[split.ids[i] for i in rows], labels=labels)
+
+
+def queries_and_database(dataset: Dataset, seed: int = 0) -> tuple[Split, Split]:
+    """(queries, database): the test and train splits, or a seeded holdout of train."""
+    if dataset.test is not None and len(dataset.test) > 0:
+        queries, database = dataset.test, dataset.train
+    else:
+        n = len(dataset.train)
+        if n < 2:
+            raise DatasetError(f"{dataset.source}: needs at least 2 rows to evaluate, has {n}")
+        n_queries = min(HOLDOUT_QUERIES, max(1, n // 10))
+        order = np.random.default_rng(seed).permutation(n)
+        queries = _take(dataset.train, np.sort(order[:n_queries]))
+        database = _take(dataset.train, np.sort(order[n_queries:]))
+        LOG.info("%s has no test split: %d rows held out as queries", dataset.source, n_queries)
+    for name, split in (("test (queries)", queries), ("train (database)", database)):
+        if split.labels is None or split.labels.shape[1] == 0:
+            raise DatasetError(
+                f"{dataset.source}: the {name} split has no labels; evaluation needs labels to "
+                "decide which items are relevant"
+            )
+    return queries, database
+
+
+def evaluate_baselines(
+    db_features: Features,
+    query_features: Features,
+    db_labels: np.ndarray,
+    query_labels: np.ndarray,
+    bits: int,
+    *,
+    seed: int = 0,
+) -> tuple[dict[str, RetrievalMetrics], dict[str, str], dict[str, float]]:
+    """Fit each baseline on the database features and score it: (metrics, skipped, seconds)."""
+    results: dict[str, RetrievalMetrics] = {}
+    skipped: dict[str, str] = {}
+    seconds: dict[str, float] = {}
+    for name, fit in BASELINES.items():
+        start = time.perf_counter()
+        try:
+            hash_ = fit(db_features, bits, seed)
+        except ValueError as err:  # e.g. more bits than PCA components
+            LOG.warning("baseline %s skipped: %s", name, err)
+            skipped[name] = str(err)
+            continue
+        query_codes, db_codes = hash_.encode(query_features), hash_.encode(db_features)
+        seconds[name] = time.perf_counter() - start
+        results[name] = evaluate_codes(query_codes, db_codes, query_labels, db_labels)
+    return results, skipped, seconds
+
+
+def evaluate_model(model: EvaluableModel, dataset: Dataset, *, seed: int = 0) -> Evaluation:
+    """Score the model's codes and the three baselines on the same queries and database."""
+    queries, database = queries_and_database(dataset, seed)
+    assert queries.labels is not None and database.labels is not None  # checked above
+    start = time.perf_counter()
+    query_codes, db_codes = model.encode(queries.items), model.encode(database.items)
+    seconds = {"model": time.perf_counter() - start}
+    methods = {
+        "model": evaluate_codes(query_codes, db_codes, queries.labels, database.labels),
+    }
+    baselines, skipped, fit_seconds = evaluate_baselines(
+        model.featurize(database.items),
+        model.featurize(queries.items),
+        database.labels,
+        queries.labels,
+        model.bits,
+        seed=seed,
+    )
+    methods.update(baselines)
+    seconds.update(fit_seconds)
+    return Evaluation(
+        bits=model.bits,
+        n_queries=len(queries),
+        n_database=len(database),
+        methods=methods,
+        skipped=skipped,
+        seconds=seconds,
+    )
+
+
+def format_table(evaluation: Evaluation) -> str:
+    """A fixed-width table, one row per method."""
+    any_metrics = next(iter(evaluation.methods.values()))
+    k, depth, radius = any_metrics.k, any_metrics.map_depth, any_metrics.radius
+    header = (
+        f"{'method':<10} {f'P@{k}':>8} {f'mAP@{depth}':>9} {f'P(r<={radius})':>9} "
+        f"{f'R(r<={radius})':>9} {'empty':>6} {'seconds':>8}"
+    )
+    lines = [
+        f"{evaluation.bits} bits, {evaluation.n_queries} queries, "
+        f"{evaluation.n_database} database items",
+        header,
+        "-" * len(header),
+    ]
+    for name, m in evaluation.methods.items():
+        lines.append(
+            f"{name:<10} {m.precision_at_k:>8.3f} {m.mean_average_precision:>9.3f} "
+            f"{m.precision_within_radius:>9.3f} {m.recall_within_radius:>9.3f} "
+            f"{m.empty_within_radius:>6.2f} {evaluation.seconds.get(name, float('nan')):>8.1f}"
+        )
+    lines.extend(f"{name:<10} skipped: {why}" for name, why in evaluation.skipped.items())
+    return "\n".join(lines)
+
+
+def plot_pr_curves(evaluation: Evaluation, path: Path, title: str = "") -> None:
+    """Save precision against recall over Hamming radii 0..bits, one line per method (PNG)."""
+    # Figure without pyplot: no global backend state, safe in servers and tests (Agg canvas).
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4.5), dpi=120)
+    ax = fig.add_subplot()
+    for name, m in evaluation.methods.items():
+        ax.plot(m.pr_curve.recall, m.pr_curve.precision, marker=".", label=name)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title or f"Hamming-ball lookup, radius 0..{evaluation.bits}")
+    ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+
+
+def register(subparsers: Any) -> None:
+    """Add `bitseek evaluate` to the CLI's argparse subparsers."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a trained model and the LSH / PCA sign / PCA-ITQ baselines",
+        description=__doc__,
+    )
+    parser.add_argument("--model", required=True, type=Path, help="trained model directory")
+    parser.add_argument("--data", required=True, type=Path, help="labelled dataset path")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--plot", type=Path, help="save the precision-recall curves to this PNG")
+    parser.add_argument("--out", type=Path, help="also write the JSON results to this file")
+    parser.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for LSH, ITQ and holdouts")
+    parser.set_defaults(handler=run)
+
+
+def _command(args: argparse.Namespace) -> str:
+    parts = ["bitseek", "evaluate", "--model", str(args.model), "--data", str(args.data)]
+    if args.json:
+        parts.append("--json")
+    for flag in ("plot", "out"):
+        if getattr(args, flag) is not None:
+            parts += [f"--{flag}", str(getattr(args, flag))]
+    if args.device != "cpu":
+        parts += ["--device", args.device]
+    if args.seed != 0:
+        parts += ["--seed", str(args.seed)]
+    return shlex.join(parts)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of `bitseek evaluate`; returns the process exit code."""
+    from training.artifact import load_model  # torch-heavy: only when the command runs
+
+    if args.plot is not None and args.plot.suffix.lower() != ".png":
+        _fail(f"--plot must name a .png file, got {args.plot}")
+        return 2
+    try:
+        dataset = load_dataset(args.data)
+        model = load_model(args.model, device=args.device)
+        evaluation = evaluate_model(model, dataset, seed=args.seed)
+    except (OSError, ValueError) as err:  # DatasetError is a ValueError
+        _fail(str(err))
+        return 2
+    result = {
+        "command": _command(args),
+        "model": str(args.model),
+        "data": str(args.data),
+        **evaluation.to_dict(),
+    }
+    # CLI output goes to stdout: the table, or JSON a script can parse
+    sys.stdout.write(
+        (json.dumps(result, indent=2) if args.json else format_table(evaluation)) + "\n"
+    )
+    try:
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+        if args.plot is not None:
+            plot_pr_curves(evaluation, args.plot, title=f"{args.data.name}, {evaluation.bits} bits")
+    except OSError as err:
+        _fail(f"cannot write results: {err}")
+        return 2
+    return 0
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"bitseek evaluate: error: {message}\n")

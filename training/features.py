@@ -1,0 +1,265 @@
+"""Featurisers learned on the training split only, saved with the model.
+
+Each featuriser turns a Split's ``items`` into two float32 matrices:
+- ``transform(items)``: the encoder's input (what the network sees);
+- ``targets(items)``: what the decoder's likelihood scores (word counts for the multinomial
+  decoder, the input itself otherwise).
+
+Text: a vocabulary of the ``vocab_size`` terms with the highest document frequency among those in
+at least ``min_df`` documents and at most ``max_df`` of them, English stop words removed; input
+log(1 + tf) * idf, L2-normalised (sublinear tf-idf, the strongest simple input for text retrieval);
+target the raw counts. Count-valued vectors (all entries non-negative integers, like TMC's word
+counts) get the same treatment over their given vocabulary. Other vectors are standardised per
+feature and decoded by a Gaussian. Images: pixels / 255, flattened, decoded by a Bernoulli.
+
+A featuriser serialises to a JSON-safe dict plus named numpy arrays (no pickle).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import CountVectorizer
+
+LOG = logging.getLogger(__name__)
+Matrix = np.ndarray | sp.csr_matrix
+
+
+def _sublinear_tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
+    x = counts.astype(np.float32).tocsr(copy=True)
+    x.data = np.log1p(x.data)
+    x = x.multiply(idf[None, :]).tocsr()
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sp.csr_matrix(sp.diags(inv.astype(np.float32)) @ x, dtype=np.float32)
+
+
+def _idf(counts: sp.csr_matrix) -> np.ndarray:
+    n = counts.shape[0]
+    df = np.bincount(counts.indices, minlength=counts.shape[1])
+    return (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)  # scikit-learn's smooth idf
+
+
+class TextFeaturizer:
+    kind = "text"
+    likelihood = "multinomial"
+
+    def __init__(
+        self, vocabulary: Sequence[str], idf: np.ndarray, lowercase: bool = True
+    ) -> None:  # fmt: skip
+        self.vocabulary = list(vocabulary)
+        self.idf = np.asarray(idf, dtype=np.float32)
+        self._vectorizer = CountVectorizer(
+            vocabulary={w: i for i, w in enumerate(self.vocabulary)}, lowercase=lowercase
+        )
+
+    @property
+    def dim(self) -> int:
+        return len(self.vocabulary)
+
+    @classmethod
+    def fit(
+        cls, texts: Sequence[str], vocab_size: int = 2000, min_df: int = 2, max_df: float = 0.5
+    ) -> TextFeaturizer:
+        texts = _check_texts(texts)
+        min_df = min(min_df, max(1, len(texts) // 2))  # tiny corpora still get a vocabulary
+        try:
+            cv = CountVectorizer(
+                stop_words="english", max_features=vocab_size, min_df=min_df, max_df=max_df
+            )
+            counts = cv.fit_transform(texts)
+        except ValueError:  # every term filtered out: fall back to no document-frequency limits
+            cv = CountVectorizer(stop_words="english", max_features=vocab_size)
+            counts = cv.fit_transform(texts)
+        # CountVectorizer keeps the most frequent terms by total count; that is our "most useful"
+        vocab = [str(w) for w in cv.get_feature_names_out()]
+        LOG.info("text vocabulary: %d terms from %d documents", len(vocab), len(texts))
+        return cls(vocab, _idf(sp.csr_matrix(counts)))
+
+    def counts(self, items: Any) -> sp.csr_matrix:
+        return sp.csr_matrix(self._vectorizer.transform(_check_texts(items)), dtype=np.float32)
+
+    def transform(self, items: Any) -> Matrix:
+        return _sublinear_tfidf(self.counts(items), self.idf)
+
+    def inputs_from_targets(self, targets: Matrix) -> Matrix:
+        return _sublinear_tfidf(sp.csr_matrix(targets), self.idf)
+
+    def targets(self, items: Any) -> Matrix:
+        return self.counts(items)
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"kind": self.kind, "vocabulary": self.vocabulary}, {"idf": self.idf}
+
+    def describe_items(self) -> str:
+        return "a list of strings"
+
+
+class CountVectorFeaturizer:
+    """Count-valued vectors (bag-of-words over a given vocabulary): tf-idf in, counts out."""
+
+    kind = "counts"
+    likelihood = "multinomial"
+
+    def __init__(self, idf: np.ndarray) -> None:
+        self.idf = np.asarray(idf, dtype=np.float32)
+
+    @property
+    def dim(self) -> int:
+        return len(self.idf)
+
+    @classmethod
+    def fit(cls, x: Matrix) -> CountVectorFeaturizer:
+        return cls(_idf(sp.csr_matrix(_check_vectors(x, None))))
+
+    def targets(self, items: Any) -> Matrix:
+        return sp.csr_matrix(_check_vectors(items, self.dim), dtype=np.float32)
+
+    def transform(self, items: Any) -> Matrix:
+        return _sublinear_tfidf(self.targets(items), self.idf)
+
+    def inputs_from_targets(self, targets: Matrix) -> Matrix:
+        return _sublinear_tfidf(sp.csr_matrix(targets), self.idf)
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"kind": self.kind}, {"idf": self.idf}
+
+
+class VectorFeaturizer:
+    """Real-valued vectors: per-feature standardisation, Gaussian decoder."""
+
+    kind = "vector"
+    likelihood = "gaussian"
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray) -> None:
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.scale = np.asarray(scale, dtype=np.float32)
+
+    @property
+    def dim(self) -> int:
+        return len(self.mean)
+
+    @classmethod
+    def fit(cls, x: Matrix) -> VectorFeaturizer:
+        x = _dense(_check_vectors(x, None))
+        std = x.std(0)
+        return cls(x.mean(0), np.where(std > 1e-8, std, 1.0))  # constant features stay constant
+
+    def transform(self, items: Any) -> Matrix:
+        x = _dense(_check_vectors(items, self.dim))
+        return ((x - self.mean) / self.scale).astype(np.float32)
+
+    def targets(self, items: Any) -> Matrix:
+        return self.transform(items)
+
+    def inputs_from_targets(self, targets: Matrix) -> Matrix:
+        return targets
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"kind": self.kind}, {"mean": self.mean, "scale": self.scale}
+
+
+class ImageFeaturizer:
+    """uint8 images (N, H, W[, C]) -> pixels / 255 flattened, Bernoulli decoder."""
+
+    kind = "image"
+    likelihood = "bernoulli"
+
+    def __init__(self, shape: Sequence[int]) -> None:
+        self.shape = tuple(int(s) for s in shape)
+
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.shape))
+
+    @classmethod
+    def fit(cls, images: np.ndarray) -> ImageFeaturizer:
+        images = np.asarray(images)
+        if images.ndim not in (3, 4):
+            raise ValueError(
+                f"images must have shape (N, H, W) or (N, H, W, C), got {images.shape}"
+            )
+        return cls(images.shape[1:])
+
+    def transform(self, items: Any) -> Matrix:
+        x = np.asarray(items)
+        if x.shape[1:] != self.shape:
+            raise ValueError(f"images must have shape (n, {', '.join(map(str, self.shape))}), "
+                             f"got {x.shape}")  # fmt: skip
+        scale = 255.0 if x.dtype == np.uint8 or x.max(initial=0) > 1.0 else 1.0
+        return (x.reshape(len(x), -1).astype(np.float32) / scale).clip(0.0, 1.0)
+
+    def targets(self, items: Any) -> Matrix:
+        return self.transform(items)
+
+    def inputs_from_targets(self, targets: Matrix) -> Matrix:
+        return targets
+
+    def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"kind": self.kind, "shape": list(self.shape)}, {}
+
+
+Featurizer = TextFeaturizer | CountVectorFeaturizer | VectorFeaturizer | ImageFeaturizer
+
+
+def fit_featurizer(modality: str, items: Any, vocab_size: int = 2000) -> Featurizer:
+    """Learn the featuriser for ``modality`` from the training split's items."""
+    if modality == "text":
+        return TextFeaturizer.fit(items, vocab_size=vocab_size)
+    if modality == "image":
+        return ImageFeaturizer.fit(items)
+    if modality == "vector":
+        if is_count_valued(items):
+            return CountVectorFeaturizer.fit(items)
+        return VectorFeaturizer.fit(items)
+    raise ValueError(f"unknown modality {modality!r}; expected text, image or vector")
+
+
+def featurizer_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Featurizer:
+    kind = meta.get("kind")
+    if kind == "text":
+        return TextFeaturizer(meta["vocabulary"], arrays["idf"])
+    if kind == "counts":
+        return CountVectorFeaturizer(arrays["idf"])
+    if kind == "vector":
+        return VectorFeaturizer(arrays["mean"], arrays["scale"])
+    if kind == "image":
+        return ImageFeaturizer(meta["shape"])
+    raise ValueError(f"unknown featuriser kind {kind!r} in the saved model")
+
+
+def is_count_valued(x: Matrix) -> bool:
+    """True when every stored entry is a non-negative integer (a bag of words)."""
+    values = x.data if sp.issparse(x) else np.asarray(x).ravel()
+    if values.size == 0:
+        return False
+    return bool(np.all(values >= 0) and np.all(np.floor(values) == values))
+
+
+def _check_texts(items: Any) -> list[str]:
+    if isinstance(items, str) or not isinstance(items, Sequence):
+        raise ValueError("text items must be a list of strings")
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise ValueError(f"text item {i} is {type(t).__name__}, expected a string")
+    return list(items)
+
+
+def _check_vectors(x: Any, dim: int | None) -> Matrix:
+    if not sp.issparse(x):
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim != 2:
+            raise ValueError(f"vectors must be a 2-D array (n, dim), got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError("vectors contain NaN or infinite values")
+    if dim is not None and x.shape[1] != dim:
+        raise ValueError(f"vectors must have {dim} columns, got {x.shape[1]}")
+    return x
+
+
+def _dense(x: Matrix) -> np.ndarray:
+    return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)

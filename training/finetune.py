@@ -1,0 +1,163 @@
+"""Fine-tuning of the unrolled deep autoencoder, with neighbour-based targets.
+
+A plain reconstruction autoencoder spends its code on whatever explains the pixels or words, which
+lands close to PCA-ITQ for retrieval. Following the neighbourhood line of semantic-hashing work
+(e.g. SNUH, ACL 2021), fine-tuning here adds, inside the autoencoder framework:
+- decoder targets that are the mean of an item and its k nearest neighbours in the input feature
+  space (cosine similarity, training split only), so the code must describe what the item shares
+  with its neighbourhood rather than its idiosyncrasies;
+- a pull of each item's code towards the code of one random neighbour per step;
+- bit balance and decorrelation (in the model's loss), so no bit is wasted;
+- fixed per-item Gaussian noise on the code units' inputs (Salakhutdinov & Hinton's deterministic
+  noise), which drives the logistic code units to saturate so thresholding loses little.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from models.autoencoder import DeepBinaryAutoencoder
+from training.config import TrainConfig
+from training.pretrain import minibatches, rows
+
+LOG = logging.getLogger(__name__)
+Matrix = np.ndarray | sp.csr_matrix
+Progress = Callable[[dict[str, Any]], None]
+_KNN_DIM = 64  # dense inputs are projected on their top principal axes before the k-NN search
+
+
+def _cosine_blocks(x: Matrix, device: str) -> Callable[[int, int], torch.Tensor]:
+    """A function giving the cosine similarities of rows a..b against all rows, (b - a, n)."""
+    if sp.issparse(x):
+        xs = sp.csr_matrix(x, dtype=np.float32)
+        norms = np.sqrt(np.asarray(xs.multiply(xs).sum(1)).ravel())
+        xs = sp.csr_matrix(sp.diags(1 / np.maximum(norms, 1e-12)) @ xs)
+        xt = xs.T.tocsr()
+
+        def sparse_sims(a: int, b: int) -> torch.Tensor:
+            return torch.from_numpy((xs[a:b] @ xt).toarray()).to(device)
+
+        return sparse_sims
+    dense = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    if dense.shape[1] > _KNN_DIM:
+        centred = dense - dense.mean(0)
+        _, _, v = torch.pca_lowrank(centred, q=_KNN_DIM, center=False, niter=3)
+        dense = centred @ v  # (n, 64) principal components
+    dense = dense / dense.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def dense_sims(a: int, b: int) -> torch.Tensor:
+        return dense[a:b] @ dense.T
+
+    return dense_sims
+
+
+def nearest_neighbours(x: Matrix, k: int, device: str = "cpu", block: int = 1024) -> np.ndarray:
+    """Indices (n, k) of each row's k most cosine-similar other rows; exact, blockwise."""
+    n = x.shape[0]
+    k = min(k, n - 1)
+    if k < 1:
+        return np.zeros((n, 0), dtype=np.int64)
+    sims_of = _cosine_blocks(x, device)
+    out = np.empty((n, k), dtype=np.int64)
+    for a in range(0, n, block):
+        b = min(a + block, n)
+        sims = sims_of(a, b)  # (b - a, n)
+        sims[torch.arange(b - a), torch.arange(a, b)] = -math.inf  # never your own neighbour
+        out[a:b] = sims.topk(k, dim=1).indices.cpu().numpy()
+    return out
+
+
+def neighbour_targets(target: Matrix, knn: np.ndarray, likelihood: str) -> Matrix:
+    """Mean of each item's target and its neighbours' targets (word shares for counts)."""
+    n = target.shape[0]
+    if likelihood == "multinomial":  # every document counts once, whatever its length
+        t = sp.csr_matrix(target, dtype=np.float32)
+        length = np.asarray(t.sum(1)).ravel()
+        target = sp.csr_matrix(sp.diags(1 / np.maximum(length, 1e-12)) @ t)
+    if knn.shape[1] == 0:
+        return target
+    k = knn.shape[1]
+    cols = np.concatenate([np.arange(n)[:, None], knn], axis=1).ravel()
+    graph = sp.csr_matrix(
+        (
+            np.full(n * (k + 1), 1 / (k + 1), dtype=np.float32),
+            cols,
+            np.arange(0, n * (k + 1) + 1, k + 1),
+        ),
+        shape=(n, n),
+    )
+    mean = graph @ target
+    return (
+        sp.csr_matrix(mean, dtype=np.float32) if sp.issparse(mean) else np.asarray(mean, np.float32)
+    )
+
+
+def finetune(
+    model: DeepBinaryAutoencoder,
+    x: Matrix,
+    target: Matrix,
+    knn: np.ndarray | None,
+    cfg: TrainConfig,
+    device: str,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Train the whole autoencoder end to end; x (n, input_dim) inputs, target (n, input_dim)."""
+    started = time.perf_counter()
+    n = x.shape[0]
+    rng = np.random.default_rng(cfg.seed + 1000)
+    gen = torch.Generator().manual_seed(cfg.seed + 1000)
+    noise = torch.randn(
+        n, model.config.n_bits, generator=gen
+    )  # fixed for each item, as in the paper
+    if cfg.pretrain == "none":
+        sample = rng.choice(n, size=min(n, 2048), replace=False)
+        model.init_from_data(rows(x, np.sort(sample), device))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    steps = max(1, cfg.epochs * math.ceil(n / cfg.batch_size))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))
+    )
+    use_neighbours = knn is not None and knn.shape[1] > 0 and model.config.neighbour_weight > 0
+    history: list[float] = []
+    model.train()
+    for epoch in range(cfg.epochs):
+        total = 0.0
+        for idx in minibatches(n, cfg.batch_size, rng):
+            nb = None
+            if use_neighbours:
+                assert knn is not None
+                pick = knn[idx, rng.integers(0, knn.shape[1], size=len(idx))]
+                nb = rows(x, pick, device)
+            # the noise grows from 0 over the first half, so the code is informative before it
+            # is pushed to binary values
+            ramp = min(1.0, 2 * sched.last_epoch / steps)
+            eps = ramp * noise[idx].to(device)
+            out = model(rows(x, idx, device), rows(target, idx, device), eps, nb)
+            assert out.loss is not None
+            opt.zero_grad(set_to_none=True)
+            out.loss.backward()
+            opt.step()
+            sched.step()
+            total += out.loss.item() * len(idx)
+        history.append(round(total / n, 5))
+        LOG.info("fine-tune epoch %d/%d: loss %.4f", epoch + 1, cfg.epochs, history[-1])
+        if progress:
+            progress(
+                {
+                    "stage": "fine-tune",
+                    "epoch": epoch + 1,
+                    "epochs": cfg.epochs,
+                    "loss": history[-1],
+                }
+            )
+    model.eval()
+    seconds = time.perf_counter() - started
+    return {"epochs": cfg.epochs, "loss_history": history, "seconds": round(seconds, 2)}

@@ -1,0 +1,179 @@
+"""Greedy layer-wise pretraining (Hinton & Salakhutdinov, 2006; Bengio et al., 2007).
+
+Each encoder layer of the deep autoencoder is first learned as a shallow feature learner trained on
+the previous layer's features (the data itself for the first layer); its weights then seed that
+encoder layer and the mirror decoder layer, and fine-tuning adjusts the whole unrolled stack.
+The shallow learner is chosen by `TrainConfig.pretrain`: a plain, denoising, contractive or sparse
+autoencoder, PSD, or an RBM trained with CD-1.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from models.autoencoder import DeepBinaryAutoencoder, data_dependent_init
+from models.psd import PredictiveSparseDecomposition
+from models.rbm import RBM
+from models.shallow import FeatureLearner, LayerRegularisation, ShallowAutoencoder
+from training.config import TrainConfig
+
+LOG = logging.getLogger(__name__)
+Matrix = np.ndarray | sp.csr_matrix
+Progress = Callable[[dict[str, Any]], None]
+
+
+def rows(m: Matrix, idx: np.ndarray, device: str) -> torch.Tensor:
+    """Rows ``idx`` of a dense or CSR matrix as a dense float32 tensor on ``device``."""
+    block = m[idx]
+    dense = block.toarray() if sp.issparse(block) else block
+    return torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32)).to(device)
+
+
+def minibatches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    order = rng.permutation(n)
+    for start in range(0, n, batch_size):
+        yield order[start : start + batch_size]
+
+
+def layer_regularisation(cfg: TrainConfig) -> LayerRegularisation:
+    """The shallow autoencoder variant that `cfg.pretrain` names."""
+    mode = cfg.pretrain
+    return LayerRegularisation(
+        corruption=cfg.corruption if mode == "denoising" else "none",
+        corruption_level=cfg.corruption_level if mode == "denoising" else 0.0,
+        sparse_weight=cfg.sparse_weight if mode == "sparse" else 0.0,
+        sparse_kind="kl",
+        sparse_target=cfg.sparse_target,
+        contractive_weight=cfg.contractive_weight if mode == "contractive" else 0.0,
+    )
+
+
+def pretrain_layer(
+    x: Matrix,
+    target: Matrix,
+    out_dim: int,
+    likelihood: str,
+    cfg: TrainConfig,
+    device: str,
+    layer: int = 0,
+    progress: Progress | None = None,
+) -> FeatureLearner:
+    """Train one shallow learner from x (n, in) to out_dim features; it rebuilds ``target``."""
+    rng = np.random.default_rng(cfg.seed + layer)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + layer)
+    n, in_dim = x.shape
+    learner: ShallowAutoencoder | PredictiveSparseDecomposition | RBM
+    if cfg.pretrain == "rbm":
+        in_unit_range = _in_unit_range(x)
+        learner = RBM(in_dim, out_dim, "bernoulli" if in_unit_range else "gaussian").to(device)
+        # Gaussian visible units need a much smaller step (Hinton's RBM guide, sec. 13.2)
+        lr = cfg.rbm_lr if in_unit_range else cfg.rbm_lr / 50
+    elif cfg.pretrain == "psd":
+        learner = PredictiveSparseDecomposition(in_dim, out_dim, sparsity=cfg.psd_sparsity).to(
+            device
+        )
+    else:
+        learner = ShallowAutoencoder(in_dim, out_dim, likelihood, layer_regularisation(cfg)).to(
+            device
+        )
+    if not isinstance(learner, RBM):  # the RBM's small random weights are part of CD's recipe
+        sample = rng.choice(n, size=min(n, 2048), replace=False)
+        data_dependent_init(learner.encoder, rows(x, np.sort(sample), device))
+    opt = (
+        None
+        if isinstance(learner, RBM)
+        else torch.optim.Adam(learner.parameters(), cfg.pretrain_lr)
+    )
+    for epoch in range(cfg.pretrain_epochs):
+        total, count = 0.0, 0
+        for idx in minibatches(n, cfg.batch_size, rng):
+            xb = rows(x, idx, device)
+            if isinstance(learner, RBM):
+                momentum = 0.5 if epoch == 0 else 0.9
+                loss_value = learner.cd1_step(xb, lr, momentum=momentum, generator=gen)
+            else:
+                assert opt is not None
+                if isinstance(learner, PredictiveSparseDecomposition):
+                    loss = learner(xb).loss
+                else:
+                    loss = learner(xb, rows(target, idx, device), generator=gen).loss
+                    assert loss is not None
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if isinstance(learner, PredictiveSparseDecomposition):
+                    learner.after_step()
+                loss_value = loss.item()
+            total, count = total + loss_value * len(idx), count + len(idx)
+        mean = total / max(count, 1)
+        LOG.info("pretrain layer %d (%s) epoch %d: loss %.4f", layer, cfg.pretrain, epoch + 1, mean)
+        if progress:
+            progress({"stage": f"pretrain layer {layer + 1}", "epoch": epoch + 1,
+                      "epochs": cfg.pretrain_epochs, "loss": mean})  # fmt: skip
+    return learner.eval()
+
+
+@torch.no_grad()
+def layer_features(
+    learner: FeatureLearner, x: Matrix, device: str, batch: int = 2048
+) -> np.ndarray:
+    out = [learner.features(rows(x, np.arange(s, min(s + batch, x.shape[0])), device)).cpu().numpy()
+           for s in range(0, x.shape[0], batch)]  # fmt: skip
+    return np.concatenate(out).astype(np.float32)
+
+
+def pretrain_stack(
+    model: DeepBinaryAutoencoder,
+    x: Matrix,
+    target: Matrix,
+    cfg: TrainConfig,
+    device: str,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Pretrain every encoder layer greedily and copy the weights into ``model`` (in place).
+
+    x: encoder inputs (n, input_dim); target: what the first layer's decoder rebuilds.
+    Returns timing and per-layer final losses for the training metrics.
+    """
+    if cfg.pretrain == "none":
+        return {"mode": "none", "seconds": 0.0}
+    started = time.perf_counter()
+    n = x.shape[0]
+    if n > cfg.pretrain_rows:  # pretraining only has to find a good starting point
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(n, cfg.pretrain_rows, replace=False))
+        x, target = x[keep], target[keep]
+    dims = model.config.layer_dims
+    n_layers = len(dims) - 1
+    inputs: Matrix = x
+    layer_target: Matrix = target
+    for i in range(n_layers):
+        likelihood = model.config.likelihood if i == 0 else "bernoulli"
+        learner = pretrain_layer(
+            inputs, layer_target, dims[i + 1], likelihood, cfg, device, i, progress
+        )
+        enc_w, enc_b = learner.encoder_weights()
+        dec_w, dec_b = learner.decoder_weights()
+        with torch.no_grad():
+            model.encoder[i].weight.copy_(enc_w)
+            model.encoder[i].bias.copy_(enc_b)
+            mirror = model.decoder[n_layers - 1 - i]  # maps layer i+1's width back to layer i's
+            mirror.weight.copy_(dec_w)
+            mirror.bias.copy_(dec_b)
+        if i < n_layers - 1:
+            inputs = layer_features(learner, inputs, device)
+            layer_target = inputs
+    seconds = time.perf_counter() - started
+    LOG.info("pretrained %d layers (%s) in %.1fs", n_layers, cfg.pretrain, seconds)
+    return {"mode": cfg.pretrain, "seconds": round(seconds, 2), "rows": int(x.shape[0])}
+
+
+def _in_unit_range(x: Matrix) -> bool:
+    values = x.data if sp.issparse(x) else np.asarray(x)
+    return bool(values.size == 0 or (values.min() >= 0 and values.max() <= 1))

@@ -1,0 +1,110 @@
+"""`train(dataset, config) -> TrainedModel`: featurise, pretrain layer by layer, unroll, fine-tune.
+
+Called by `bitseek train` and by the service's admin retraining; deterministic for a given seed and
+device (CPU by default; CUDA when asked for and available).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.autoencoder import AutoencoderConfig, DeepBinaryAutoencoder
+from models.hasher import SemanticHasher, bit_statistics
+from training.artifact import TrainedModel
+from training.config import TrainConfig
+from training.data import Dataset
+from training.features import fit_featurizer
+from training.finetune import finetune, nearest_neighbours, neighbour_targets
+from training.pretrain import pretrain_stack
+
+LOG = logging.getLogger(__name__)
+Progress = Callable[[dict[str, Any]], None]
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            "device 'cuda' was asked for but no CUDA GPU is available; use --device cpu"
+        )
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def autoencoder_config(
+    cfg: TrainConfig, modality: str, input_dim: int, likelihood: str
+) -> AutoencoderConfig:
+    return AutoencoderConfig(
+        input_dim=input_dim,
+        hidden_dims=cfg.hidden_for(modality),
+        n_bits=cfg.bits,
+        likelihood=cfg.likelihood or likelihood,
+        dropout=cfg.dropout,
+        code_noise=0.0 if cfg.straight_through else cfg.code_noise,
+        straight_through=cfg.straight_through,
+        balance_weight=cfg.balance_weight,
+        decorrelation_weight=cfg.decorrelation_weight,
+        neighbour_weight=cfg.neighbour_weight if cfg.neighbours > 0 else 0.0,
+    )
+
+
+def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = None) -> TrainedModel:
+    """Fit a hasher on ``dataset.train``; ``progress`` gets {"stage", "epoch", "epochs", "loss"}."""
+    started = time.perf_counter()
+    device = resolve_device(config.device)
+    seed_everything(config.seed)
+    items = dataset.train.items
+    n = len(dataset.train)
+    if n < 2:
+        raise ValueError(f"{dataset.source}: the training split needs at least 2 items, got {n}")
+    featurizer = fit_featurizer(dataset.modality, items, vocab_size=config.vocab_size)
+    raw_target = featurizer.targets(items)
+    x = featurizer.inputs_from_targets(raw_target)  # tokenise once
+    acfg = autoencoder_config(config, dataset.modality, featurizer.dim, featurizer.likelihood)
+    model = DeepBinaryAutoencoder(acfg).to(device)
+    LOG.info("training a %s autoencoder on %d items (%s likelihood, %s)",
+             "-".join(map(str, acfg.layer_dims)), n, acfg.likelihood, device)  # fmt: skip
+
+    knn_started = time.perf_counter()
+    knn = nearest_neighbours(x, config.neighbours, device) if config.neighbours > 0 else None
+    target = neighbour_targets(raw_target, knn if knn is not None else np.zeros((n, 0), np.int64),
+                               acfg.likelihood)  # fmt: skip
+    knn_seconds = time.perf_counter() - knn_started
+
+    pre = pretrain_stack(model, x, raw_target, config, device, progress)
+    fine = finetune(model, x, target, knn, config, device, progress)
+    hasher = SemanticHasher(model, device)
+    bits = np.unpackbits(hasher.encode(np.asarray(_dense_rows(x))), axis=1, count=config.bits)
+    stats = bit_statistics(bits)
+    if stats["n_dead_bits"]:
+        LOG.warning("%d of %d bits are (nearly) constant on the training split: %s",
+                    stats["n_dead_bits"], config.bits, stats["dead_bits"])  # fmt: skip
+    metrics = {
+        "n_train": n,
+        "device": device,
+        "layer_dims": list(acfg.layer_dims),
+        "likelihood": acfg.likelihood,
+        "neighbour_seconds": round(knn_seconds, 2),
+        "pretrain": pre,
+        "finetune": fine,
+        "train_seconds": round(time.perf_counter() - started, 2),
+        **stats,
+    }
+    return TrainedModel(dataset.modality, featurizer, hasher, config.to_dict(), metrics)
+
+
+def _dense_rows(x: Any) -> np.ndarray:
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
