@@ -80,6 +80,18 @@ class AutoencoderConfig:
         return cls(**{**d, "hidden_dims": tuple(d.get("hidden_dims", (500, 500)))})
 
 
+def neighbour_contrast(p: torch.Tensor, p_nb: torch.Tensor) -> torch.Tensor:
+    """Squared code distance to a neighbour relative to the distance to other batch items.
+
+    p, p_nb : (B, bits). A ratio, not a plain distance: pulling neighbours together alone is
+    solved by giving every item the same code; dividing by the typical distance between unrelated
+    items rules that out (the Laplacian-eigenmap objective of spectral hashing, made scale-free).
+    """
+    near = (p - p_nb).pow(2).sum(-1).mean()
+    far = (p - p.roll(1, dims=0)).pow(2).sum(-1).mean()  # batch order is random
+    return near / far.clamp_min(1e-6)
+
+
 @torch.no_grad()
 def data_dependent_init(layer: nn.Linear, x: torch.Tensor, target_std: float = 1.0) -> torch.Tensor:
     """Rescale ``layer`` so its pre-activations on the sample x (n, in) have zero mean and std
@@ -176,6 +188,5 @@ class DeepBinaryAutoencoder(nn.Module):
             loss = loss + cfg.decorrelation_weight * bit_decorrelation(clean)
         if cfg.neighbour_weight > 0 and neighbour is not None:
             _, nb_logits = self.encode_layers(neighbour)
-            gap = (clean - torch.sigmoid(nb_logits)).pow(2).sum(-1).mean()
-            loss = loss + cfg.neighbour_weight * gap
+            loss = loss + cfg.neighbour_weight * neighbour_contrast(clean, torch.sigmoid(nb_logits))
         return AEOutput(recon, logits, p, loss)

@@ -53,8 +53,6 @@ class JobManager:
                 )
             job_id = uuid.uuid4().hex[:16]
             version = self.registry.next_version(collection)
-            while any(j.get("version") == version for j in self._jobs.values()):
-                version += 1
             job: dict[str, Any] = {
                 "id": job_id,
                 "collection": collection,

@@ -154,9 +154,11 @@ def distance_histograms(
         rel = np.zeros((rows, nd), dtype=bool)
         for w in range(q_mask.shape[1]):
             rel |= (q_mask[start:stop, w, None] & d_mask[None, :, w]) != 0
-        # One bincount per chunk: bin = (row, distance, relevant) flattened.
-        offsets = (np.arange(rows, dtype=np.int64) * (2 * n_bins))[:, None]
-        flat = offsets + 2 * dist.astype(np.int64) + rel
+        # One bincount per chunk: bin = (row, distance, relevant) flattened, built in place.
+        flat = dist.astype(np.intp)
+        flat <<= 1
+        flat |= rel
+        flat += (np.arange(rows, dtype=np.intp) * (2 * n_bins))[:, None]
         hist = np.bincount(flat.ravel(), minlength=rows * 2 * n_bins).reshape(rows, n_bins, 2)
         counts[start:stop] = hist.sum(axis=2)
         relevant[start:stop] = hist[:, :, 1]

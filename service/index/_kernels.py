@@ -22,6 +22,10 @@ All kernels are ``nogil`` so a thread pool scales, and ``cache=True`` so only th
 on a machine pays for compilation.
 """
 
+# Numba's decorators and intrinsics are untyped to mypy, and numba works in NumPy scalars
+# where the annotations say int; the annotations document intent, numba checks the types.
+# mypy: disable-error-code="call-arg,var-annotated,return-value,arg-type"
+
 from __future__ import annotations
 
 import numpy as np
@@ -102,6 +106,40 @@ def _bucket(
 
 
 @njit(cache=True)
+def _narrow(
+    codes: np.ndarray,
+    t: int,
+    key: np.int64,
+    word: int,
+    shift: int,
+    keylen: int,
+    pbits: int,
+    lo: int,
+    hi: int,
+) -> tuple[int, int]:
+    """The bucket of ``key`` inside its non-empty directory slot ``[lo, hi)``."""
+    if pbits == keylen:
+        return lo, hi
+    mask = (np.int64(1) << keylen) - 1
+    a, b = lo, hi
+    while a < b:
+        mid = (a + b) >> 1
+        if _key(codes[t, mid, word], shift, mask) < key:
+            a = mid + 1
+        else:
+            b = mid
+    start = a
+    b = hi
+    while a < b:
+        mid = (a + b) >> 1
+        if _key(codes[t, mid, word], shift, mask) <= key:
+            a = mid + 1
+        else:
+            b = mid
+    return start, a
+
+
+@njit(cache=True)
 def _sort_hits(ids: np.ndarray, dist: np.ndarray, n: int, maxd: int) -> None:
     """Sort ``ids[:n], dist[:n]`` in place by (distance, id): counting sort on distance."""
     if n <= 1:
@@ -156,6 +194,9 @@ def _ball(
     buf_d: np.ndarray,
     count: int,
     stats: np.ndarray,
+    pkeys: np.ndarray,
+    plo: np.ndarray,
+    phi: np.ndarray,
 ) -> int:
     """Append every live base item within ``r`` of ``q`` (multi-index probing); new count.
 
@@ -172,43 +213,58 @@ def _ball(
         keylen = tlen[t]
         word = twords[t]
         shift = tshift[t]
+        pbits = tpbits[t]
         mask = (np.int64(1) << keylen) - 1
         qkey = _key(q[word], shift, mask)
         limit = np.int64(1) << keylen
+        # Phase 1: every probe's key and directory slot. The loads are independent, so the
+        # CPU overlaps their cache misses instead of paying them one bucket at a time.
+        np_ = 0
         for d in range(min(rt, keylen) + 1):
             v = (np.int64(1) << d) - 1  # Gosper's hack: every keylen-bit mask with d bits set
             while v < limit:
-                a, b = _bucket(codes, t, qkey ^ v, word, shift, keylen, tpbits[t], dirs, dstart[t])
+                key = qkey ^ v
+                prefix = dstart[t] + (key >> (keylen - pbits))
+                lo_ = np.int64(dirs[prefix])
+                hi_ = np.int64(dirs[prefix + 1])
+                if lo_ < hi_:  # the caller sizes the scratch for every probe of a table
+                    pkeys[np_] = key
+                    plo[np_] = lo_
+                    phi[np_] = hi_
+                    np_ += 1
                 stats[0] += 1
-                stats[1] += b - a
-                for j in range(a, b):
-                    dist = _distance(codes, t, j, q0, q1, w)
-                    if dist > r:
-                        continue
-                    seen = False
-                    for u in range(lo, t):  # reported already by an earlier table?
-                        ru = rad[u - lo]
-                        if ru < 0:
-                            continue
-                        um = (np.int64(1) << tlen[u]) - 1
-                        x = codes[t, j, twords[u]] ^ q[twords[u]]
-                        if _popcount(np.uint64(_key(x, tshift[u], um))) <= ru:
-                            seen = True
-                            break
-                    if seen:
-                        continue
-                    row = j if t == 0 else np.int64(rows[t - 1, j])
-                    if not alive[row]:
-                        continue
-                    if count < cap:
-                        buf_ids[count] = ids[row]
-                        buf_d[count] = dist
-                    count += 1
                 if v == 0:
                     break
                 c = v & -v
                 s = v + c
                 v = (((s ^ v) >> 2) // c) | s
+        # Phase 2: narrow each slot to its bucket and verify the bucket's codes.
+        for p in range(np_):
+            a, b = _narrow(codes, t, pkeys[p], word, shift, keylen, pbits, plo[p], phi[p])
+            stats[1] += b - a
+            for j in range(a, b):
+                dist = _distance(codes, t, j, q0, q1, w)
+                if dist > r:
+                    continue
+                seen = False
+                for u in range(lo, t):  # reported already by an earlier table?
+                    ru = rad[u - lo]
+                    if ru < 0:
+                        continue
+                    um = (np.int64(1) << tlen[u]) - 1
+                    x = codes[t, j, twords[u]] ^ q[twords[u]]
+                    if _popcount(np.uint64(_key(x, tshift[u], um))) <= ru:
+                        seen = True
+                        break
+                if seen:
+                    continue
+                row = j if t == 0 else np.int64(rows[t - 1, j])
+                if not alive[row]:
+                    continue
+                if count < cap:
+                    buf_ids[count] = ids[row]
+                    buf_d[count] = dist
+                count += 1
     return count
 
 
@@ -297,10 +353,12 @@ def radius_search(
     dcodes: np.ndarray,
     dids: np.ndarray,
     scan: bool,
+    max_probes: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every item within ``r`` of each query: CSR ``(lims, ids, dist, stats)``.
 
-    ``scan`` replaces the table probes by a popcount pass over table 0. ``stats`` is
+    ``scan`` replaces the table probes by a popcount pass over table 0; ``max_probes`` bounds
+    the probes of any one table (it sizes the probe scratch). ``stats`` is
     ``[probes, candidates]`` summed over the batch (scanned items count as candidates).
     """
     nq = queries.shape[0]
@@ -314,6 +372,9 @@ def radius_search(
     buf_ids = np.empty(1024, np.int64)
     buf_d = np.empty(1024, np.int32)
     stats = np.zeros(2, np.int64)
+    pkeys = np.empty(max_probes, np.int64)
+    plo = np.empty(max_probes, np.int64)
+    phi = np.empty(max_probes, np.int64)
     total = 0
     for i in range(nq):
         q = queries[i]
@@ -326,7 +387,7 @@ def radius_search(
             elif n > 0:
                 count = _ball(
                     q, r, rad, lo, hi, codes, rows, ids, alive, dirs, dstart,
-                    twords, tshift, tlen, tpbits, buf_ids, buf_d, count, stats,
+                    twords, tshift, tlen, tpbits, buf_ids, buf_d, count, stats, pkeys, plo, phi,
                 )  # fmt: skip
             stats[1] += nd
             count = _scan(q, r, dcodes, dids, dalive, buf_ids, buf_d, count)
@@ -361,8 +422,6 @@ def count_candidates(
     cands = 0
     for i in range(queries.shape[0]):
         q = queries[i]
-        w = q.shape[0]
-        q0, q1 = q[0], q[w - 1]
         for t in range(lo, hi):
             rt = rad[t - lo]
             if rt < 0:
@@ -387,13 +446,87 @@ def count_candidates(
     return probes, cands
 
 
+@njit(cache=True)
+def _shell(
+    q: np.ndarray,
+    t: int,
+    s: int,
+    lo: int,
+    hi: int,
+    codes: np.ndarray,
+    rows: np.ndarray,
+    ids: np.ndarray,
+    alive: np.ndarray,
+    dirs: np.ndarray,
+    dstart: np.ndarray,
+    twords: np.ndarray,
+    tshift: np.ndarray,
+    tlen: np.ndarray,
+    tpbits: np.ndarray,
+    buf_ids: np.ndarray,
+    buf_d: np.ndarray,
+    count: int,
+    hist: np.ndarray,
+    stats: np.ndarray,
+) -> int:
+    """Stage (s, t) of incremental multi-index k-NN: probe table ``t`` at exactly ``s`` flips.
+
+    Stages run in the order (0, lo), (0, lo + 1), ..., (1, lo), ...; an item is new at stage
+    (s, t) unless an earlier stage saw it: a table u < t within s flips or a table u > t within
+    s - 1. Every live new item is appended (any distance) and counted in ``hist``.
+    """
+    keylen = tlen[t]
+    if s > keylen:
+        return count
+    cap = buf_ids.shape[0]
+    w = q.shape[0]
+    q0, q1 = q[0], q[w - 1]
+    word = twords[t]
+    shift = tshift[t]
+    mask = (np.int64(1) << keylen) - 1
+    qkey = _key(q[word], shift, mask)
+    limit = np.int64(1) << keylen
+    v = (np.int64(1) << s) - 1
+    while v < limit:
+        a, b = _bucket(codes, t, qkey ^ v, word, shift, keylen, tpbits[t], dirs, dstart[t])
+        stats[0] += 1
+        stats[1] += b - a
+        for j in range(a, b):
+            seen = False
+            for u in range(lo, hi):
+                if u == t:
+                    continue
+                um = (np.int64(1) << tlen[u]) - 1
+                x = codes[t, j, twords[u]] ^ q[twords[u]]
+                du = _popcount(np.uint64(_key(x, tshift[u], um)))
+                if du < s or (u < t and du == s):
+                    seen = True
+                    break
+            if seen:
+                continue
+            row = j if t == 0 else np.int64(rows[t - 1, j])
+            if not alive[row]:
+                continue
+            dist = _distance(codes, t, j, q0, q1, w)
+            hist[dist] += 1
+            if count < cap:
+                buf_ids[count] = ids[row]
+                buf_d[count] = dist
+            count += 1
+        if v == 0:
+            break
+        c = v & -v
+        x2 = v + c
+        v = (((x2 ^ v) >> 2) // c) | x2
+    return count
+
+
 @njit(nogil=True, cache=True)
 def knn_search(
     queries: np.ndarray,
     k: int,
     bits: int,
-    radii: np.ndarray,
-    probe_counts: np.ndarray,
+    shell_probes: np.ndarray,
     lo: int,
     hi: int,
     codes: np.ndarray,
@@ -415,62 +548,88 @@ def knn_search(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Exact k nearest (ties by id) per query: CSR ``(lims, ids, dist, stats)``.
 
-    Grows a Hamming ball one radius at a time (``radii[r]`` is the per-table flip schedule for
-    radius ``r``, ``probe_counts[r]`` its probe count); once the next ball would cost more than
-    a popcount pass over everything, scans instead. ``stats`` is ``[probes, candidates,
-    queries answered by scan]``.
+    Grows the Hamming ball one table shell at a time (incremental multi-index search): after
+    stage (s, t) every item within ``m * s + (t - lo)`` has been seen, so the search stops once
+    that ball holds ``k`` items. ``shell_probes[t - lo, s]`` is the stage's probe count; when
+    the work done plus the next stage would exceed a popcount pass over everything, the query
+    is answered by a scan instead. ``stats``: ``[probes, candidates, scanned queries, largest
+    ball radius reached]``.
     """
     nq = queries.shape[0]
     n = codes.shape[1]
     nd = dcodes.shape[0]
+    m = hi - lo
     base = codes[0]
     dalive = np.ones(nd, np.bool_)
     kk = min(k, n_live)
     lims = np.zeros(nq + 1, np.int64)
     out_ids = np.empty(max(1, nq * kk), np.int64)
     out_d = np.empty(max(1, nq * kk), np.int32)
-    buf_ids = np.empty(max(1024, 4 * kk), np.int64)
-    buf_d = np.empty(max(1024, 4 * kk), np.int32)
+    buf_ids = np.empty(max(1024, 4 * kk, 2 * nd), np.int64)
+    buf_d = np.empty(max(1024, 4 * kk, 2 * nd), np.int32)
     sdist = np.empty(0, np.int32)
     ddist = np.empty(nd, np.int32)
     hist = np.zeros(bits + 2, np.int64)
-    stats = np.zeros(3, np.int64)
+    saved = np.zeros(bits + 2, np.int64)
+    stats = np.zeros(4, np.int64)
     full_scan = (n + nd) * scan_cost
+    max_shell = shell_probes.shape[1] - 1
     for i in range(nq):
         q = queries[i]
-        count = 0
         use_scan = kk == 0 or n == 0
-        last_cands = 0
-        r = 0
+        hist[:] = 0
+        _scan_dists(q, dcodes, dalive, bits + 1, ddist)
+        count = 0
+        for j in range(nd):
+            buf_ids[j] = dids[j]
+            buf_d[j] = ddist[j]
+            hist[ddist[j]] += 1
+            count += 1
+        spent = nd * cand_cost
+        s = 0
+        t = lo
         while not use_scan:
-            if probe_counts[r] * probe_cost + 2 * last_cands * cand_cost > full_scan:
+            if s > max_shell:
+                break  # every table fully enumerated: every item has been seen
+            nxt = shell_probes[t - lo, s] * probe_cost
+            if spent + nxt > full_scan:
                 use_scan = True
                 break
             p0, p1 = stats[0], stats[1]
-            count = _ball(
-                q, r, radii[r], lo, hi, codes, rows, ids, alive, dirs, dstart,
-                twords, tshift, tlen, tpbits, buf_ids, buf_d, 0, stats,
+            saved[:] = hist
+            start = count
+            count = _shell(
+                q, t, s, lo, hi, codes, rows, ids, alive, dirs, dstart, twords, tshift,
+                tlen, tpbits, buf_ids, buf_d, count, hist, stats,
             )  # fmt: skip
-            count = _scan(q, r, dcodes, dids, dalive, buf_ids, buf_d, count)
-            if count > buf_ids.shape[0]:  # grow the buffer and redo this radius
+            if count > buf_ids.shape[0]:  # grow the buffer, keep what fits, redo the stage
                 stats[0], stats[1] = p0, p1
-                buf_ids = np.empty(2 * count, np.int64)
-                buf_d = np.empty(2 * count, np.int32)
+                hist[:] = saved
+                grown_ids = np.empty(2 * count, np.int64)
+                grown_d = np.empty(2 * count, np.int32)
+                grown_ids[:start] = buf_ids[:start]
+                grown_d[:start] = buf_d[:start]
+                buf_ids, buf_d = grown_ids, grown_d
+                count = start
                 continue
-            last_cands = stats[1] - p1 + nd
-            if count >= kk:
-                _sort_hits(buf_ids, buf_d, count, r)
+            spent += nxt + (stats[1] - p1) * cand_cost
+            radius = m * s + (t - lo)
+            within = 0
+            for d in range(min(radius, bits) + 1):
+                within += hist[d]
+            if within >= kk:
+                stats[3] = max(stats[3], radius)
                 break
-            r += 1
-            if r > bits:  # unreachable while kk <= n_live; keeps the loop finite regardless
-                use_scan = True
+            t += 1
+            if t == hi:
+                t = lo
+                s += 1
         if use_scan and kk > 0:
             stats[2] += 1
             stats[1] += n + nd
             if sdist.shape[0] < n:
                 sdist = np.empty(n, np.int32)
             _scan_dists(q, base, alive, bits + 1, sdist[:n])
-            _scan_dists(q, dcodes, dalive, bits + 1, ddist)
             hist[:] = 0
             for j in range(n):
                 hist[sdist[j]] += 1
@@ -483,13 +642,13 @@ def knn_search(
                 if total >= kk:
                     cut = d
                     break
-            need = total
-            if need > buf_ids.shape[0]:
-                buf_ids = np.empty(2 * need, np.int64)
-                buf_d = np.empty(2 * need, np.int32)
+            if total > buf_ids.shape[0]:
+                buf_ids = np.empty(2 * total, np.int64)
+                buf_d = np.empty(2 * total, np.int32)
             count = _collect(sdist[:n], ids, cut, buf_ids, buf_d, 0)
             count = _collect(ddist, dids, cut, buf_ids, buf_d, count)
-            _sort_hits(buf_ids, buf_d, count, cut)
+        if kk > 0:
+            _sort_hits(buf_ids, buf_d, count, bits)
         out_ids, out_d = _append(out_ids, out_d, lims[i], buf_ids, buf_d, kk)
         lims[i + 1] = lims[i] + kk
     return lims, out_ids[: nq * kk].copy(), out_d[: nq * kk].copy(), stats

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from math import comb
 from pathlib import Path
 from typing import Any
 
@@ -256,12 +257,19 @@ class HammingIndex:
         plan = self._plan(snap, min(r, self.bits), queries)
         lo, hi = base.group_range(plan.group)
         scan = plan.strategy == "scan"
+        max_probes = (
+            0
+            if scan
+            else max(
+                probe_count((p,), plan.rad[t : t + 1]) for t, p in enumerate(base.pieces[lo:hi])
+            )
+        )
 
         def run(q: np.ndarray) -> tuple[np.ndarray, ...]:
             return _kernels.radius_search(
                 q, r, plan.rad, lo, hi, base.codes, base.rows, base.ids, snap.alive,
                 base.dirs, base.dstart, base.twords, base.tshift, base.tlen, base.tpbits,
-                snap.dcodes, snap.dids, scan,
+                snap.dcodes, snap.dids, scan, max_probes,
             )  # fmt: skip
 
         lims, ids, dist, stats = _run_chunks(run, queries, threads)
@@ -294,9 +302,9 @@ class HammingIndex:
         # The group with the most tables has the cheapest large balls.
         g = max(range(len(self.groups)), key=lambda i: self.groups[i])
         lo, hi = base.group_range(g)
-        pieces = base.pieces[lo:hi]
-        radii = np.stack([schedule(r, hi - lo) for r in range(self.bits + 1)])
-        probes = np.array([probe_count(pieces, rad) for rad in radii], np.float64)
+        shell = np.array(
+            [[comb(p.length, s) for s in range(33)] for p in base.pieces[lo:hi]], np.float64
+        )
         cost = self.config.cost
         w = n_words(self.bits)
         direct = bool(np.all(base.tpbits[lo:hi] == base.tlen[lo:hi]))
@@ -304,22 +312,22 @@ class HammingIndex:
 
         def run(q: np.ndarray) -> tuple[np.ndarray, ...]:
             return _kernels.knn_search(
-                q, k, self.bits, radii, probes, lo, hi, base.codes, base.rows, base.ids,
+                q, k, self.bits, shell, lo, hi, base.codes, base.rows, base.ids,
                 snap.alive, base.dirs, base.dstart, base.twords, base.tshift, base.tlen,
                 base.tpbits, snap.dcodes, snap.dids, snap.n_live, probe_cost,
                 cost.candidate * w, cost.scan * w,
             )  # fmt: skip
 
-        lims, ids, dist, stats = _run_chunks(run, queries, threads)
-        max_r = int(dist.max()) if dist.size else 0
+        lims, ids, dist, stats = _run_chunks(run, queries, threads, k_stats=True)
+        m = hi - lo
         return SearchResult(
             lims,
             ids,
             dist,
             SearchStats(
-                strategy="bitflip" if hi - lo == 1 else "multi-index",
-                tables=hi - lo,
-                table_radii=tuple(int(x) for x in radii[min(max_r, self.bits)]),
+                strategy="bitflip" if m == 1 else "multi-index",
+                tables=m,
+                table_radii=tuple(int(x) for x in schedule(int(stats[3]), m)),
                 queries=queries.shape[0],
                 probes=int(stats[0]),
                 candidates=int(stats[1]),
@@ -383,11 +391,13 @@ class HammingIndex:
         width = self.bits // 8
         if not isinstance(codes, np.ndarray):
             raise CodeWidthError(
-                f"{name} must be a numpy uint8 array of shape (n, {width}), got {type(codes).__name__}"
+                f"{name} must be a numpy uint8 array of shape (n, {width}), "
+                f"got {type(codes).__name__}"
             )
         if codes.dtype != np.uint8:
             raise CodeWidthError(
-                f"{name} must have dtype uint8 (packed bits, numpy.packbits order), got {codes.dtype}"
+                f"{name} must have dtype uint8 (packed bits, numpy.packbits order), "
+                f"got {codes.dtype}"
             )
         if codes.ndim != 2 or codes.shape[1] != width:
             hint = "; use codes.reshape(1, -1) for one query" if codes.ndim == 1 else ""
@@ -423,18 +433,34 @@ def _check_int(value: Any, name: str, minimum: int) -> int:
 
 
 def _run_chunks(
-    run: Callable[[np.ndarray], tuple[np.ndarray, ...]], queries: np.ndarray, threads: int
+    run: Callable[[np.ndarray], tuple[np.ndarray, ...]],
+    queries: np.ndarray,
+    threads: int,
+    k_stats: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split the batch over ``threads`` workers and join their CSR outputs and stats.
+
+    ``k_stats``: the last stat is a maximum (k-NN's largest ball), not a sum.
+    """
     threads = _check_int(threads, "threads", 1)
     if threads == 1 or len(queries) < 2 * threads:
         lims, ids, dist, stats = run(queries)
         return lims, ids, dist, stats
     parts = list(_executor().map(run, np.array_split(queries, threads)))
     offsets = np.cumsum([0] + [p[0][-1] for p in parts[:-1]])
-    lims = np.concatenate([parts[0][0][:1]] + [p[0][1:] + o for p, o in zip(parts, offsets)])
+    lims = np.concatenate(
+        [parts[0][0][:1]] + [p[0][1:] + o for p, o in zip(parts, offsets, strict=True)]
+    )
     return (
         lims,
         np.concatenate([p[1] for p in parts]),
         np.concatenate([p[2] for p in parts]),
-        np.sum([p[3] for p in parts], axis=0),
+        _join_stats([p[3] for p in parts], k_stats),
     )
+
+
+def _join_stats(stats: list[np.ndarray], k_stats: bool) -> np.ndarray:
+    total = np.sum(stats, axis=0)
+    if k_stats:
+        total[-1] = max(int(s[-1]) for s in stats)
+    return total

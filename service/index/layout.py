@@ -58,7 +58,8 @@ def to_words(codes: np.ndarray, bits: int) -> np.ndarray:
 
 def from_words(words: np.ndarray, bits: int) -> np.ndarray:
     """Inverse of ``to_words``."""
-    return words.astype(">u8").view(np.uint8).reshape(words.shape[0], -1)[:, : bits // 8].copy()
+    raw = words.astype(">u8").view(np.uint8).reshape(words.shape[0], 8 * words.shape[1])
+    return raw[:, : bits // 8].copy()
 
 
 def split_pieces(bits: int, m: int) -> tuple[Piece, ...]:

@@ -5,6 +5,7 @@ File layout (little-endian)::
     8 bytes   magic b"BSKHAMM\\x00"
     4 bytes   format version (uint32)
     4 bytes   header length H (uint32)
+    4 bytes   CRC-32 of the header (uint32)
     H bytes   UTF-8 JSON header: bits, groups, pieces, config, CRC-32 of the payload, and for
               every array its name, dtype, shape and offset from the payload start
     padding   to a multiple of 64
@@ -35,7 +36,11 @@ if TYPE_CHECKING:
 MAGIC = b"BSKHAMM\x00"
 VERSION = 1
 _ALIGN = 64
-_PREFIX = struct.Struct("<8sII")
+_PREFIX = struct.Struct("<8sIII")
+
+
+def _raw(arr: np.ndarray) -> memoryview:
+    return arr.reshape(-1).view(np.uint8).data  # flat bytes; works for empty arrays too
 
 
 def _pad(n: int) -> int:
@@ -74,11 +79,11 @@ def save_index(index: HammingIndex, path: Path) -> None:
         "payload_bytes": offset,
     }
     for arr in arrays.values():
-        crc = zlib.crc32(memoryview(arr).cast("B"), crc)
+        crc = zlib.crc32(_raw(arr), crc)
         crc = zlib.crc32(bytes(_pad(arr.nbytes)), crc)
     header["crc32"] = crc
     blob = json.dumps(header).encode()
-    head = _PREFIX.pack(MAGIC, VERSION, len(blob)) + blob
+    head = _PREFIX.pack(MAGIC, VERSION, len(blob), zlib.crc32(blob)) + blob
     head += bytes(_pad(len(head)))
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +92,7 @@ def save_index(index: HammingIndex, path: Path) -> None:
         with open(tmp, "wb") as f:
             f.write(head)
             for arr in arrays.values():
-                f.write(memoryview(arr).cast("B"))
+                f.write(_raw(arr))
                 f.write(bytes(_pad(arr.nbytes)))
             f.flush()
             os.fsync(f.fileno())
@@ -119,7 +124,7 @@ def load_index(path: Path, bits: int | None) -> HammingIndex:
         raise IndexFormatError(f"{path}: is a directory, expected an index file") from None
     if got != size or size < _PREFIX.size:
         raise IndexFormatError(f"{path}: truncated ({size} bytes), not a Bitseek index")
-    magic, version, hlen = _PREFIX.unpack_from(buf)
+    magic, version, hlen, hcrc = _PREFIX.unpack_from(buf)
     if magic != MAGIC:
         raise IndexFormatError(f"{path}: bad magic {magic!r}, not a Bitseek Hamming index")
     if version != VERSION:
@@ -129,8 +134,11 @@ def load_index(path: Path, bits: int | None) -> HammingIndex:
     start = _PREFIX.size + hlen
     if start > size:
         raise IndexFormatError(f"{path}: truncated header ({size} bytes, header needs {start})")
+    blob = bytes(buf[_PREFIX.size : start])
+    if zlib.crc32(blob) != hcrc:
+        raise IndexFormatError(f"{path}: header checksum mismatch, the file is corrupt")
     try:
-        header = json.loads(bytes(buf[_PREFIX.size : start]))
+        header = json.loads(blob)
         saved_bits = int(header["bits"])
         payload_at = start + _pad(start)
         payload_bytes = int(header["payload_bytes"])

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+import torch
+
+from models.autoencoder import AutoencoderConfig, DeepBinaryAutoencoder
+from models.hasher import SemanticHasher, bit_statistics, pack_codes, unpack_codes
+
+
+@pytest.fixture
+def hasher() -> SemanticHasher:
+    torch.manual_seed(0)
+    cfg = AutoencoderConfig(input_dim=10, hidden_dims=(8,), n_bits=16, dropout=0.5)
+    return SemanticHasher(DeepBinaryAutoencoder(cfg))
+
+
+def test_packbits_order_first_bit_is_high_bit_of_byte_zero() -> None:
+    bits = np.zeros((2, 16), dtype=np.uint8)
+    bits[0, 0] = 1
+    bits[1, 15] = 1
+    packed = pack_codes(bits)
+    assert packed.dtype == np.uint8 and packed.shape == (2, 2)
+    assert packed[0].tolist() == [128, 0] and packed[1].tolist() == [0, 1]
+    np.testing.assert_array_equal(unpack_codes(packed, 16), bits)
+
+
+def test_unpack_rejects_wrong_width() -> None:
+    with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
+        unpack_codes(np.zeros((3, 3), np.uint8), 16)
+
+
+def test_encode_is_deterministic_and_consistent(hasher: SemanticHasher) -> None:
+    x = np.random.default_rng(0).random((50, 10), dtype=np.float32)
+    a, b = hasher.encode(x), hasher.encode(x)  # dropout must be off in eval
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (50, 2) and a.dtype == np.uint8
+    probs = hasher.encode_continuous(x)
+    assert probs.shape == (50, 16) and probs.dtype == np.float32
+    assert ((probs >= 0) & (probs <= 1)).all()
+    np.testing.assert_array_equal(unpack_codes(a, 16), (probs > 0.5).astype(np.uint8))
+
+
+def test_decode_and_denoise_shapes(hasher: SemanticHasher) -> None:
+    x = np.random.default_rng(1).random((7, 10), dtype=np.float32)
+    assert hasher.decode(hasher.encode(x)).shape == (7, 10)
+    out = hasher.denoise(x)
+    assert out.shape == (7, 10) and ((out >= 0) & (out <= 1)).all()
+
+
+def test_bad_input_shape_is_a_clear_error(hasher: SemanticHasher) -> None:
+    with pytest.raises(ValueError, match=r"shape \(n, 10\)"):
+        hasher.encode(np.zeros((3, 9), np.float32))
+
+
+def test_state_round_trip_gives_identical_codes(hasher: SemanticHasher) -> None:
+    x = np.random.default_rng(2).random((20, 10), dtype=np.float32)
+    again = SemanticHasher.from_state(hasher.state())
+    np.testing.assert_array_equal(again.encode(x), hasher.encode(x))
+
+
+def test_bit_statistics_flags_constant_bits() -> None:
+    rng = np.random.default_rng(0)
+    bits = (rng.random((1000, 8)) < 0.5).astype(np.uint8)
+    bits[:, 2] = 0
+    bits[:, 5] = 1
+    stats = bit_statistics(bits)
+    assert stats["dead_bits"] == [2, 5] and stats["n_dead_bits"] == 2
+    assert len(stats["bit_rates"]) == 8 and stats["bit_rates"][5] == 1.0

@@ -1,0 +1,198 @@
+"""End to end with real trained models: the real server (uvicorn, subprocess) and httpx.
+
+Corpus slices from ../shared/data (20 Newsgroups, MNIST, TMC); tiny training settings so every
+model trains in seconds. Covers: upsert, first model by admin retraining, search by text, image,
+vector, id and code, encode, denoise, retraining while searches continue, restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import ADMIN, png_b64
+from tests.service import serve
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+TINY = {"bits": 16, "hidden_dims": [64], "pretrain": "none", "epochs": 3, "neighbours": 5}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data"),
+]
+
+
+def _news(n: int) -> list[dict[str, Any]]:
+    out = []
+    with gzip.open(DATA / "text" / "20newsgroups" / "train.jsonl.gz", "rt") as f:
+        for line in f:
+            doc = json.loads(line)
+            out.append(
+                {
+                    "id": doc["id"],
+                    "text": doc["text"][:2000],
+                    "metadata": {"group": doc["labels"][0]},
+                }
+            )
+            if len(out) == n:
+                return out
+    return out
+
+
+def _wait(client: httpx.Client, job_id: str, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/admin/jobs/{job_id}", headers=ADMIN).json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} still {job}")
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("e2e") / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture(scope="module")
+def running(data_dir: Path) -> Iterator[dict[str, Any]]:
+    proc, url = serve.start(data_dir, fake=False)
+    state: dict[str, Any] = {"proc": proc, "url": url}
+    yield state
+    serve.stop(state["proc"])
+
+
+@pytest.fixture
+def server(running: dict[str, Any]) -> str:
+    return str(running["url"])
+
+
+def _retrain(client: httpx.Client, collection: str) -> str:
+    r = client.post(
+        f"/v1/admin/collections/{collection}/retrain", json={"settings": TINY}, headers=ADMIN
+    )
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])
+
+
+def test_end_to_end_with_real_models(server: str, data_dir: Path) -> None:
+    client = httpx.Client(base_url=server, timeout=60)
+    news = _news(240)
+    with np.load(DATA / "images" / "mnist.npz") as z:
+        digits, labels = z["x_train"][:200], z["y_train"][:200]
+    import scipy.sparse as sp
+
+    tmc = sp.load_npz(DATA / "vectors" / "tmc" / "train.npz")[:150, :100].toarray()
+    for body in (
+        {"name": "news", "modality": "text", "bits": 16},
+        {"name": "mnist", "modality": "image", "image_shape": [28, 28], "bits": 16},
+        {"name": "tmc", "modality": "vector", "dim": 100, "bits": 16},
+    ):
+        assert client.post("/v1/collections", json=body, headers=ADMIN).status_code == 201
+    for start in range(0, len(news), 100):
+        r = client.post("/v1/collections/news/items", json={"items": news[start : start + 100]})
+        assert r.status_code == 200 and r.json()["model_version"] is None
+    images = [
+        {"id": f"m{i}", "image": png_b64(x), "metadata": {"digit": int(y)}}
+        for i, (x, y) in enumerate(zip(digits, labels, strict=True))
+    ]
+    assert client.post("/v1/collections/mnist/items", json={"items": images}).status_code == 200
+    vectors = [{"id": f"r{i}", "vector": v.astype(float).tolist()} for i, v in enumerate(tmc)]
+    assert client.post("/v1/collections/tmc/items", json={"items": vectors}).status_code == 200
+
+    # first models, trained by the admin API (three worker processes at once)
+    jobs = {name: _retrain(client, name) for name in ("news", "mnist", "tmc")}
+    for name, job_id in jobs.items():
+        job = _wait(client, job_id)
+        assert job["state"] == "succeeded", job
+        assert job["progress"] and job["metrics"] is not None
+        assert client.get(f"/v1/collections/{name}").json()["active_version"] == 1
+
+    # search by text, id, code; encode; denoise
+    text_hit = client.post("/v1/collections/news/search", json={"text": news[3]["text"], "k": 5})
+    assert text_hit.status_code == 200
+    hits = text_hit.json()["hits"]
+    assert hits[0]["distance"] == 0 and news[3]["id"] in [
+        h["id"] for h in hits if h["distance"] == 0
+    ]
+    code = client.post(
+        "/v1/collections/news/encode",
+        json={"items": [{"text": news[3]["text"]}], "continuous": True},
+    ).json()
+    assert len(code["codes"][0]) == 4 and len(code["continuous"][0]) == 16
+    by_code = client.post("/v1/collections/news/search", json={"code": code["codes"][0], "k": 5})
+    by_id = client.post("/v1/collections/news/search", json={"id": news[3]["id"], "k": 5})
+    assert by_code.json()["hits"] == by_id.json()["hits"] == hits
+    terms = client.post(
+        "/v1/collections/news/denoise", json={"items": [{"text": news[0]["text"]}]}
+    ).json()["items"][0]["terms"]
+    assert len(terms) > 0 and all(isinstance(t["term"], str) for t in terms)
+    # image: search and denoise a corrupted digit
+    noisy = digits[7].copy()
+    noisy[np.random.RandomState(0).rand(28, 28) < 0.2] = 255
+    r = client.post("/v1/collections/mnist/search", json={"image": png_b64(digits[7]), "k": 3})
+    assert r.json()["hits"][0]["distance"] == 0
+    r = client.post("/v1/collections/mnist/denoise", json={"items": [{"image": png_b64(noisy)}]})
+    png = Image.open(io.BytesIO(base64.b64decode(r.json()["items"][0]["image"])))
+    assert png.size == (28, 28)
+    # vector
+    r = client.post("/v1/collections/tmc/search", json={"vector": vectors[9]["vector"], "k": 3})
+    assert r.json()["hits"][0]["distance"] == 0
+
+    # retrain while searches continue: every search answered, old then new version
+    answered: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def searcher() -> None:
+        with httpx.Client(base_url=server, timeout=60) as c:
+            while not stop.is_set():
+                s = c.post("/v1/collections/news/search", json={"id": news[5]["id"], "k": 3})
+                if s.status_code != 200:
+                    failures.append(s.text)
+                else:
+                    answered.append(s.json()["model_version"])
+
+    thread = threading.Thread(target=searcher)
+    thread.start()
+    job = _wait(client, _retrain(client, "news"))
+    time.sleep(0.5)
+    stop.set()
+    thread.join()
+    assert job["state"] == "succeeded" and job["version"] == 2
+    assert not failures and answered[0] == 1 and answered[-1] == 2
+    versions = client.get("/v1/admin/collections/news/models", headers=ADMIN).json()
+    assert [v["version"] for v in versions["data"]] == [1, 2]
+    client.close()
+
+
+def test_restart_finds_every_item(running: dict[str, Any], data_dir: Path) -> None:
+    news = _news(240)
+    serve.stop(running["proc"])  # SIGTERM: a graceful stop, then a fresh process
+    proc, url = serve.start(data_dir, fake=False)
+    running["proc"] = proc
+    with httpx.Client(base_url=url, timeout=60) as client:
+        info = {c["name"]: c for c in client.get("/v1/collections").json()["data"]}
+        assert info["news"]["items"] == 240 and info["news"]["active_version"] == 2
+        assert info["mnist"]["items"] == 200 and info["tmc"]["items"] == 150
+        for doc in news:
+            item = client.get(f"/v1/collections/news/items/{doc['id']}")
+            assert item.status_code == 200 and item.json()["text"] == doc["text"]
+        everything = client.post(
+            "/v1/collections/news/search", json={"code": "0000", "max_distance": 16}
+        ).json()
+        assert {h["id"] for h in everything["hits"]} == {d["id"] for d in news}

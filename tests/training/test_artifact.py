@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pytest
+
+from training.artifact import FORMAT_VERSION, ModelFormatError, TrainedModel, load_model
+from training.config import TrainConfig
+from training.data import Dataset, Split
+from training.train import train
+
+TINY = {"hidden_dims": (16,), "bits": 16, "epochs": 1, "pretrain_epochs": 1, "neighbours": 3,
+        "batch_size": 32}  # fmt: skip
+TEXTS = [
+    "rocket launch delayed weather nasa orbit",
+    "nasa rocket orbit launch window shuttle",
+    "hockey game overtime team goalie win",
+    "goalie team hockey season game playoff",
+] * 6
+
+
+@pytest.fixture(scope="module")
+def text_model() -> tuple[TrainedModel, list[str]]:
+    split = Split(TEXTS, [str(i) for i in range(len(TEXTS))], None)
+    ds = Dataset("text", split, None, [], "synthetic")
+    return train(ds, TrainConfig(**TINY)), TEXTS
+
+
+@pytest.fixture(scope="module")
+def image_model() -> tuple[TrainedModel, np.ndarray]:
+    imgs = (np.random.default_rng(0).random((40, 5, 5)) * 255).astype(np.uint8)
+    ds = Dataset("image", Split(imgs, [str(i) for i in range(40)], None), None, [], "synthetic")
+    return train(ds, TrainConfig(**TINY)), imgs
+
+
+def test_save_load_round_trip_gives_identical_codes(tmp_path, text_model, image_model) -> None:
+    for model, items in (text_model, image_model):
+        model.save(tmp_path / model.modality)
+        again = load_model(tmp_path / model.modality)
+        np.testing.assert_array_equal(again.encode(items), model.encode(items))
+        np.testing.assert_array_equal(again.encode_continuous(items), model.encode_continuous(items))
+        assert again.modality == model.modality and again.bits == model.bits
+        assert again.input_shape == model.input_shape
+        assert again.metrics == json.loads(json.dumps(model.metrics))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image", "text"]  # no temp dirs left
+
+
+def test_save_replaces_an_existing_model_atomically(tmp_path, text_model) -> None:
+    model, items = text_model
+    target = tmp_path / "m"
+    target.mkdir()
+    (target / "stale.txt").write_text("old")
+    model.save(target)
+    assert not (target / "stale.txt").exists()
+    np.testing.assert_array_equal(load_model(target).encode(items), model.encode(items))
+    assert [p.name for p in tmp_path.iterdir()] == ["m"]
+
+
+def test_denoise_outputs_follow_the_modality(text_model, image_model) -> None:
+    model, texts = text_model
+    terms = model.denoise(texts[:2])
+    assert len(terms) == 2 and all(isinstance(t, str) and w > 0 for t, w in terms[0])
+    model, imgs = image_model
+    out = model.denoise(imgs[:3])
+    assert out.shape == (3, 5, 5) and out.dtype == np.float32
+    assert (out >= 0).all() and (out <= 1).all()
+
+
+def test_wrong_version_and_corrupt_files_are_clear_errors(tmp_path, text_model) -> None:
+    model, _ = text_model
+    model.save(tmp_path / "m")
+    fmt = tmp_path / "m" / "format.json"
+    fmt.write_text(json.dumps({"format": "bitseek-model", "version": FORMAT_VERSION + 1}))
+    with pytest.raises(ModelFormatError, match="format version .* retrain"):
+        load_model(tmp_path / "m")
+    fmt.write_text(json.dumps({"format": "bitseek-model", "version": FORMAT_VERSION}))
+    (tmp_path / "m" / "weights.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelFormatError, match="corrupt model"):
+        load_model(tmp_path / "m")
+    (tmp_path / "m" / "config.json").unlink()
+    with pytest.raises(ModelFormatError, match="missing config.json"):
+        load_model(tmp_path / "m")
+    with pytest.raises(ModelFormatError, match="no model directory"):
+        load_model(tmp_path / "nothing")
+
+
+def test_featurize_rejects_items_of_the_wrong_kind(text_model) -> None:
+    model, _ = text_model
+    with pytest.raises(ValueError, match="text item 0"):
+        model.encode([1.5])

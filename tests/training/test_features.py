@@ -1,0 +1,117 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from training.features import (
+    CountVectorFeaturizer,
+    ImageFeaturizer,
+    TextFeaturizer,
+    VectorFeaturizer,
+    featurizer_from_state,
+    fit_featurizer,
+    is_count_valued,
+)
+
+TRAIN_TEXTS = [
+    "the rocket launch was delayed by the weather",
+    "nasa plans another rocket launch next week",
+    "the hockey team won the game in overtime",
+    "a great hockey game and the team played well",
+    "orbit and launch windows for the rocket",
+    "the goalie saved the game for the team",
+]
+
+
+def test_text_vocabulary_is_learned_on_train_only_without_stop_words() -> None:
+    f = TextFeaturizer.fit(TRAIN_TEXTS, vocab_size=50, min_df=1, max_df=1.0)
+    assert "rocket" in f.vocabulary and "hockey" in f.vocabulary
+    assert not {"the", "and", "for", "by"} & set(f.vocabulary)
+    x = f.transform(["zebra quantum"])  # unseen words: nothing to count
+    assert x.nnz == 0
+
+
+def test_text_inputs_are_normalised_tfidf_and_targets_are_counts() -> None:
+    f = TextFeaturizer.fit(TRAIN_TEXTS, vocab_size=50, min_df=1, max_df=1.0)
+    x = f.transform(TRAIN_TEXTS)
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel())
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+    t = f.targets(["rocket rocket launch"])
+    assert t[0, f.vocabulary.index("rocket")] == 2 and t.sum() == 3
+    np.testing.assert_allclose(f.inputs_from_targets(f.targets(TRAIN_TEXTS)).toarray(), x.toarray())
+
+
+def test_text_vocab_size_caps_the_vocabulary() -> None:
+    assert TextFeaturizer.fit(TRAIN_TEXTS, vocab_size=5, min_df=1, max_df=1.0).dim == 5
+
+
+def test_text_rejects_non_strings() -> None:
+    f = TextFeaturizer.fit(TRAIN_TEXTS, vocab_size=50, min_df=1, max_df=1.0)
+    with pytest.raises(ValueError, match="text item 1 is int"):
+        f.transform(["ok", 3])
+    with pytest.raises(ValueError, match="list of strings"):
+        f.transform("just one string")
+
+
+def test_images_are_scaled_and_flattened() -> None:
+    imgs = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4) * 10
+    f = fit_featurizer("image", imgs)
+    assert isinstance(f, ImageFeaturizer) and f.dim == 12 and f.likelihood == "bernoulli"
+    x = f.transform(imgs)
+    assert x.shape == (2, 12) and x.dtype == np.float32
+    np.testing.assert_allclose(x * 255, imgs.reshape(2, -1), rtol=1e-5)
+    with pytest.raises(ValueError, match=r"shape \(n, 3, 4\)"):
+        f.transform(np.zeros((1, 4, 4), np.uint8))
+
+
+def test_count_vectors_use_the_multinomial_decoder() -> None:
+    counts = sp.csr_matrix(np.array([[1, 0, 2], [0, 3, 0], [1, 1, 1]], dtype=np.float32))
+    assert is_count_valued(counts)
+    f = fit_featurizer("vector", counts)
+    assert isinstance(f, CountVectorFeaturizer) and f.likelihood == "multinomial"
+    assert f.targets(counts).sum() == counts.sum()
+    x = f.transform(counts)
+    np.testing.assert_allclose(np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel()), 1.0, rtol=1e-5)
+
+
+def test_real_vectors_are_standardised_with_train_statistics() -> None:
+    rng = np.random.default_rng(0)
+    train = rng.normal(5.0, 3.0, size=(500, 4)).astype(np.float32)
+    train[:, 3] = 1.0  # a constant feature must not divide by zero
+    assert not is_count_valued(train)
+    f = fit_featurizer("vector", train)
+    assert isinstance(f, VectorFeaturizer) and f.likelihood == "gaussian"
+    x = f.transform(train)
+    np.testing.assert_allclose(x[:, :3].mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(x[:, :3].std(0), 1.0, atol=1e-3)
+    assert np.all(x[:, 3] == 0)
+    with pytest.raises(ValueError, match="4 columns"):
+        f.transform(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        f.transform(np.full((2, 4), np.nan, np.float32))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: TextFeaturizer.fit(TRAIN_TEXTS, vocab_size=50, min_df=1, max_df=1.0),
+        lambda: fit_featurizer("image", np.zeros((2, 5, 5), np.uint8)),
+        lambda: fit_featurizer("vector", np.random.default_rng(0).normal(size=(10, 3))),
+        lambda: fit_featurizer("vector", sp.csr_matrix(np.eye(3, dtype=np.float32))),
+    ],
+)
+def test_state_round_trip(make) -> None:
+    f = make()
+    meta, arrays = f.to_state()
+    g = featurizer_from_state(meta, arrays)
+    items = TRAIN_TEXTS if f.kind == "text" else (
+        np.zeros((2, 5, 5), np.uint8) if f.kind == "image" else np.eye(3, dtype=np.float32)
+    )
+    a, b = f.transform(items), g.transform(items)
+    a = a.toarray() if sp.issparse(a) else a
+    b = b.toarray() if sp.issparse(b) else b
+    np.testing.assert_array_equal(a, b)
+
+
+def test_unknown_modality() -> None:
+    with pytest.raises(ValueError, match="unknown modality"):
+        fit_featurizer("audio", [])

@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+import torch
+
+from models.autoencoder import DeepBinaryAutoencoder
+from training.config import PRETRAIN_MODES, TrainConfig
+from training.data import Dataset, Split
+from training.finetune import nearest_neighbours, neighbour_targets
+from training.pretrain import pretrain_stack
+from training.train import autoencoder_config, train
+
+TINY = {"hidden_dims": (16,), "bits": 8, "epochs": 2, "pretrain_epochs": 1, "neighbours": 3,
+        "batch_size": 32}  # fmt: skip
+
+
+def clustered_vectors(n: int = 120, dim: int = 12, seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, size=(4, dim))
+    y = rng.integers(0, 4, size=n)
+    x = (centres[y] + rng.normal(size=(n, dim))).astype(np.float32)
+    labels = np.eye(4, dtype=np.uint8)[y]
+    split = Split(items=x, ids=[f"v{i}" for i in range(n)], labels=labels)
+    return Dataset("vector", split, None, [f"c{i}" for i in range(4)], "synthetic")
+
+
+def tiny_images(n: int = 64) -> Dataset:
+    rng = np.random.default_rng(0)
+    imgs = (rng.random((n, 6, 6)) * 255).astype(np.uint8)
+    return Dataset("image", Split(imgs, [str(i) for i in range(n)], None), None, [], "synthetic")
+
+
+def test_bad_train_config_is_a_value_error_with_the_fix() -> None:
+    with pytest.raises(ValueError, match="multiple of 8"):
+        TrainConfig(bits=10)
+    with pytest.raises(ValueError, match="pretrain must be one of"):
+        TrainConfig(pretrain="magic")
+    with pytest.raises(ValueError, match="unknown setting"):
+        TrainConfig.from_dict({"bitz": 32})
+    with pytest.raises(ValueError, match="epochs must be >= 0"):
+        TrainConfig(epochs=-1)
+
+
+def test_config_json_errors_name_the_file_and_line(tmp_path) -> None:
+    bad = tmp_path / "cfg.json"
+    bad.write_text('{"bits": 32,\n "epochs": }')
+    with pytest.raises(ValueError, match=r"cfg.json: invalid JSON at line 2"):
+        TrainConfig.from_json(bad)
+    good = tmp_path / "ok.json"
+    good.write_text('{"bits": 16, "hidden_dims": [8]}')
+    assert TrainConfig.from_json(good) == TrainConfig(bits=16, hidden_dims=(8,))
+
+
+def test_train_returns_a_fitted_model_with_metrics() -> None:
+    ds = clustered_vectors()
+    events: list[dict] = []
+    model = train(ds, TrainConfig(**TINY), progress=events.append)
+    codes = model.encode(ds.train.items)
+    assert codes.shape == (120, 1) and codes.dtype == np.uint8
+    assert model.bits == 8 and model.input_shape == (12,)
+    assert {"pretrain layer 1", "pretrain layer 2", "fine-tune"} <= {e["stage"] for e in events}
+    assert all(set(e) == {"stage", "epoch", "epochs", "loss"} for e in events)
+    assert len(model.metrics["bit_rates"]) == 8
+    assert model.metrics["finetune"]["epochs"] == 2
+
+
+def test_training_is_deterministic_with_a_seed() -> None:
+    ds = clustered_vectors()
+    a = train(ds, TrainConfig(**TINY, seed=3)).encode_continuous(ds.train.items)
+    b = train(ds, TrainConfig(**TINY, seed=3)).encode_continuous(ds.train.items)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("mode", PRETRAIN_MODES)
+def test_every_pretraining_mode_trains(mode: str) -> None:
+    ds = tiny_images()
+    model = train(ds, TrainConfig(**{**TINY, "epochs": 1}, pretrain=mode))
+    assert model.encode(ds.train.items).shape == (64, 1)
+    assert model.metrics["pretrain"]["mode"] == mode
+
+
+@pytest.mark.parametrize("mode", ["autoencoder", "rbm"])
+def test_pretraining_lowers_reconstruction_loss(mode: str) -> None:
+    ds = clustered_vectors(n=400)
+    cfg = TrainConfig(hidden_dims=(16,), bits=8, pretrain=mode, pretrain_epochs=15, batch_size=32)
+    x = (ds.train.items - ds.train.items.mean(0)) / ds.train.items.std(0)
+    acfg = autoencoder_config(cfg, "vector", 12, "gaussian")
+
+    def recon_loss(model: DeepBinaryAutoencoder) -> float:
+        with torch.no_grad():
+            t = torch.from_numpy(x)
+            return model.eval()(t, t).loss.item()
+
+    torch.manual_seed(0)
+    fresh = DeepBinaryAutoencoder(acfg)
+    before = recon_loss(fresh)
+    pretrain_stack(fresh, x, x, cfg, "cpu")
+    assert recon_loss(fresh) < 0.8 * before
+
+
+def test_nearest_neighbours_dense_and_sparse_agree_and_exclude_self() -> None:
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    x = rng.random((50, 8)).astype(np.float32)
+    dense = nearest_neighbours(x, 5, block=16)
+    sparse = nearest_neighbours(sp.csr_matrix(x), 5, block=7)
+    np.testing.assert_array_equal(dense, sparse)
+    assert not (dense == np.arange(50)[:, None]).any()
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = xn @ xn.T
+    np.fill_diagonal(sims, -np.inf)
+    np.testing.assert_array_equal(np.sort(dense, 1), np.sort(np.argsort(-sims, 1)[:, :5], 1))
+
+
+def test_neighbour_targets_average_word_shares() -> None:
+    import scipy.sparse as sp
+
+    counts = sp.csr_matrix(np.array([[2, 0], [0, 5], [1, 1]], dtype=np.float32))
+    knn = np.array([[1], [2], [0]])
+    t = neighbour_targets(counts, knn, "multinomial").toarray()
+    np.testing.assert_allclose(t.sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(t[0], [0.5, 0.5])  # (1, 0) and (0, 1) averaged
+    dense = neighbour_targets(np.eye(3, dtype=np.float32), knn, "gaussian")
+    np.testing.assert_allclose(dense[0], [0.5, 0.5, 0])
+
+
+def test_cuda_request_without_gpu_is_a_clear_error() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        train(clustered_vectors(), TrainConfig(**TINY, device="cuda"))
