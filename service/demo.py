@@ -48,9 +48,8 @@ def _metadata(labels: np.ndarray | None, names: list[str], i: int) -> dict[str, 
 
 def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
     """Create (or, without ``if_missing``, rebuild) the demo collections; returns a report."""
-    from training.demo_data import demo_images, demo_text
-
     from training.config import TrainConfig
+    from training.demo_data import demo_images, demo_text
     from training.train import train
 
     device = resolve_device(settings.device)

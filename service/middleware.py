@@ -10,6 +10,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.metrics import Metrics
 
+API_PREFIX = "/v1"
+
 
 class BodyLimit:
     """413 with a JSON body naming the limit, from Content-Length or while streaming."""
@@ -101,6 +103,9 @@ class RequestMetrics:
         finally:
             route: Any = scope.get("route")
             name = getattr(route, "path", None) or "unmatched"
+            # FastAPI reports the route as declared in its router, without the include prefix
+            if scope["path"].startswith(API_PREFIX + "/") and not name.startswith(API_PREFIX):
+                name = API_PREFIX + name
             method = scope.get("method", "")
             self.metrics.requests.labels(method, name, str(status)).inc()
             self.metrics.latency.labels(method, name).observe(time.perf_counter() - start)

@@ -31,6 +31,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "filterwarnings", "ignore::starlette.exceptions.StarletteDeprecationWarning"
     )
+
+
 _TOKEN = re.compile(r"[a-z0-9]+")
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -168,7 +169,15 @@ def load_model(directory: str | Path, device: str = "cpu") -> TrainedModel:
         modality = str(config["modality"])
     except ModelFormatError:
         raise
-    except (OSError, KeyError, ValueError, RuntimeError, EOFError) as e:
+    except (
+        OSError,
+        KeyError,
+        TypeError,
+        ValueError,
+        RuntimeError,
+        EOFError,
+        pickle.UnpicklingError,
+    ) as e:
         raise ModelFormatError(f"{directory}: corrupt model ({type(e).__name__}: {e})") from e
     metrics = (
         _read_json(directory / "metrics.json") if (directory / "metrics.json").exists() else {}

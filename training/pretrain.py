@@ -74,7 +74,7 @@ def pretrain_layer(
         in_unit_range = _in_unit_range(x)
         learner = RBM(in_dim, out_dim, "bernoulli" if in_unit_range else "gaussian").to(device)
         # Gaussian visible units need a much smaller step (Hinton's RBM guide, sec. 13.2)
-        lr = cfg.rbm_lr if in_unit_range else cfg.rbm_lr / 50
+        lr = cfg.rbm_lr if in_unit_range else cfg.rbm_lr / 10
     elif cfg.pretrain == "psd":
         learner = PredictiveSparseDecomposition(in_dim, out_dim, sparsity=cfg.psd_sparsity).to(
             device

@@ -9,6 +9,7 @@ from fastapi import APIRouter, status
 from service.collection import CollectionState
 from service.deps import AdminDep, RuntimeDep
 from service.errors import InvalidInput
+from service.routes.common import CollectionPath
 from service.schemas import CollectionCreate, CollectionPublic, CollectionsPublic, Message
 
 router = APIRouter(prefix="/collections", tags=["collections"])
@@ -39,7 +40,7 @@ def read_collections(runtime: RuntimeDep) -> CollectionsPublic:
 
 
 @router.get("/{collection}", response_model=CollectionPublic)
-def read_collection(collection: str, runtime: RuntimeDep) -> CollectionPublic:
+def read_collection(collection: CollectionPath, runtime: RuntimeDep) -> CollectionPublic:
     """One collection: modality, item count, active model version."""
     return public(runtime.registry.get(collection))
 
@@ -74,7 +75,7 @@ def create_collection(body: CollectionCreate, runtime: RuntimeDep) -> Collection
 
 
 @router.delete("/{collection}", response_model=Message, dependencies=[AdminDep])
-def delete_collection(collection: str, runtime: RuntimeDep) -> Message:
+def delete_collection(collection: CollectionPath, runtime: RuntimeDep) -> Message:
     """Delete a collection, its items and model versions (admin); cancels its retraining."""
     runtime.registry.get(collection)
     runtime.jobs.cancel_collection(collection)

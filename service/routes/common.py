@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Path
 
 from service.collection import CollectionState
 from service.errors import InvalidInput
 from service.schemas import Payload
+
+CollectionPath = Annotated[str, Path(description="Collection name.")]
+ItemPath = Annotated[str, Path(description="Item id (may contain '/').")]
+JobPath = Annotated[str, Path(description="Job id, as returned by retrain.")]
+VersionPath = Annotated[int, Path(description="Model version number.")]
 
 FIELD_OF = {"text": "text", "image": "image", "vector": "vector"}
 

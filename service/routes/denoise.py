@@ -11,7 +11,7 @@ from service.backend import infer
 from service.deps import RuntimeDep
 from service.errors import InvalidInput
 from service.payloads import encode_png
-from service.routes.common import check_batch, decode_queries
+from service.routes.common import CollectionPath, check_batch, decode_queries
 from service.schemas import Denoised, DenoiseRequest, DenoiseResponse, Term
 
 router = APIRouter(prefix="/collections/{collection}", tags=["denoise"])
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/collections/{collection}", tags=["denoise"])
 
 @router.post("/denoise", response_model=DenoiseResponse)
 async def denoise_items(
-    collection: str, body: DenoiseRequest, runtime: RuntimeDep
+    collection: CollectionPath, body: DenoiseRequest, runtime: RuntimeDep
 ) -> DenoiseResponse:
     """Images: reconstruction as base64 PNG; text: top reconstructed terms; vectors: values."""
     state, serving = runtime.registry.serving(collection)

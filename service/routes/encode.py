@@ -8,14 +8,16 @@ from fastapi import APIRouter
 from service.codes import to_hex
 from service.deps import RuntimeDep
 from service.errors import InvalidInput
-from service.routes.common import check_batch, decode_queries
+from service.routes.common import CollectionPath, check_batch, decode_queries
 from service.schemas import EncodeRequest, EncodeResponse
 
 router = APIRouter(prefix="/collections/{collection}", tags=["encode"])
 
 
 @router.post("/encode", response_model=EncodeResponse)
-async def encode_items(collection: str, body: EncodeRequest, runtime: RuntimeDep) -> EncodeResponse:
+async def encode_items(
+    collection: CollectionPath, body: EncodeRequest, runtime: RuntimeDep
+) -> EncodeResponse:
     """Binary codes (hex) of the given items under the active model."""
     state, serving = runtime.registry.serving(collection)
     check_batch(len(body.items), runtime.settings.max_batch_items)

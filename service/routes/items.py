@@ -11,14 +11,16 @@ from service.deps import RuntimeDep
 from service.errors import InvalidInput
 from service.payloads import decode_image_bytes, encode_png, image_shape
 from service.registry import NewItem
-from service.routes.common import check_batch, payload_value
+from service.routes.common import CollectionPath, ItemPath, check_batch, payload_value
 from service.schemas import ItemPublic, Message, UpsertRequest, UpsertResponse
 
 router = APIRouter(prefix="/collections/{collection}/items", tags=["items"])
 
 
 @router.post("", response_model=UpsertResponse)
-def upsert_items(collection: str, body: UpsertRequest, runtime: RuntimeDep) -> UpsertResponse:
+def upsert_items(
+    collection: CollectionPath, body: UpsertRequest, runtime: RuntimeDep
+) -> UpsertResponse:
     """Insert or overwrite items; all-or-nothing, durable once answered."""
     state = runtime.registry.get(collection)
     check_batch(len(body.items), runtime.settings.max_batch_items)
@@ -32,7 +34,7 @@ def upsert_items(collection: str, body: UpsertRequest, runtime: RuntimeDep) -> U
 
 @router.post("/upload", response_model=UpsertResponse)
 def upload_image(
-    collection: str,
+    collection: CollectionPath,
     runtime: RuntimeDep,
     file: Annotated[UploadFile, File(description="PNG or JPEG image.")],
     id: Annotated[str, Form(min_length=1, max_length=256, description="Item id.")],
@@ -58,7 +60,7 @@ def upload_image(
 
 
 @router.get("/{item_id:path}", response_model=ItemPublic)
-def read_item(collection: str, item_id: str, runtime: RuntimeDep) -> ItemPublic:
+def read_item(collection: CollectionPath, item_id: ItemPath, runtime: RuntimeDep) -> ItemPublic:
     """One stored item, with its code under the active model."""
     state, row = runtime.registry.get_item(collection, item_id)
     value = state.codec.to_json(state.codec.from_bytes(row.payload))
@@ -73,7 +75,7 @@ def read_item(collection: str, item_id: str, runtime: RuntimeDep) -> ItemPublic:
 
 
 @router.delete("/{item_id:path}", response_model=Message)
-def delete_item(collection: str, item_id: str, runtime: RuntimeDep) -> Message:
+def delete_item(collection: CollectionPath, item_id: ItemPath, runtime: RuntimeDep) -> Message:
     """Delete one item."""
     runtime.registry.delete_item(collection, item_id)
     return Message(message=f"item {item_id!r} deleted")

@@ -6,12 +6,13 @@ import time
 
 import numpy as np
 from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
 
 from service.codes import from_hex, to_hex
 from service.collection import CollectionState, Serving
 from service.deps import RuntimeDep
 from service.errors import InvalidInput, NotFound
-from service.routes.common import decode_queries
+from service.routes.common import CollectionPath, decode_queries
 from service.runtime import Runtime
 from service.schemas import Hit, Payload, SearchRequest, SearchResponse
 
@@ -33,7 +34,7 @@ async def query_code(
     if body.code is not None:
         return from_hex(body.code, model.bits)
     if body.id is not None:
-        row = runtime.store.get_item(state.name, body.id)
+        row = await run_in_threadpool(runtime.store.get_item, state.name, body.id)
         if row is None:
             raise NotFound(f"collection {state.name!r} has no item {body.id!r}", "id")
         if row.code is not None and row.version == serving.version:
@@ -50,7 +51,9 @@ async def query_code(
 
 
 @router.post("/search", response_model=SearchResponse)
-async def search_items(collection: str, body: SearchRequest, runtime: RuntimeDep) -> SearchResponse:
+async def search_items(
+    collection: CollectionPath, body: SearchRequest, runtime: RuntimeDep
+) -> SearchResponse:
     """Items whose codes are near the query's, sorted by (distance, id)."""
     start = time.perf_counter()
     state, serving = runtime.registry.serving(collection)

@@ -46,7 +46,8 @@ def test_failed_transaction_changes_nothing(tmp_path: Path) -> None:
     try:
         with store.transaction() as c:
             c.execute(
-                "INSERT INTO items(collection, id, payload, metadata, seq) VALUES ('c', 'a', x'00', '{}', 1)"
+                "INSERT INTO items(collection, id, payload, metadata, seq)"
+                " VALUES ('c', 'a', x'00', '{}', 1)"
             )
             raise RuntimeError("boom")
     except RuntimeError:

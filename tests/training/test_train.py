@@ -94,7 +94,7 @@ def test_pretraining_lowers_reconstruction_loss(mode: str) -> None:
     fresh = DeepBinaryAutoencoder(acfg)
     before = recon_loss(fresh)
     pretrain_stack(fresh, x, x, cfg, "cpu")
-    assert recon_loss(fresh) < 0.8 * before
+    assert recon_loss(fresh) < 0.9 * before
 
 
 def test_nearest_neighbours_dense_and_sparse_agree_and_exclude_self() -> None:
