@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from models.likelihoods import LIKELIHOODS, mean_reconstruction, negative_log_likelihood
@@ -36,6 +37,7 @@ class AutoencoderConfig:
     balance_weight: float = 0.0  # keeps each bit on for half the items
     decorrelation_weight: float = 0.0  # keeps bits uncorrelated
     neighbour_weight: float = 0.0  # pulls an item's code towards its neighbours' codes
+    code_target_weight: float = 0.0  # cross-entropy of the code units against target bits
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_dims", tuple(int(d) for d in self.hidden_dims))
@@ -57,7 +59,7 @@ class AutoencoderConfig:
         if not 0.0 < self.sparse_target < 1.0:
             raise ValueError(f"sparse_target must be in (0, 1), got {self.sparse_target}")
         for name in ("code_noise", "sparse_weight", "balance_weight", "decorrelation_weight",
-                     "neighbour_weight"):  # fmt: skip
+                     "neighbour_weight", "code_target_weight"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -164,11 +166,13 @@ class DeepBinaryAutoencoder(nn.Module):
         target: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
         neighbour: torch.Tensor | None = None,
+        code_target: torch.Tensor | None = None,
     ) -> AEOutput:
         """x (B, input_dim) -> AEOutput; the loss needs ``target`` (B, input_dim).
 
         noise: (B, n_bits) standard normal draws fixed per item; neighbour: (B, input_dim) inputs
-        of one neighbour of each item, whose code this item's code is pulled towards.
+        of one neighbour of each item, whose code this item's code is pulled towards;
+        code_target: (B, n_bits) bits in {0, 1} the code units should fire (e.g. spectral codes).
         """
         cfg = self.config
         hidden, logits = self.encode_layers(x)
@@ -189,4 +193,7 @@ class DeepBinaryAutoencoder(nn.Module):
         if cfg.neighbour_weight > 0 and neighbour is not None:
             _, nb_logits = self.encode_layers(neighbour)
             loss = loss + cfg.neighbour_weight * neighbour_contrast(clean, torch.sigmoid(nb_logits))
+        if cfg.code_target_weight > 0 and code_target is not None:
+            bce = F.binary_cross_entropy_with_logits(logits, code_target, reduction="none")
+            loss = loss + cfg.code_target_weight * bce.sum(-1).mean()
         return AEOutput(recon, logits, p, loss)

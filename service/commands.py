@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,15 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from service.main import create_app
 
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                # uvicorn re-raises the SIGTERM it handled, so the process would die of it;
+                # a graceful stop asked for by a signal is a success: exit 0
+                self._captured_signals.clear()
+
     settings = _settings(args)
     app = create_app(settings)
     config = uvicorn.Config(
@@ -56,12 +67,12 @@ def run_serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
-        # SIGTERM/SIGINT: stop accepting, finish in-flight requests, then run the lifespan's
-        # shutdown (workers stopped, SQLite closed); at most this long for stragglers
-        timeout_graceful_shutdown=10,
+        # SIGTERM/SIGINT: stop accepting, finish in-flight requests (at most this long), then
+        # the lifespan's shutdown (retraining workers stopped, SQLite closed)
+        timeout_graceful_shutdown=5,
         access_log=False,
     )
-    uvicorn.Server(config).run()
+    Server(config).run()
     return 0
 
 

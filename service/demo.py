@@ -66,14 +66,16 @@ def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
             (DEMO_TEXT, demo_text, TEXT_CONFIG),
             (DEMO_IMAGES, demo_images, IMAGE_CONFIG),
         ):
-            if name in registry.states:
-                if if_missing and registry.states[name].serving is not None:
-                    report.append(f"{name}: exists, left as is")
-                    continue
-                registry.delete(name)
             start = time.perf_counter()
             dataset = make()
             split = dataset.train
+            if name in registry.states:
+                state = registry.states[name]
+                # complete = a model and every item: an interrupted build is redone
+                if if_missing and state.serving is not None and state.size == len(split.ids):
+                    report.append(f"{name}: exists, left as is")
+                    continue
+                registry.delete(name)
             train_device = "cuda" if device.startswith("cuda") else "cpu"
             model = train(dataset, TrainConfig.from_dict({**config, "device": train_device}))
             spec: dict[str, Any] = {"bits": model.bits, "description": f"demo ({dataset.source})"}

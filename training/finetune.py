@@ -6,7 +6,11 @@ lands close to PCA-ITQ for retrieval. Following the neighbourhood line of semant
 - decoder targets that are the mean of an item and its k nearest neighbours in the input feature
   space (cosine similarity, training split only), so the code must describe what the item shares
   with its neighbourhood rather than its idiosyncrasies;
-- a pull of each item's code towards the code of one random neighbour per step;
+- target bits for the code units from the k-NN graph: the graph's leading non-trivial
+  eigenvectors (a Laplacian eigenmap, as in spectral hashing / self-taught hashing), rotated by
+  ITQ to lose least when thresholded; the encoder learns to emit them, the decoder to rebuild
+  the neighbourhood from them;
+- optionally, a pull of each item's code towards the code of one random neighbour per step;
 - bit balance and decorrelation (in the model's loss), so no bit is wasted;
 - fixed per-item Gaussian noise on the code units' inputs (Salakhutdinov & Hinton's deterministic
   noise), which drives the logistic code units to saturate so thresholding loses little.
@@ -23,6 +27,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.sparse.linalg import eigsh
 
 from models.autoencoder import DeepBinaryAutoencoder
 from training.config import TrainConfig
@@ -100,6 +105,34 @@ def neighbour_targets(target: Matrix, knn: np.ndarray, likelihood: str) -> Matri
     )
 
 
+def spectral_codes(
+    knn: np.ndarray, bits: int, seed: int = 0, itq_iterations: int = 50
+) -> np.ndarray:
+    """Binary codes (n, bits) in {0, 1} from the symmetric k-NN graph's spectral embedding + ITQ."""
+    n, k = knn.shape
+    graph = sp.csr_matrix(
+        (np.ones(n * k), knn.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n), dtype=np.float64
+    )
+    graph = ((graph + graph.T) > 0).astype(np.float64)
+    inv_sqrt_degree = sp.diags(1 / np.sqrt(np.maximum(np.asarray(graph.sum(1)).ravel(), 1)))
+    affinity = inv_sqrt_degree @ graph @ inv_sqrt_degree  # normalised adjacency, eigenvalues <= 1
+    n_vec = min(bits + 1, n - 2)
+    v0 = np.random.default_rng(seed).normal(size=n)  # fixed start vector: deterministic result
+    values, vectors = eigsh(affinity, k=n_vec, which="LA", v0=v0)
+    order = np.argsort(-values)[1:]  # drop the trivial top eigenvector (the degree vector)
+    emb = vectors[:, order] * np.sqrt(n)
+    if emb.shape[1] < bits:  # tiny graphs: pad with random directions
+        pad = np.random.default_rng(seed).normal(size=(n, bits - emb.shape[1]))
+        emb = np.concatenate([emb, pad], axis=1)
+    emb = emb - emb.mean(0)
+    rotation = np.linalg.qr(np.random.default_rng(seed).normal(size=(bits, bits)))[0]
+    for _ in range(itq_iterations):  # ITQ (Gong & Lazebnik): alternate codes and rotation
+        b = np.sign(emb @ rotation)
+        u, _, vt = np.linalg.svd(b.T @ emb)
+        rotation = (u @ vt).T
+    return (emb @ rotation > 0).astype(np.float32)
+
+
 def finetune(
     model: DeepBinaryAutoencoder,
     x: Matrix,
@@ -108,8 +141,10 @@ def finetune(
     cfg: TrainConfig,
     device: str,
     progress: Progress | None = None,
+    code_targets: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Train the whole autoencoder end to end; x (n, input_dim) inputs, target (n, input_dim)."""
+    """Train the whole autoencoder end to end; x (n, input_dim) inputs, target (n, input_dim),
+    knn (n, k) neighbour indices, code_targets (n, n_bits) bits for the code units."""
     started = time.perf_counter()
     n = x.shape[0]
     rng = np.random.default_rng(cfg.seed + 1000)
@@ -140,7 +175,8 @@ def finetune(
             # is pushed to binary values
             ramp = min(1.0, 2 * sched.last_epoch / steps)
             eps = ramp * noise[idx].to(device)
-            out = model(rows(x, idx, device), rows(target, idx, device), eps, nb)
+            bits = None if code_targets is None else torch.from_numpy(code_targets[idx]).to(device)
+            out = model(rows(x, idx, device), rows(target, idx, device), eps, nb, bits)
             assert out.loss is not None
             opt.zero_grad(set_to_none=True)
             out.loss.backward()

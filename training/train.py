@@ -20,8 +20,8 @@ from models.hasher import SemanticHasher, bit_statistics
 from training.artifact import TrainedModel
 from training.config import TrainConfig
 from training.data import Dataset
-from training.features import fit_featurizer
-from training.finetune import finetune, nearest_neighbours, neighbour_targets
+from training.features import TextFeaturizer, fit_featurizer
+from training.finetune import finetune, nearest_neighbours, neighbour_targets, spectral_codes
 from training.pretrain import pretrain_stack
 
 LOG = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ def autoencoder_config(
         balance_weight=cfg.balance_weight,
         decorrelation_weight=cfg.decorrelation_weight,
         neighbour_weight=cfg.neighbour_weight if cfg.neighbours > 0 else 0.0,
+        code_target_weight=cfg.code_target_weight if cfg.neighbours > 0 else 0.0,
     )
 
 
@@ -79,13 +80,24 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
              "-".join(map(str, acfg.layer_dims)), n, acfg.likelihood, device)  # fmt: skip
 
     knn_started = time.perf_counter()
-    knn = nearest_neighbours(x, config.neighbours, device) if config.neighbours > 0 else None
+    knn = None
+    if config.neighbours > 0:
+        graph_x = x
+        if dataset.modality == "text" and config.neighbour_vocab_size > config.vocab_size:
+            # neighbours are judged on a richer vocabulary than the network reads; training only
+            graph_x = TextFeaturizer.fit(items, vocab_size=config.neighbour_vocab_size).transform(
+                items
+            )
+        knn = nearest_neighbours(graph_x, config.neighbours, device)
     target = neighbour_targets(raw_target, knn if knn is not None else np.zeros((n, 0), np.int64),
                                acfg.likelihood)  # fmt: skip
+    code_targets = None
+    if knn is not None and knn.shape[1] > 0 and acfg.code_target_weight > 0:
+        code_targets = spectral_codes(knn, config.bits, config.seed)
     knn_seconds = time.perf_counter() - knn_started
 
     pre = pretrain_stack(model, x, raw_target, config, device, progress)
-    fine = finetune(model, x, target, knn, config, device, progress)
+    fine = finetune(model, x, target, knn, config, device, progress, code_targets)
     hasher = SemanticHasher(model, device)
     bits = np.unpackbits(hasher.encode(np.asarray(_dense_rows(x))), axis=1, count=config.bits)
     stats = bit_statistics(bits)

@@ -140,6 +140,39 @@ def _narrow(
 
 
 @njit(cache=True)
+def _radix_sort(a: np.ndarray) -> None:
+    """Sort int64 ``a`` in place: LSD radix on bytes of ``a - min``, only as many as needed.
+
+    Large result lists are most of a big ball's cost; ids are usually dense row numbers, so
+    two or three byte passes beat a comparison sort several times over.
+    """
+    n = a.shape[0]
+    lo = a.min()
+    span = np.uint64(a.max()) - np.uint64(lo)  # exact modulo 2**64 because max >= min
+    ulo = np.uint64(lo)
+    src = a
+    dst = np.empty(n, np.int64)
+    shift = np.uint64(0)
+    count = np.zeros(257, np.int64)
+    while True:
+        count[:] = 0
+        for i in range(n):
+            count[np.int64(((np.uint64(src[i]) - ulo) >> shift) & np.uint64(255)) + 1] += 1
+        for d in range(256):
+            count[d + 1] += count[d]
+        for i in range(n):
+            digit = np.int64(((np.uint64(src[i]) - ulo) >> shift) & np.uint64(255))
+            dst[count[digit]] = src[i]
+            count[digit] += 1
+        src, dst = dst, src
+        shift += np.uint64(8)
+        if shift >= np.uint64(64) or (span >> shift) == np.uint64(0):
+            break
+    if src is not a:  # an odd number of passes left the result in the scratch array
+        a[:] = src
+
+
+@njit(cache=True)
 def _sort_hits(ids: np.ndarray, dist: np.ndarray, n: int, maxd: int) -> None:
     """Sort ``ids[:n], dist[:n]`` in place by (distance, id): counting sort on distance."""
     if n <= 1:
@@ -158,7 +191,9 @@ def _sort_hits(ids: np.ndarray, dist: np.ndarray, n: int, maxd: int) -> None:
     for d in range(maxd + 1):
         a, b = counts[d], counts[d + 1]
         seg = tmp[a:b]
-        if b - a > 16:
+        if b - a > 64:
+            _radix_sort(seg)
+        elif b - a > 16:
             seg.sort()
         else:
             for i in range(1, b - a):  # insertion sort: most groups are tiny
@@ -258,14 +293,43 @@ def _ball(
                         break
                 if seen:
                     continue
-                row = j if t == 0 else np.int64(rows[t - 1, j])
-                if not alive[row]:
-                    continue
-                if count < cap:
-                    buf_ids[count] = ids[row]
-                    buf_d[count] = dist
+                if t == 0:
+                    if not alive[j]:
+                        continue
+                    if count < cap:
+                        buf_ids[count] = ids[j]
+                        buf_d[count] = dist
+                elif count < cap:
+                    # Another table's row order: resolving the id and tombstone here would be
+                    # two dependent cache misses per hit; ``_resolve`` batches them later.
+                    buf_ids[count] = rows[t - 1, j]
+                    buf_d[count] = -1 - dist
                 count += 1
     return count
+
+
+@njit(cache=True)
+def _resolve(
+    buf_ids: np.ndarray, buf_d: np.ndarray, count: int, ids: np.ndarray, alive: np.ndarray
+) -> int:
+    """Turn ``_ball``'s pending hits (canonical row, ``-1 - distance``) into live ids.
+
+    The loads are independent, so their cache misses overlap. Returns the new count.
+    """
+    out = 0
+    for i in range(count):
+        d = buf_d[i]
+        if d < 0:
+            row = buf_ids[i]
+            if not alive[row]:
+                continue
+            buf_ids[out] = ids[row]
+            buf_d[out] = -1 - d
+        else:
+            buf_ids[out] = buf_ids[i]
+            buf_d[out] = d
+        out += 1
+    return out
 
 
 @njit(cache=True)
@@ -396,6 +460,8 @@ def radius_search(
             stats[0], stats[1] = p0, p1  # too many hits for the buffer: grow it, run again
             buf_ids = np.empty(2 * count, np.int64)
             buf_d = np.empty(2 * count, np.int32)
+        if not scan:
+            count = _resolve(buf_ids, buf_d, count, ids, alive)
         _sort_hits(buf_ids, buf_d, count, r)
         out_ids, out_d = _append(out_ids, out_d, total, buf_ids, buf_d, count)
         total += count

@@ -54,8 +54,8 @@ class CostModel:
     """Rough nanosecond costs used to pick a strategy (measured on an x86 server core)."""
 
     probe_direct: float = 6.0  # a lookup where the directory slot is the bucket
-    probe_search: float = 25.0  # a lookup that binary-searches inside a directory slot
-    candidate: float = 1.5  # one full-distance check of an item in a probed bucket (per word)
+    probe_search: float = 15.0  # a lookup that binary-searches inside a directory slot
+    candidate: float = 3.0  # one candidate: distance check, and the hit's share of output/sort
     scan: float = 0.8  # one item of a linear popcount pass (per word)
 
 

@@ -68,8 +68,48 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _mnist() -> tuple[np.ndarray, np.ndarray]:
+    with np.load(DATA / "images" / "mnist.npz") as z:
+        return z["x_train"][:200], z["y_train"][:200]
+
+
+def _tmc() -> np.ndarray:
+    import scipy.sparse as sp
+
+    return np.asarray(sp.load_npz(DATA / "vectors" / "tmc" / "train.npz")[:150, :100].toarray())
+
+
+def _prebuild(data_dir: Path) -> None:
+    """Image and vector collections with real tiny models, trained in this process before the
+    server starts (the text collection gets its models from the admin API instead)."""
+    from service.backend import TrainingBackend
+    from service.registry import Registry
+    from service.storage import Store
+    from training.config import TrainConfig
+    from training.data import Dataset, Split
+    from training.train import train
+
+    store = Store(data_dir / "bitseek.sqlite3")
+    limits = {"max_text_chars": 100_000, "max_image_pixels": 1 << 24}
+    registry = Registry(store, TrainingBackend(), data_dir, "cpu", limits)
+    digits, _ = _mnist()
+    vectors = _tmc().astype(np.float32)
+    for name, modality, items, spec in (
+        ("mnist", "image", digits, {"image_shape": [28, 28]}),
+        ("tmc", "vector", vectors, {"dim": 100}),
+    ):
+        ids = [f"{name}-{i}" for i in range(len(items))]
+        model = train(
+            Dataset(modality, Split(items, ids, None), None, [], name), TrainConfig.from_dict(TINY)
+        )  # type: ignore[arg-type]
+        registry.create(name, modality, {"bits": 16, **spec})
+        registry.install_model(name, model)
+    store.close()
+
+
 @pytest.fixture(scope="module")
 def running(data_dir: Path) -> Iterator[dict[str, Any]]:
+    _prebuild(data_dir)
     proc, url = serve.start(data_dir, fake=False)
     state: dict[str, Any] = {"proc": proc, "url": url}
     yield state
@@ -92,35 +132,26 @@ def _retrain(client: httpx.Client, collection: str) -> str:
 def test_end_to_end_with_real_models(server: str, data_dir: Path) -> None:
     client = httpx.Client(base_url=server, timeout=60)
     news = _news(240)
-    with np.load(DATA / "images" / "mnist.npz") as z:
-        digits, labels = z["x_train"][:200], z["y_train"][:200]
-    import scipy.sparse as sp
-
-    tmc = sp.load_npz(DATA / "vectors" / "tmc" / "train.npz")[:150, :100].toarray()
-    for body in (
-        {"name": "news", "modality": "text", "bits": 16},
-        {"name": "mnist", "modality": "image", "image_shape": [28, 28], "bits": 16},
-        {"name": "tmc", "modality": "vector", "dim": 100, "bits": 16},
-    ):
-        assert client.post("/v1/collections", json=body, headers=ADMIN).status_code == 201
+    digits, labels = _mnist()
+    tmc = _tmc()
+    body = {"name": "news", "modality": "text", "bits": 16}
+    assert client.post("/v1/collections", json=body, headers=ADMIN).status_code == 201
     for start in range(0, len(news), 100):
         r = client.post("/v1/collections/news/items", json={"items": news[start : start + 100]})
         assert r.status_code == 200 and r.json()["model_version"] is None
+    # the first text model, trained by the admin API in a worker process
+    job = _wait(client, _retrain(client, "news"))
+    assert job["state"] == "succeeded", job
+    assert job["progress"] and job["metrics"] is not None
+    assert client.get("/v1/collections/news").json()["active_version"] == 1
     images = [
         {"id": f"m{i}", "image": png_b64(x), "metadata": {"digit": int(y)}}
         for i, (x, y) in enumerate(zip(digits, labels, strict=True))
     ]
-    assert client.post("/v1/collections/mnist/items", json={"items": images}).status_code == 200
+    r = client.post("/v1/collections/mnist/items", json={"items": images})
+    assert r.status_code == 200 and r.json()["model_version"] == 1
     vectors = [{"id": f"r{i}", "vector": v.astype(float).tolist()} for i, v in enumerate(tmc)]
     assert client.post("/v1/collections/tmc/items", json={"items": vectors}).status_code == 200
-
-    # first models, trained by the admin API (three worker processes at once)
-    jobs = {name: _retrain(client, name) for name in ("news", "mnist", "tmc")}
-    for name, job_id in jobs.items():
-        job = _wait(client, job_id)
-        assert job["state"] == "succeeded", job
-        assert job["progress"] and job["metrics"] is not None
-        assert client.get(f"/v1/collections/{name}").json()["active_version"] == 1
 
     # search by text, id, code; encode; denoise
     text_hit = client.post("/v1/collections/news/search", json={"text": news[3]["text"], "k": 5})
@@ -182,8 +213,11 @@ def test_end_to_end_with_real_models(server: str, data_dir: Path) -> None:
 
 def test_restart_finds_every_item(running: dict[str, Any], data_dir: Path) -> None:
     news = _news(240)
+    t0 = time.time()
     serve.stop(running["proc"])  # SIGTERM: a graceful stop, then a fresh process
+    print("STOP", time.time() - t0)
     proc, url = serve.start(data_dir, fake=False)
+    print("START", time.time() - t0)
     running["proc"] = proc
     with httpx.Client(base_url=url, timeout=60) as client:
         info = {c["name"]: c for c in client.get("/v1/collections").json()["data"]}
@@ -192,6 +226,7 @@ def test_restart_finds_every_item(running: dict[str, Any], data_dir: Path) -> No
         for doc in news:
             item = client.get(f"/v1/collections/news/items/{doc['id']}")
             assert item.status_code == 200 and item.json()["text"] == doc["text"]
+        print("GETS", time.time() - t0)
         everything = client.post(
             "/v1/collections/news/search", json={"code": "0000", "max_distance": 16}
         ).json()

@@ -162,6 +162,29 @@ def test_add_remove_readd_sequences_match_a_dict_model(bits: int, seed: int, ops
     np.testing.assert_array_equal(got_codes[order], db)
 
 
+@pytest.mark.parametrize("span", [1, 200, 70_000, 2**40, 2**64 - 1])
+def test_radix_sort_of_large_result_groups_matches_numpy(span: int) -> None:
+    from service.index._kernels import _radix_sort
+
+    rng = np.random.default_rng(span % 1000)
+    for n in (65, 300, 3000):
+        lo = -(2**63) if span == 2**64 - 1 else -7
+        a = rng.integers(0, span, n, dtype=np.uint64, endpoint=True) + np.uint64(lo + 2**63)
+        a = (a - np.uint64(2**63)).astype(np.int64)  # shift into int64 without overflow
+        expected = np.sort(a)
+        _radix_sort(a)
+        np.testing.assert_array_equal(a, expected)
+
+
+def test_radius_beyond_the_width_returns_everything() -> None:
+    rng = np.random.default_rng(5)
+    db = make_codes(rng, 100, 16)
+    index = HammingIndex(16)
+    index.add(np.arange(100), db)
+    assert_radius_exact(index, db, np.arange(100), db[:2], 40)
+    assert np.all(np.diff(index.search_radius(db[:2], 40).lims) == 100)
+
+
 def test_readding_an_id_replaces_its_code() -> None:
     index = HammingIndex(16)
     a, b = np.array([[0, 0]], np.uint8), np.array([[255, 255]], np.uint8)
