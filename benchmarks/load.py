@@ -37,6 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "text" / "20newsgroups"
 RESULTS = ROOT / "benchmarks" / "results"
+MODEL_CACHE = Path(tempfile.gettempdir()) / "bitseek-load-model-v1"
 MODEL_SETTINGS = {
     "bits": 32,
     "hidden_dims": [256],
@@ -56,11 +57,13 @@ async def noop(request: Request) -> dict:
 
 
 def read_news() -> list[str]:
+    """Posts with some text, cut to 20,000 characters (a few are huge uuencoded files; the
+    service rejects empty texts, and one bad item rejects its whole batch)."""
     texts = []
     for name in ("train.jsonl.gz", "test.jsonl.gz"):
         with gzip.open(DATA / name, "rt") as f:
-            texts += [json.loads(line)["text"] for line in f]
-    return texts
+            texts += [json.loads(line)["text"][:20_000] for line in f]
+    return [t for t in texts if t.strip()]
 
 
 def free_port() -> int:
@@ -81,8 +84,12 @@ def build_data_dir(data_dir: Path, texts: list[str]) -> dict[str, Any]:
     train_texts = texts[:11314]
     ids = [f"n{i}" for i in range(len(train_texts))]
     start = time.perf_counter()
-    dataset = Dataset("text", Split(train_texts, ids, None), None, [], "20newsgroups")
-    model = train(dataset, TrainConfig.from_dict(MODEL_SETTINGS))
+    if MODEL_CACHE.exists():  # a rerun measures the service, not the training again
+        model = TrainingBackend().load(MODEL_CACHE, "cpu")
+    else:
+        dataset = Dataset("text", Split(train_texts, ids, None), None, [], "20newsgroups")
+        model = train(dataset, TrainConfig.from_dict(MODEL_SETTINGS))
+        model.save(MODEL_CACHE)
     took = time.perf_counter() - start
     store = Store(data_dir / "bitseek.sqlite3")
     limits = {"max_text_chars": 100_000, "max_image_pixels": 1 << 24}
@@ -90,7 +97,7 @@ def build_data_dir(data_dir: Path, texts: list[str]) -> dict[str, Any]:
     registry.create("bench", "text", {"bits": 32})
     registry.install_model("bench", model)
     store.close()
-    return {"train_seconds": round(took, 1), "train_items": len(train_texts)}
+    return {"model_seconds": round(took, 1), "train_items": len(train_texts)}
 
 
 def start_server(app_args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
@@ -264,9 +271,10 @@ def main() -> None:
 
             rng = np.random.RandomState(0)
             codes = []
-            for i in rng.choice(args.items, 200, replace=False):
-                r = httpx.get(f"http://127.0.0.1:{port}{UPSERT}/d{i}").json()
-                codes.append(r["code"])
+            with httpx.Client() as http:
+                for i in rng.choice(args.items, 200, replace=False):
+                    r = http.get(f"http://127.0.0.1:{port}{UPSERT}/d{i}").json()
+                    codes.append(r["code"])
             code_reqs = [
                 request_bytes(port, SEARCH, json.dumps({"code": c, "k": 10}).encode())
                 for c in codes

@@ -133,6 +133,7 @@ class DeepBinaryAutoencoder(nn.Module):
         """Data-dependent initialisation of every encoder layer from a sample x (n, input_dim)."""
         h = x
         for layer in self.encoder:
+            assert isinstance(layer, nn.Linear)
             h = data_dependent_init(layer, h)
 
     def encode_layers(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:

@@ -1,0 +1,1 @@
+"""Bitseek's HTTP service: FastAPI app, SQLite storage, collections, retraining jobs."""

@@ -64,10 +64,13 @@ class CollectionState:
     ) -> Ranked:
         """Hits as (distance, id, metadata), sorted by (distance, id); see ``ranking.rank``."""
 
+        wanted = list((where or {}).items())
+
         def keep(num: int) -> bool:
             meta = self.meta.get(num)
             if meta is None:  # deleted between the index probe and now
                 return False
-            return where is None or all(meta.get(key) == val for key, val in where.items())
+            return all(meta.get(key) == val for key, val in wanted)
 
-        return rank(serving.index, code, max_distance, k, keep, self.ids.get, self.meta)
+        chosen = keep if wanted else None
+        return rank(serving.index, code, max_distance, k, chosen, self.ids.get, self.meta)

@@ -15,7 +15,9 @@ from service.runtime import Runtime
 _bearer = HTTPBearer(auto_error=False, description="BITSEEK_ADMIN_TOKEN")
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs plain-def dependencies in its thread pool (a thread hop
+    # per request); these only read attributes
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -23,14 +25,14 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-def get_settings(runtime: RuntimeDep) -> Settings:
+async def get_settings(runtime: RuntimeDep) -> Settings:
     return runtime.settings
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def require_admin(
+async def require_admin(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:

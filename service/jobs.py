@@ -95,6 +95,8 @@ class JobManager:
         out = dict(settings)
         if "bits" in spec and "bits" not in out:
             out["bits"] = spec["bits"]
+        if "device" not in out and self.registry.device.startswith("cuda"):
+            out["device"] = "cuda"  # train where the service infers
         return out
 
     def get(self, job_id: str) -> dict[str, Any]:

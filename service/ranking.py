@@ -24,6 +24,10 @@ class Ranked:
     searched_distance: int  # every item up to this distance was considered
 
 
+def _order(hit: tuple[int, str, int]) -> tuple[int, str]:
+    return hit[0], hit[1]
+
+
 def _unpack(result: Any) -> tuple[np.ndarray, np.ndarray, int]:
     hits = result[0]  # service.index.SearchResult: CSR over queries; we send one
     ids = np.asarray(hits.ids, dtype=np.int64)
@@ -35,7 +39,7 @@ def rank(
     code: np.ndarray,
     max_distance: int | None,
     k: int | None,
-    keep: Callable[[int], bool],
+    keep: Callable[[int], bool] | None,
     id_of: Callable[[int], str | None],
     meta: Mapping[int, dict[str, Any]],
 ) -> Ranked:
@@ -44,14 +48,19 @@ def rank(
     or the collection is exhausted. With only ``k``: the ``k`` nearest."""
     probes = 0
 
-    def collect(ids: np.ndarray, dists: np.ndarray) -> list[Hit]:
+    def collect(ids: np.ndarray, dists: np.ndarray) -> list[tuple[int, str, int]]:
         out = []
         for num, dist in zip(ids.tolist(), dists.tolist(), strict=True):
-            item_id = id_of(num)
-            if item_id is not None and keep(num):
-                out.append((int(dist), item_id, meta.get(num, {})))
-        out.sort(key=lambda hit: (hit[0], hit[1]))
+            item_id = id_of(num)  # None: deleted since the index answered
+            if item_id is not None and (keep is None or keep(num)):
+                out.append((dist, item_id, num))
+        out.sort(key=_order)
         return out
+
+    def done(found: list[tuple[int, str, int]], widened: bool, searched: int) -> Ranked:
+        # metadata only for what is returned
+        hits = [(d, item_id, meta.get(num, {})) for d, item_id, num in found[:k]]
+        return Ranked(hits, probes, widened, searched)
 
     total = len(index)
     if max_distance is not None:
@@ -59,14 +68,14 @@ def rank(
         probes += p
         hits = collect(ids, dists)
         if k is None or len(hits) >= k or len(ids) >= total:
-            return Ranked(hits[:k] if k else hits, probes, False, max_distance)
+            return done(hits, False, max_distance)
     assert k is not None
     want = k
     while True:
         ids, dists, p = _unpack(index.search_knn(code, min(want + 1, max(total, 1))))
         probes += p
         if len(ids) == 0:
-            return Ranked([], probes, False, max_distance or 0)
+            return done([], False, max_distance or 0)
         last = int(dists[-1])
         exhausted = len(ids) >= total
         if exhausted:
@@ -82,5 +91,5 @@ def rank(
         hits = collect(ids, dists)
         if len(hits) >= k or exhausted:
             widened = max_distance is not None and searched > max_distance
-            return Ranked(hits[:k], probes, widened, max(searched, max_distance or 0))
+            return done(hits, widened, max(searched, max_distance or 0))
         want *= 4

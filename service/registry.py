@@ -210,10 +210,11 @@ class Registry:
         return state
 
     def delete(self, name: str) -> None:
-        self.get(name)
-        self.store.delete_collection(name)
-        self.states.pop(name, None)
-        self.broken.pop(name, None)
+        state = self.get(name)
+        with state.write_lock:  # no write of this collection is half-way through
+            self.store.delete_collection(name)
+            self.states.pop(name, None)
+            self.broken.pop(name, None)
         shutil.rmtree(self.data_dir / "collections" / name, ignore_errors=True)
 
     # items ----------------------------------------------------------------------------------
@@ -235,6 +236,8 @@ class Registry:
                     raise InvalidInput(f"the model rejected the items: {exc}", "items") from None
                 codes = [bytes(c) for c in packed]
             with state.write_lock:
+                if self.states.get(name) is not state:
+                    raise NotFound(f"collection {name!r} was deleted", "collection")
                 if state.serving is not serving:
                     continue  # a new model version landed while we encoded: encode again
                 writes = [

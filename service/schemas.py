@@ -174,6 +174,10 @@ class SearchResponse(BaseModel):
     bits: int = Field(description="Code length.")
     code: str = Field(description="The query's code (hex).")
     widened: bool = Field(description="True when the search went past max_distance to find k.")
+    truncated: bool = Field(
+        description="True when a radius-only search matched more than max_k items (the"
+        " server's limit) and only the nearest max_k are returned."
+    )
     searched_distance: int = Field(description="Largest Hamming distance the search covered.")
 
 

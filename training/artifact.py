@@ -77,7 +77,7 @@ class TrainedModel:
     def featurize(self, items: Any) -> np.ndarray:
         """float32 (n, input_dim) encoder inputs; ValueError on items of the wrong kind."""
         x = self.featurizer.transform(items)
-        return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
+        return np.asarray(x.toarray() if isinstance(x, sp.spmatrix) else x, dtype=np.float32)
 
     def encode(self, items: Any) -> np.ndarray:
         """uint8 (n, bits // 8) packed codes in numpy.packbits order."""
@@ -129,7 +129,7 @@ class TrainedModel:
             cpu_state = {k: v.detach().cpu() for k, v in state["state_dict"].items()}
             torch.save(cpu_state, tmp / "weights.pt")
             _write_json(tmp / "featurizer.json", meta)
-            np.savez(tmp / "featurizer.npz", **arrays)
+            np.savez(tmp / "featurizer.npz", **arrays)  # type: ignore[arg-type]
             _write_json(tmp / "metrics.json", self.metrics)
             old = None
             if directory.exists():

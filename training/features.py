@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
 
 LOG = logging.getLogger(__name__)
-Matrix = np.ndarray | sp.csr_matrix
+Matrix: TypeAlias = np.ndarray | sp.csr_matrix
 
 
 def _sublinear_tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
@@ -234,7 +234,7 @@ def featurizer_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -
 
 def is_count_valued(x: Matrix) -> bool:
     """True when every stored entry is a non-negative integer (a bag of words)."""
-    values = x.data if sp.issparse(x) else np.asarray(x).ravel()
+    values = np.asarray(x.data if isinstance(x, sp.spmatrix) else x).ravel()
     if values.size == 0:
         return False
     return bool(np.all(values >= 0) and np.all(np.floor(values) == values))
@@ -262,4 +262,4 @@ def _check_vectors(x: Any, dim: int | None) -> Matrix:
 
 
 def _dense(x: Matrix) -> np.ndarray:
-    return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
+    return np.asarray(x.toarray() if isinstance(x, sp.spmatrix) else x, dtype=np.float32)

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,7 +34,7 @@ from training.config import TrainConfig
 from training.pretrain import minibatches, rows
 
 LOG = logging.getLogger(__name__)
-Matrix = np.ndarray | sp.csr_matrix
+Matrix: TypeAlias = np.ndarray | sp.csr_matrix
 Progress = Callable[[dict[str, Any]], None]
 _KNN_DIM = 64  # dense inputs are projected on their top principal axes before the k-NN search
 

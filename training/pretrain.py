@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from torch import nn
 
 from models.autoencoder import DeepBinaryAutoencoder, data_dependent_init
 from models.psd import PredictiveSparseDecomposition
@@ -25,7 +26,7 @@ from models.shallow import FeatureLearner, LayerRegularisation, ShallowAutoencod
 from training.config import TrainConfig
 
 LOG = logging.getLogger(__name__)
-Matrix = np.ndarray | sp.csr_matrix
+Matrix: TypeAlias = np.ndarray | sp.csr_matrix
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -160,10 +161,12 @@ def pretrain_stack(
         )
         enc_w, enc_b = learner.encoder_weights()
         dec_w, dec_b = learner.decoder_weights()
+        encoder_layer = model.encoder[i]
+        mirror = model.decoder[n_layers - 1 - i]  # maps layer i+1's width back to layer i's
+        assert isinstance(encoder_layer, nn.Linear) and isinstance(mirror, nn.Linear)
         with torch.no_grad():
-            model.encoder[i].weight.copy_(enc_w)
-            model.encoder[i].bias.copy_(enc_b)
-            mirror = model.decoder[n_layers - 1 - i]  # maps layer i+1's width back to layer i's
+            encoder_layer.weight.copy_(enc_w)
+            encoder_layer.bias.copy_(enc_b)
             mirror.weight.copy_(dec_w)
             mirror.bias.copy_(dec_b)
         if i < n_layers - 1:
@@ -175,5 +178,5 @@ def pretrain_stack(
 
 
 def _in_unit_range(x: Matrix) -> bool:
-    values = x.data if sp.issparse(x) else np.asarray(x)
+    values = np.asarray(x.data if isinstance(x, sp.spmatrix) else x)
     return bool(values.size == 0 or (values.min() >= 0 and values.max() <= 1))

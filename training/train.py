@@ -85,9 +85,9 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
         graph_x = x
         if dataset.modality == "text" and config.neighbour_vocab_size > config.vocab_size:
             # neighbours are judged on a richer vocabulary than the network reads; training only
-            graph_x = TextFeaturizer.fit(items, vocab_size=config.neighbour_vocab_size).transform(
-                items
-            )
+            texts = [str(t) for t in items]  # a text Split holds a list of strings
+            rich = TextFeaturizer.fit(texts, vocab_size=config.neighbour_vocab_size)
+            graph_x = rich.transform(texts)
         knn = nearest_neighbours(graph_x, config.neighbours, device)
     target = neighbour_targets(raw_target, knn if knn is not None else np.zeros((n, 0), np.int64),
                                acfg.likelihood)  # fmt: skip

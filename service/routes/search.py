@@ -71,8 +71,13 @@ async def search_items(
     )
     code = await query_code(body, state, serving, runtime)
     ranked = state.search(serving, code, body.max_distance, k, body.filter)
+    hits = ranked.hits
+    truncated = k is None and len(hits) > runtime.settings.max_k  # a radius alone: cap the size
+    if truncated:
+        hits = hits[: runtime.settings.max_k]
     return SearchResponse(
-        hits=[Hit(id=i, distance=d, metadata=m) for d, i, m in ranked.hits],
+        hits=[Hit(id=i, distance=d, metadata=m) for d, i, m in hits],
+        truncated=truncated,
         took_ms=round((time.perf_counter() - start) * 1000.0, 3),
         probes=ranked.probes,
         model_version=serving.version,

@@ -213,11 +213,8 @@ def test_end_to_end_with_real_models(server: str, data_dir: Path) -> None:
 
 def test_restart_finds_every_item(running: dict[str, Any], data_dir: Path) -> None:
     news = _news(240)
-    t0 = time.time()
     serve.stop(running["proc"])  # SIGTERM: a graceful stop, then a fresh process
-    print("STOP", time.time() - t0)
     proc, url = serve.start(data_dir, fake=False)
-    print("START", time.time() - t0)
     running["proc"] = proc
     with httpx.Client(base_url=url, timeout=60) as client:
         info = {c["name"]: c for c in client.get("/v1/collections").json()["data"]}
@@ -226,7 +223,6 @@ def test_restart_finds_every_item(running: dict[str, Any], data_dir: Path) -> No
         for doc in news:
             item = client.get(f"/v1/collections/news/items/{doc['id']}")
             assert item.status_code == 200 and item.json()["text"] == doc["text"]
-        print("GETS", time.time() - t0)
         everything = client.post(
             "/v1/collections/news/search", json={"code": "0000", "max_distance": 16}
         ).json()

@@ -182,3 +182,15 @@ def test_searches_run_while_items_are_written(client: TestClient) -> None:
     writer.join()
     assert not errors
     assert client.get("/v1/collections/docs").json()["items"] == 140
+
+
+def test_radius_only_results_are_capped_at_max_k(data_dir: Any) -> None:
+    from service.main import create_app
+    from tests.conftest import FakeBackend, make_settings
+
+    with TestClient(create_app(make_settings(data_dir, max_k=5), backend=FakeBackend())) as c:
+        r = c.post("/v1/collections/docs/search", json={"id": "t001", "max_distance": 32}).json()
+        assert len(r["hits"]) == 5 and r["truncated"] is True
+        assert r["hits"] == sorted(r["hits"], key=lambda h: (h["distance"], h["id"]))
+        r = c.post("/v1/collections/docs/search", json={"id": "t001", "k": 5}).json()
+        assert r["truncated"] is False
