@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 DEMO_TEXT = "demo-text"
 DEMO_IMAGES = "demo-images"
-# Measured on 2 busy CPU cores: text about 30 s, images about 8 s (see the module docstring).
+# Measured with `nice -n 10 bitseek demo` on 2 shared cores (load 4-5): 40-95 s for both.
 TEXT_CONFIG: dict[str, Any] = {
     "bits": 32,
     "hidden_dims": [256],
@@ -35,7 +35,7 @@ IMAGE_CONFIG: dict[str, Any] = {
     "bits": 16,
     "hidden_dims": [128],
     "pretrain_epochs": 1,
-    "epochs": 8,
+    "epochs": 5,
 }
 
 

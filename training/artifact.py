@@ -68,6 +68,8 @@ class TrainedModel:
             return self.featurizer.shape
         if self.modality == "text":
             return ()
+        if isinstance(self.featurizer, CountVectorFeaturizer):
+            return (self.featurizer.n_features,)
         return (self.featurizer.dim,)
 
     @property
@@ -98,7 +100,9 @@ class TrainedModel:
             return (recon * f.scale + f.mean).astype(np.float32)
         if isinstance(f, CountVectorFeaturizer):  # expected counts: word shares times length
             length = np.asarray(f.targets(items).sum(1)).reshape(-1, 1)
-            return (recon * length).astype(np.float32)
+            full = np.zeros((len(recon), f.n_features), dtype=np.float32)  # dropped terms: 0
+            full[:, f.columns] = recon * length
+            return full
         vocab = f.vocabulary
         top = np.argsort(-recon, axis=1)[:, :TOP_TERMS]
         return [

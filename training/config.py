@@ -22,7 +22,7 @@ class TrainConfig:
     bits: int = 32
     hidden_dims: tuple[int, ...] = ()  # empty: the modality's default (DEFAULT_HIDDEN)
     likelihood: str = ""  # empty: follows the data (bernoulli / gaussian / multinomial)
-    vocab_size: int = 2000  # text: terms kept by the vectoriser (2000 as in semantic hashing)
+    vocab_size: int = 2000  # text and word-count vectors: terms the network reads (as in the paper)
     # greedy layer-wise pretraining
     pretrain: str = (
         "autoencoder"  # none | autoencoder | denoising | contractive | sparse | psd | rbm
@@ -45,7 +45,7 @@ class TrainConfig:
     straight_through: bool = False
     dropout: float = 0.0
     neighbours: int = 20  # decoder target: mean of the item and its k nearest neighbours; 0: itself
-    neighbour_vocab_size: int = 10000  # text: the k-NN graph uses a richer tf-idf than the input
+    neighbour_vocab_size: int = 10000  # the k-NN graph uses a richer tf-idf than the input
     code_target_weight: float = 1.0  # fit the code units to the k-NN graph's spectral codes
     neighbour_weight: float = 0.0  # pull each code towards a random neighbour's code
     balance_weight: float = 1.0

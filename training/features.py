@@ -100,24 +100,36 @@ class TextFeaturizer:
 
 
 class CountVectorFeaturizer:
-    """Count-valued vectors (bag-of-words over a given vocabulary): tf-idf in, counts out."""
+    """Count-valued vectors (bag-of-words over a given vocabulary): tf-idf in, counts out.
+
+    Like the text vectoriser, only the ``vocab_size`` columns with the highest document frequency
+    are kept (a 10,000-term vocabulary over a few thousand documents mostly feeds overfitting).
+    """
 
     kind = "counts"
     likelihood = "multinomial"
 
-    def __init__(self, idf: np.ndarray) -> None:
+    def __init__(self, idf: np.ndarray, columns: np.ndarray, n_features: int) -> None:
         self.idf = np.asarray(idf, dtype=np.float32)
+        self.columns = np.asarray(columns, dtype=np.int64)  # kept input columns, ascending
+        self.n_features = int(n_features)
 
     @property
     def dim(self) -> int:
         return len(self.idf)
 
     @classmethod
-    def fit(cls, x: Matrix) -> CountVectorFeaturizer:
-        return cls(_idf(sp.csr_matrix(_check_vectors(x, None))))
+    def fit(cls, x: Matrix, vocab_size: int | None = None) -> CountVectorFeaturizer:
+        counts = sp.csr_matrix(_check_vectors(x, None), dtype=np.float32)
+        n_features = counts.shape[1]
+        df = np.bincount(counts.indices, minlength=n_features)
+        keep = n_features if vocab_size is None else min(vocab_size, n_features)
+        columns = np.sort(np.argsort(-df, kind="stable")[:keep])
+        return cls(_idf(sp.csr_matrix(counts[:, columns])), columns, n_features)
 
     def targets(self, items: Any) -> Matrix:
-        return sp.csr_matrix(_check_vectors(items, self.dim), dtype=np.float32)
+        counts = sp.csr_matrix(_check_vectors(items, self.n_features), dtype=np.float32)
+        return sp.csr_matrix(counts[:, self.columns])
 
     def transform(self, items: Any) -> Matrix:
         return _sublinear_tfidf(self.targets(items), self.idf)
@@ -126,7 +138,8 @@ class CountVectorFeaturizer:
         return _sublinear_tfidf(sp.csr_matrix(targets), self.idf)
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return {"kind": self.kind}, {"idf": self.idf}
+        meta = {"kind": self.kind, "n_features": self.n_features}
+        return meta, {"idf": self.idf, "columns": self.columns}
 
 
 class VectorFeaturizer:
@@ -214,7 +227,7 @@ def fit_featurizer(modality: str, items: Any, vocab_size: int = 2000) -> Featuri
         return ImageFeaturizer.fit(items)
     if modality == "vector":
         if is_count_valued(items):
-            return CountVectorFeaturizer.fit(items)
+            return CountVectorFeaturizer.fit(items, vocab_size=vocab_size)
         return VectorFeaturizer.fit(items)
     raise ValueError(f"unknown modality {modality!r}; expected text, image or vector")
 
@@ -224,7 +237,7 @@ def featurizer_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -
     if kind == "text":
         return TextFeaturizer(meta["vocabulary"], arrays["idf"])
     if kind == "counts":
-        return CountVectorFeaturizer(arrays["idf"])
+        return CountVectorFeaturizer(arrays["idf"], arrays["columns"], meta["n_features"])
     if kind == "vector":
         return VectorFeaturizer(arrays["mean"], arrays["scale"])
     if kind == "image":

@@ -20,7 +20,7 @@ from models.hasher import SemanticHasher, bit_statistics
 from training.artifact import TrainedModel
 from training.config import TrainConfig
 from training.data import Dataset
-from training.features import TextFeaturizer, fit_featurizer
+from training.features import CountVectorFeaturizer, TextFeaturizer, fit_featurizer
 from training.finetune import finetune, nearest_neighbours, neighbour_targets, spectral_codes
 from training.pretrain import pretrain_stack
 
@@ -83,11 +83,14 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
     knn = None
     if config.neighbours > 0:
         graph_x = x
+        # neighbours are judged on a richer vocabulary than the network reads (training only)
         if dataset.modality == "text" and config.neighbour_vocab_size > config.vocab_size:
-            # neighbours are judged on a richer vocabulary than the network reads; training only
             texts = [str(t) for t in items]  # a text Split holds a list of strings
             rich = TextFeaturizer.fit(texts, vocab_size=config.neighbour_vocab_size)
             graph_x = rich.transform(texts)
+        elif isinstance(featurizer, CountVectorFeaturizer):
+            counts = CountVectorFeaturizer.fit(items, vocab_size=config.neighbour_vocab_size)
+            graph_x = counts.transform(items)
         knn = nearest_neighbours(graph_x, config.neighbours, device)
     target = neighbour_targets(raw_target, knn if knn is not None else np.zeros((n, 0), np.int64),
                                acfg.likelihood)  # fmt: skip

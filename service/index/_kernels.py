@@ -372,6 +372,7 @@ def _scan_hist(
     q: np.ndarray,
     codes: np.ndarray,
     alive: np.ndarray,
+    has_dead: bool,
     dead: int,
     out: np.ndarray,
     hist: np.ndarray,
@@ -379,10 +380,17 @@ def _scan_hist(
     """One pass: every distance into ``out`` (uint8; ``dead`` for tombstones) and ``hist``."""
     w = q.shape[0]
     q0, q1 = q[0], q[w - 1]
+    # Four interleaved histograms: neighbouring items mostly share a distance, and one
+    # counter would make every increment wait for the previous one.
+    parts = np.zeros((4, hist.shape[0]), np.int64)
     for j in range(codes.shape[0]):
-        d = _distance2(codes, j, q0, q1, w) if alive[j] else dead
+        d = _distance2(codes, j, q0, q1, w)
+        if has_dead and not alive[j]:
+            d = dead
         out[j] = d
-        hist[d] += 1
+        parts[j & 3, d] += 1
+    for b in range(hist.shape[0]):
+        hist[b] += parts[0, b] + parts[1, b] + parts[2, b] + parts[3, b]
 
 
 @njit(cache=True)
@@ -657,6 +665,7 @@ def knn_search(
     saved = np.zeros(bits + 2, np.int64)
     stats = np.zeros(4, np.int64)
     full_scan = (n + nd) * scan_cost
+    has_dead = not alive.all()
     max_shell = shell_probes.shape[1] - 1
     for i in range(nq):
         q = queries[i]
@@ -716,7 +725,7 @@ def knn_search(
             if sdist.shape[0] < n:
                 sdist = np.empty(n, np.uint8)
             hist[:] = 0
-            _scan_hist(q, base, alive, bits + 1, sdist[:n], hist)
+            _scan_hist(q, base, alive, has_dead, bits + 1, sdist[:n], hist)
             for j in range(nd):
                 hist[ddist[j]] += 1
             total = 0

@@ -65,7 +65,7 @@ class IndexConfig:
 
     groups : number of substring tables of each table group; ``None`` picks
         ``layout.default_groups(bits)``: (1,) up to 16 bits, (1, 2) up to 32, (2,) up to 64,
-        (4,) at 128. A group of 1 is bit-flip enumeration over the whole code (<= 32 bits).
+        (4, 5) at 128. A group of 1 is bit-flip enumeration over the whole code (<= 32 bits).
     delta_fraction : rebuild once the unindexed delta exceeds this share of the base (or
         ``min_delta`` items, whichever is larger).
     """
@@ -291,9 +291,11 @@ class HammingIndex:
     def search_knn(self, codes: np.ndarray, k: int, *, threads: int = 1) -> SearchResult:
         """The ``k`` nearest items of each query, exact, ties broken by smaller id.
 
-        Grows a Hamming ball radius by radius until it holds ``k`` items, switching a query to
-        a popcount scan once the next ball would cost more. Fewer than ``k`` hits only when the
-        index holds fewer than ``k`` items.
+        Grows the Hamming ball of the group with the most tables one table shell at a time
+        (incremental multi-index search: after flipping up to ``s`` bits in tables ``0..t``
+        and ``s - 1`` in the rest, every item within ``m * s + t`` is known) until it holds
+        ``k`` items; a query switches to a popcount scan once the next shell would make it
+        cost more than the scan. Fewer than ``k`` hits only when the index holds fewer items.
         """
         k = _check_int(k, "k", 1)
         queries = self._words(codes, "codes")

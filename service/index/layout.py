@@ -85,12 +85,21 @@ def split_pieces(bits: int, m: int) -> tuple[Piece, ...]:
 
 
 def default_groups(bits: int) -> tuple[int, ...]:
-    """Table groups built for a width: bit-flip on the whole code where it fits in a key."""
+    """Table groups built for a width: bit-flip on the whole code where it fits in a key.
+
+    (1,) up to 16 bits, (1, 2) up to 32, (2,) up to 64, then e.g. (4, 5) at 128 bits; each
+    batch uses whichever group (or a scan) the cost model prefers.
+    """
     if bits <= 16:
         return (1,)
     if bits <= 32:
         return (1, 2)  # whole-code bit-flip for small radii, two 16-bit halves for larger ones
-    return (sum(math.ceil(min(64, bits - 64 * w) / MAX_KEY_BITS) for w in range(n_words(bits))),)
+    if bits <= 64:
+        return (2,)  # two 32-bit halves: fits the 32 bytes per item budget at 64 bits
+    # Two-word codes: the fewest <= 32-bit pieces (best on clustered codes, where short
+    # pieces have crowded buckets) and one more (fewer probes when balls are sparse).
+    fewest = sum(math.ceil(min(64, bits - 64 * w) / MAX_KEY_BITS) for w in range(n_words(bits)))
+    return (fewest, fewest + 1)
 
 
 def schedule(r: int, m: int) -> np.ndarray:

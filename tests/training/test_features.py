@@ -68,6 +68,7 @@ def test_count_vectors_use_the_multinomial_decoder() -> None:
     assert is_count_valued(counts)
     f = fit_featurizer("vector", counts)
     assert isinstance(f, CountVectorFeaturizer) and f.likelihood == "multinomial"
+    assert f.dim == 3 and fit_featurizer("vector", counts, vocab_size=2).dim == 2
     assert f.targets(counts).sum() == counts.sum()
     x = f.transform(counts)
     np.testing.assert_allclose(np.sqrt(np.asarray(x.multiply(x).sum(1)).ravel()), 1.0, rtol=1e-5)
@@ -103,8 +104,10 @@ def test_state_round_trip(make) -> None:
     f = make()
     meta, arrays = f.to_state()
     g = featurizer_from_state(meta, arrays)
-    items = TRAIN_TEXTS if f.kind == "text" else (
-        np.zeros((2, 5, 5), np.uint8) if f.kind == "image" else np.eye(3, dtype=np.float32)
+    items = (
+        TRAIN_TEXTS
+        if f.kind == "text"
+        else (np.zeros((2, 5, 5), np.uint8) if f.kind == "image" else np.eye(3, dtype=np.float32))
     )
     a, b = f.transform(items), g.transform(items)
     a = a.toarray() if sp.issparse(a) else a
@@ -115,3 +118,12 @@ def test_state_round_trip(make) -> None:
 def test_unknown_modality() -> None:
     with pytest.raises(ValueError, match="unknown modality"):
         fit_featurizer("audio", [])
+
+
+def test_count_vectors_keep_the_most_frequent_columns() -> None:
+    counts = sp.csr_matrix(np.array([[1, 0, 2, 0], [0, 0, 1, 1], [1, 0, 1, 0]], dtype=np.float32))
+    f = CountVectorFeaturizer.fit(counts, vocab_size=2)
+    assert f.columns.tolist() == [0, 2]  # document frequencies 2, 0, 3, 1
+    np.testing.assert_array_equal(f.targets(counts).toarray(), counts.toarray()[:, [0, 2]])
+    with pytest.raises(ValueError, match="4 columns"):
+        f.transform(sp.csr_matrix(np.ones((1, 3), np.float32)))
