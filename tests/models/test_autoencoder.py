@@ -7,7 +7,9 @@ from models.autoencoder import AutoencoderConfig, DeepBinaryAutoencoder
 
 def _model(likelihood: str = "bernoulli", **kw) -> DeepBinaryAutoencoder:
     torch.manual_seed(0)
-    return DeepBinaryAutoencoder(AutoencoderConfig(input_dim=20, hidden_dims=(12,), n_bits=8, likelihood=likelihood, **kw))
+    return DeepBinaryAutoencoder(
+        AutoencoderConfig(input_dim=20, hidden_dims=(12,), n_bits=8, likelihood=likelihood, **kw)
+    )
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ def _patterns(n: int = 512, dim: int = 32, seed: int = 0) -> torch.Tensor:
     return torch.where(flip, 1 - x, x)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fit(reg: LayerRegularisation, seed: int = 0, epochs: int = 25) -> ShallowAutoencoder:
     """A shallow AE fitted on _patterns(seed=seed); cached so the plain baseline is trained once."""
     x = _patterns(seed=seed)
@@ -46,7 +46,10 @@ def test_contractive_penalty_equals_autograd_jacobian() -> None:
     x = torch.randn(4, 5)
     exact = sigmoid_jacobian_norm(x, layer)
     by_autograd = torch.stack(
-        [torch.autograd.functional.jacobian(lambda v: torch.sigmoid(layer(v)), xi).pow(2).sum() for xi in x]
+        [
+            torch.autograd.functional.jacobian(lambda v: torch.sigmoid(layer(v)), xi).pow(2).sum()
+            for xi in x
+        ]
     ).mean()
     torch.testing.assert_close(exact, by_autograd)
     h = torch.sigmoid(layer(x))
@@ -57,7 +60,9 @@ def test_contractive_penalty_lowers_encoder_jacobian_norm() -> None:
     x = _patterns()
     plain = _fit(LayerRegularisation())
     contractive = _fit(LayerRegularisation(contractive_weight=1.0))
-    assert sigmoid_jacobian_norm(x, contractive.encoder) < 0.5 * sigmoid_jacobian_norm(x, plain.encoder)
+    assert sigmoid_jacobian_norm(x, contractive.encoder) < 0.5 * sigmoid_jacobian_norm(
+        x, plain.encoder
+    )
 
 
 @pytest.mark.parametrize("kind", ["l1", "kl"])
@@ -69,9 +74,10 @@ def test_sparse_penalty_lowers_mean_activation(kind: str) -> None:
         assert sparse.features(x).mean() < 0.7 * plain.features(x).mean()
 
 
-@pytest.mark.parametrize(("kind", "level"), [("masking", 0.4), ("salt_pepper", 0.3), ("gaussian", 0.5)])
+@pytest.mark.parametrize(
+    ("kind", "level"), [("masking", 0.4), ("salt_pepper", 0.3), ("gaussian", 0.5)]
+)
 def test_denoising_improves_reconstruction_of_corrupted_inputs(kind: str, level: float) -> None:
-    x = _patterns()
     test = _patterns(256, seed=0)
     noisy = corrupt(test, kind, level, torch.Generator().manual_seed(5)).clamp(0, 1)
     plain = _fit(LayerRegularisation())

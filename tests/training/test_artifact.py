@@ -37,7 +37,9 @@ def test_save_load_round_trip_gives_identical_codes(tmp_path, text_model, image_
         model.save(tmp_path / model.modality)
         again = load_model(tmp_path / model.modality)
         np.testing.assert_array_equal(again.encode(items), model.encode(items))
-        np.testing.assert_array_equal(again.encode_continuous(items), model.encode_continuous(items))
+        np.testing.assert_array_equal(
+            again.encode_continuous(items), model.encode_continuous(items)
+        )
         assert again.modality == model.modality and again.bits == model.bits
         assert again.input_shape == model.input_shape
         assert again.metrics == json.loads(json.dumps(model.metrics))
@@ -87,3 +89,20 @@ def test_featurize_rejects_items_of_the_wrong_kind(text_model) -> None:
     model, _ = text_model
     with pytest.raises(ValueError, match="text item 0"):
         model.encode([1.5])
+
+
+def test_count_vector_model_round_trip_and_denoise_in_full_width(tmp_path) -> None:
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.poisson(0.5, size=(40, 30)).astype(np.float32))
+    ds = Dataset("vector", Split(counts, [str(i) for i in range(40)], None), None, [], "synthetic")
+    model = train(ds, TrainConfig(**TINY, vocab_size=20))
+    assert model.input_shape == (30,) and model.hasher.config.likelihood == "multinomial"
+    out = model.denoise(counts[:3])
+    assert out.shape == (3, 30) and (out >= 0).all()
+    np.testing.assert_allclose(
+        out.sum(1), np.asarray(counts[:3][:, model.featurizer.columns].sum(1)).ravel(), rtol=1e-4
+    )
+    model.save(tmp_path / "m")
+    np.testing.assert_array_equal(load_model(tmp_path / "m").encode(counts), model.encode(counts))

@@ -53,7 +53,9 @@ def test_bad_config_and_missing_split_exit_with_a_message(tmp_path, vectors, cap
     path, _ = vectors
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({"bits": 12}))
-    assert _run("train", "--data", str(path), "--out", str(tmp_path / "m"), "--config", str(cfg)) == 2
+    assert (
+        _run("train", "--data", str(path), "--out", str(tmp_path / "m"), "--config", str(cfg)) == 2
+    )
     assert "multiple of 8" in capsys.readouterr().err
     rc = _run("train", "--data", str(tmp_path / "missing.npy"), "--out", str(tmp_path / "m"))
     assert rc == 2 and "missing.npy" in capsys.readouterr().err
@@ -64,8 +66,9 @@ def test_bad_config_and_missing_split_exit_with_a_message(tmp_path, vectors, cap
 def test_encode_test_split_of_data_without_one_is_an_error(tmp_path, vectors, capsys) -> None:
     path, _ = vectors
     model_dir = tmp_path / "m"
-    assert _run("train", "--data", str(path), "--bits", "8", "--out", str(model_dir), "--epochs", "1",
-                "--pretrain", "none", "--quiet") == 0  # fmt: skip
+    rc = _run("train", "--data", str(path), "--bits", "8", "--out", str(model_dir),
+              "--epochs", "1", "--pretrain", "none", "--quiet")  # fmt: skip
+    assert rc == 0
     rc = _run("encode", "--model", str(model_dir), "--data", str(path), "--split", "test",
               "--out", str(tmp_path / "c.npy"))  # fmt: skip
     assert rc == 2 and "no test split" in capsys.readouterr().err
