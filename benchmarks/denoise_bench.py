@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 import time
@@ -138,6 +139,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
+    load_before = [round(x, 2) for x in os.getloadavg()]  # shared cores: record contention
 
     data = load_dataset(args.data)
     if data.modality != "image" or data.test is None:
@@ -251,6 +253,9 @@ def main() -> None:
         "results": results,
         "timings_s": timings,
         "example_test_indices": picks.tolist(),
+        "niceness": os.nice(0),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_before_after": [load_before, [round(x, 2) for x in os.getloadavg()]],
         "total_seconds": round(time.perf_counter() - started, 1),
     }
     Path(args.out).write_text(json.dumps(report, indent=2))

@@ -16,7 +16,7 @@ from training.evaluate import register as register_evaluate
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bitseek",
-        description="Semantic hashing: train binary-code autoencoders, evaluate them, serve search.",
+        description="Semantic hashing: train binary-code autoencoders, evaluate, serve search.",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

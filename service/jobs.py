@@ -18,13 +18,28 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import Conflict, NotFound
+from service.errors import Conflict, InvalidInput, NotFound
 from service.registry import Precomputed, Registry
+from service.storage import VersionRecord
 from service.worker import JobSpec, run_job
 
 log = logging.getLogger(__name__)
 
 FINAL = ("succeeded", "failed", "cancelled")
+MIN_BITS, MAX_BITS = 8, 128  # what service.index.HammingIndex supports, in multiples of 8
+
+
+def _check_bits(bits: Any) -> None:
+    """Refuse a code length the index cannot hold now, not after training."""
+    if bits is None:
+        return
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits % 8 or not (
+        MIN_BITS <= bits <= MAX_BITS
+    ):
+        raise InvalidInput(
+            f"bits must be a multiple of 8 in {MIN_BITS}..{MAX_BITS}, got {bits!r}",
+            "settings.bits",
+        )
 
 
 class JobManager:
@@ -34,6 +49,7 @@ class JobManager:
         self._lock = threading.Lock()
         self._jobs: dict[str, dict[str, Any]] = {}  # live jobs, also persisted in SQLite
         self._procs: dict[str, Any] = {}
+        self._monitors: dict[str, threading.Thread] = {}
         self._by_collection: dict[str, str] = {}
         self._ctx = mp.get_context("spawn")  # no fork: the server holds threads and locks
         self.finished = 0
@@ -41,6 +57,7 @@ class JobManager:
     def start(self, collection: str, settings: dict[str, Any]) -> dict[str, Any]:
         state = self.registry.get(collection)
         self.registry.backend.validate(settings)
+        _check_bits(self._with_defaults(state.spec, settings).get("bits"))
         if state.size == 0:
             raise Conflict(f"collection {collection!r} has no items to train on", "collection")
         with self._lock:
@@ -84,12 +101,15 @@ class JobManager:
         q = self._ctx.Queue()
         proc = self._ctx.Process(target=run_job, args=(spec, q), daemon=True, name=f"job-{job_id}")
         proc.start()
-        self._procs[job_id] = proc
-        self._update(job_id, state="training")
-        threading.Thread(
+        monitor = threading.Thread(
             target=self._monitor, args=(spec, proc, q), daemon=True, name=f"monitor-{job_id}"
-        ).start()
-        return dict(job)
+        )
+        with self._lock:
+            self._procs[job_id] = proc
+            self._monitors[job_id] = monitor
+        self._transition(job_id, ("queued",), "training")
+        monitor.start()
+        return self.get(job_id)
 
     def _with_defaults(self, spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
         out = dict(settings)
@@ -118,13 +138,12 @@ class JobManager:
             return collection in self._by_collection
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        job = self.get(job_id)
-        if job["state"] in (*FINAL, "applying"):
-            raise Conflict(
-                f"job {job_id} is {job['state']}; it can no longer be cancelled", "job_id"
-            )
+        job = self.get(job_id)  # raises NotFound; a finished job is no longer live
+        # check-and-set under the lock: the monitor moves to 'applying' under it too
+        if not self._transition(job_id, ("queued", "training"), "cancelling"):
+            state = self.get(job_id)["state"] if job["state"] not in FINAL else job["state"]
+            raise Conflict(f"job {job_id} is {state}; it can no longer be cancelled", "job_id")
         proc = self._procs.get(job_id)
-        self._update(job_id, state="cancelling")
         if proc is not None and proc.is_alive():
             proc.terminate()
         return self.get(job_id)
@@ -137,12 +156,31 @@ class JobManager:
             if proc is not None:
                 proc.join(timeout=10)
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 60.0) -> None:
+        """Cancel training jobs and wait for every monitor to record its job's final state,
+        so none of them touches the store after the caller closes it. A job already applying
+        its result is left to finish (the worker is done; only the swap remains)."""
         for job_id, proc in list(self._procs.items()):
-            if proc.is_alive():
-                self._update(job_id, state="cancelling", error="server shutting down")
-                proc.terminate()
-                proc.join(timeout=5)
+            if self._transition(job_id, ("queued", "training"), "cancelling"):
+                self._update(job_id, error="server shutting down")
+                if proc.is_alive():
+                    proc.terminate()
+        deadline = time.monotonic() + timeout
+        for thread in list(self._monitors.values()):
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                log.error("retraining monitor %s did not stop in time", thread.name)
+
+    def _transition(self, job_id: str, allowed: tuple[str, ...], state: str) -> bool:
+        """Move a live job to ``state`` only from one of ``allowed``; atomic with cancel."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job["state"] not in allowed:
+                return False
+            job["state"] = state
+            snapshot = dict(job)
+        self.registry.store.put_job(snapshot)
+        return True
 
     def _update(self, job_id: str, persist: bool = True, **changes: Any) -> None:
         with self._lock:
@@ -153,6 +191,13 @@ class JobManager:
             snapshot = dict(job)
         if persist:
             self.registry.store.put_job(snapshot)
+
+    def _finish(self, job_id: str, **changes: Any) -> None:
+        """Record a final state; a failure to persist it must not undo what happened."""
+        try:
+            self._update(job_id, **changes)
+        except Exception:
+            log.exception("job %s: cannot record its final state %s", job_id, changes)
 
     def _monitor(self, spec: JobSpec, proc: Any, q: Any) -> None:
         result: dict[str, Any] | None = None
@@ -181,26 +226,53 @@ class JobManager:
             else:
                 error = str(msg.get("message"))
         proc.join(timeout=30)
-        cancelled = self.get(spec.job_id)["state"] == "cancelling"
-        if result is not None and not cancelled:
+        try:
+            self._conclude(spec, result, error)
+        finally:
+            shutil.rmtree(spec.job_dir, ignore_errors=True)
+            with self._lock:
+                self._by_collection.pop(spec.collection, None)
+                self._procs.pop(spec.job_id, None)
+                self._jobs.pop(spec.job_id, None)
+                self._monitors.pop(spec.job_id, None)
+                self.finished += 1
+
+    def _conclude(self, spec: JobSpec, result: dict[str, Any] | None, error: str | None) -> None:
+        swapped = False
+        applying = result is not None and self._transition(spec.job_id, ("training",), "applying")
+        if applying:
+            assert result is not None
             try:
-                self._update(spec.job_id, state="applying")
                 self._apply(spec, result)
+                swapped = True
                 self._update(spec.job_id, state="succeeded", metrics=result["metrics"])
+                return
             except Exception as exc:
                 log.exception("job %s: applying the new model failed", spec.job_id)
                 error = f"applying the new model failed: {exc}"
-        if error is not None or cancelled:
-            shutil.rmtree(spec.model_dir, ignore_errors=True)
-            state = "cancelled" if cancelled else "failed"
-            self._update(spec.job_id, state=state, error=None if cancelled else error)
-            log.warning("job %s %s: %s", spec.job_id, state, error)
-        shutil.rmtree(spec.job_dir, ignore_errors=True)
-        with self._lock:
-            self._by_collection.pop(spec.collection, None)
-            self._procs.pop(spec.job_id, None)
-            self._jobs.pop(spec.job_id, None)
-            self.finished += 1
+                swapped = swapped or self._is_active(spec)
+            if swapped:  # the new version is committed and serving: only bookkeeping failed
+                self._finish(spec.job_id, state="succeeded", metrics=result["metrics"])
+                return
+        cancelled = not applying and self.get(spec.job_id)["state"] == "cancelling"
+        if error is None and not cancelled:
+            error = "the worker finished without a result"
+        # the version was never activated, so its directory is a half-made leftover
+        shutil.rmtree(spec.model_dir, ignore_errors=True)
+        state = "cancelled" if cancelled else "failed"
+        if cancelled:  # keep the reason cancel() or shutdown() gave, if any
+            self._finish(spec.job_id, state=state)
+        else:
+            self._finish(spec.job_id, state=state, error=error)
+        log.warning("job %s %s: %s", spec.job_id, state, error)
+
+    def _is_active(self, spec: JobSpec) -> bool:
+        try:
+            version = self.get(spec.job_id)["version"]
+            return self.registry.store.active_version(spec.collection) == version
+        except Exception:  # cannot tell: keep the directory rather than risk the serving one
+            log.exception("job %s: cannot read the active version", spec.job_id)
+            return True
 
     def _apply(self, spec: JobSpec, result: dict[str, Any]) -> None:
         nums = np.load(spec.job_dir / "nums.npy")
@@ -209,5 +281,6 @@ class JobManager:
             int(result["seq"]), {int(n): bytes(c) for n, c in zip(nums, codes, strict=True)}
         )
         version = self.get(spec.job_id)["version"]
-        self.registry.activate(spec.collection, version, pre)
-        self.registry.store.add_version(spec.collection, version, result["metrics"], spec.job_id)
+        record = VersionRecord(dict(result["metrics"]), spec.job_id)
+        # the version row and active_version commit together with the codes (one transaction)
+        self.registry.activate(spec.collection, version, pre, record)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,6 +26,12 @@ def image_shape(spec: dict[str, Any]) -> tuple[int, ...]:
 
 
 def decode_text(value: str, field: str, max_chars: int) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # lone surrogates from JSON escapes cannot be stored
+        raise InvalidInput(
+            f"text is not valid Unicode: lone surrogate at character {exc.start}", field
+        ) from None
     if not value.strip():
         raise InvalidInput("text is empty (or only whitespace)", field)
     if len(value) > max_chars:
@@ -73,9 +78,15 @@ def decode_image(value: str, field: str, shape: tuple[int, ...], max_pixels: int
 def decode_vector(value: Sequence[float], field: str, dim: int) -> np.ndarray:
     if len(value) != dim:
         raise InvalidInput(f"vector has length {len(value)}; this collection needs {dim}", field)
-    if not all(math.isfinite(v) for v in value):
-        raise InvalidInput("vector contains NaN or infinity", field)
-    return np.asarray(value, dtype=np.float32)
+    # cast first: a finite float64 such as 1e300 overflows to inf in float32
+    with np.errstate(over="ignore"):
+        arr = np.asarray(value, dtype=np.float32)
+    if not np.isfinite(arr).all():
+        raise InvalidInput(
+            "vector contains NaN or infinity, or values outside the float32 range (3.4e38)",
+            field,
+        )
+    return arr
 
 
 def encode_png(pixels: np.ndarray) -> str:

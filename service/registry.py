@@ -11,6 +11,8 @@ import json
 import logging
 import re
 import shutil
+import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from service.backend import Backend, Model, infer
 from service.collection import CollectionState, Serving
 from service.errors import Conflict, InvalidInput, NotFound
 from service.payloads import Codec
-from service.storage import ItemRow, ItemWrite, Store
+from service.storage import ItemRow, ItemWrite, Store, VersionRecord
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,7 @@ class Registry:
         self.index_factory = index_factory
         self.states: dict[str, CollectionState] = {}
         self.broken: dict[str, str] = {}  # collection -> why its model could not be loaded
+        self._create_lock = threading.Lock()
 
     # lookup ---------------------------------------------------------------------------------
     def get(self, name: str) -> CollectionState:
@@ -187,7 +190,18 @@ class Registry:
                 " digit",
                 "name",
             )
-        source = self.get(model_from) if model_from is not None else None
+        source = None
+        if model_from is not None:
+            source = self.states.get(model_from)
+            if source is None:
+                raise NotFound(f"no collection named {model_from!r}", "model_from")
+        with self._create_lock:  # check-then-insert: two creates of one name must not race
+            return self._create(name, modality, spec, source)
+
+    def _create(
+        self, name: str, modality: str, spec: dict[str, Any], source: CollectionState | None
+    ) -> CollectionState:
+        model_from = source.name if source is not None else None
         if name in self.states:
             raise Conflict(f"collection {name!r} already exists", "name")
         if source is not None:
@@ -199,14 +213,17 @@ class Registry:
                     "model_from",
                 )
             spec = {**source.spec, **{k: v for k, v in spec.items() if k == "description"}}
-        self.store.create_collection(name, modality, spec)
+        try:
+            self.store.create_collection(name, modality, spec)
+        except sqlite3.IntegrityError:  # another process sharing the database got there first
+            raise Conflict(f"collection {name!r} already exists", "name") from None
         state = self._new_state(name, modality, spec, time.time())
         self.states[name] = state
         if source is not None and source.serving is not None:
             src = self.model_dir(source.name, source.serving.version)
             shutil.copytree(src, self.model_dir(name, 1))
-            self.store.add_version(name, 1, dict(source.serving.model.metrics), None)
-            self.activate(name, 1)
+            record = VersionRecord(dict(source.serving.model.metrics), None)
+            self.activate(name, 1, record=record)
         return state
 
     def delete(self, name: str) -> None:
@@ -273,8 +290,15 @@ class Registry:
         return state, row
 
     # model versions -------------------------------------------------------------------------
-    def activate(self, name: str, version: int, precomputed: Precomputed | None = None) -> None:
+    def activate(
+        self,
+        name: str,
+        version: int,
+        precomputed: Precomputed | None = None,
+        record: VersionRecord | None = None,
+    ) -> None:
         """Serve ``version``: load it, re-encode every stored item, swap in one assignment.
+        ``record`` registers a new version in the same transaction that makes it active.
 
         Heavy work (loading, encoding the items the worker did not) runs without locks; only
         the items written meanwhile are encoded under the write lock, so writers pause briefly
@@ -292,8 +316,9 @@ class Registry:
             codes.update(self._encode_rows(state, model, self.store.iter_items(name, seen)))
             keys = self.store.item_keys(name)
             final = [(num, codes[num]) for num, _, _, _ in keys]
-            self.store.set_codes(name, version, final, active=version)
+            # everything that can fail comes before the commit; after it only the assignment
             index = self._build_index(model.bits, final)
+            self.store.set_codes(name, version, final, active=version, record=record)
             state.serving = Serving(version, model, index)  # the swap: one assignment
         self.broken.pop(name, None)
         log.info("collection %s now serves model v%d (%d items)", name, version, len(final))
@@ -302,8 +327,7 @@ class Registry:
         """Save an already trained model as the next version and serve it (demo, tests)."""
         version = self.next_version(name)
         model.save(self.model_dir(name, version))
-        self.activate(name, version)
-        self.store.add_version(name, version, dict(model.metrics), job_id)
+        self.activate(name, version, record=VersionRecord(dict(model.metrics), job_id))
         return version
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 MetaValue = str | int | float | bool | None
 Modality = Literal["text", "image", "vector"]
@@ -21,8 +21,46 @@ _VECTOR = Field(
 )
 
 
+def unicode_problem(value: Any) -> str | None:
+    """Why ``value`` (a string, or a dict / list holding strings) cannot be stored as UTF-8,
+    or None. JSON escapes can smuggle in lone surrogates ("\\ud800") that Python accepts in a
+    str but no UTF-8 encoder does."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"contains a lone surrogate (U+{ord(value[exc.start]):04X}) at {exc.start}"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = unicode_problem(key)
+            if problem is not None:
+                return f"key {key!r} {problem}"
+            problem = unicode_problem(item)
+            if problem is not None:
+                return f"value of {key!r} {problem}"
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            problem = unicode_problem(item)
+            if problem is not None:
+                return f"[{i}] {problem}"
+    return None
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _valid_unicode(cls, value: Any) -> Any:
+        problem = unicode_problem(value)
+        if problem is not None:
+            raise ValueError(f"not valid Unicode: {problem}")
+        return value
+
+
+# multipart metadata gets the same checks as ItemIn.metadata in a JSON body
+METADATA = TypeAdapter(dict[str, MetaValue], config=ConfigDict(allow_inf_nan=False))
 
 
 # Items -----------------------------------------------------------------------------------------
@@ -77,7 +115,11 @@ class CollectionCreate(Strict):
     )
     modality: Modality = Field(description="What the items are: text, image or vector.")
     bits: int = Field(
-        default=32, ge=8, le=256, multiple_of=8, description="Code length for retraining."
+        default=32,
+        ge=8,
+        le=128,  # the Hamming index's limit
+        multiple_of=8,
+        description="Code length for retraining: a multiple of 8 in 8..128.",
     )
     dim: int | None = Field(
         default=None,

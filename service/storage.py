@@ -92,6 +92,14 @@ class ItemWrite:
     code: bytes | None
 
 
+@dataclass(frozen=True)
+class VersionRecord:
+    """What the versions table keeps about a model version."""
+
+    metrics: dict[str, Any]
+    job_id: str | None
+
+
 def connect(path: Path, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
@@ -250,9 +258,16 @@ class Store:
             return self._seq
 
     def set_codes(
-        self, collection: str, version: int, codes: Sequence[tuple[int, bytes]], active: int
+        self,
+        collection: str,
+        version: int,
+        codes: Sequence[tuple[int, bytes]],
+        active: int,
+        record: VersionRecord | None = None,
     ) -> None:
-        """Store a whole version's codes and make it active, in one transaction."""
+        """Store a whole version's codes and make it active, in one transaction; with
+        ``record``, register the version in that same transaction, so a version can never be
+        active without being listed (or listed and then deleted as a failed job's leftovers)."""
         with self.transaction() as c:
             c.executemany(
                 "UPDATE items SET code = ?, version = ? WHERE num = ?",
@@ -261,17 +276,35 @@ class Store:
             c.execute(
                 "UPDATE collections SET active_version = ? WHERE name = ?", (active, collection)
             )
+            if record is not None:
+                self._insert_version(c, collection, version, record)
+
+    def active_version(self, collection: str) -> int | None:
+        rows = self._query("SELECT active_version FROM collections WHERE name = ?", (collection,))
+        return None if not rows or rows[0][0] is None else int(rows[0][0])
 
     # versions ------------------------------------------------------------------------------
     def add_version(
         self, collection: str, version: int, metrics: dict[str, Any], job_id: str | None
     ) -> None:
         with self.transaction() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO versions(collection, version, created_at, job_id, metrics)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (collection, version, time.time(), job_id, json.dumps(metrics, default=str)),
-            )
+            self._insert_version(c, collection, version, VersionRecord(metrics, job_id))
+
+    @staticmethod
+    def _insert_version(
+        c: sqlite3.Connection, collection: str, version: int, record: VersionRecord
+    ) -> None:
+        c.execute(
+            "INSERT OR REPLACE INTO versions(collection, version, created_at, job_id, metrics)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                collection,
+                version,
+                time.time(),
+                record.job_id,
+                json.dumps(record.metrics, default=str),
+            ),
+        )
 
     def versions(self, collection: str) -> list[dict[str, Any]]:
         rows = self._query(

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Form, UploadFile
+from pydantic import ValidationError
 
 from service.deps import RuntimeDep
 from service.errors import InvalidInput
 from service.payloads import decode_image_bytes, encode_png, image_shape
 from service.registry import NewItem
 from service.routes.common import CollectionPath, ItemPath, check_batch, payload_value
-from service.schemas import ItemPublic, Message, UpsertRequest, UpsertResponse
+from service.schemas import (
+    METADATA,
+    ItemPublic,
+    Message,
+    UpsertRequest,
+    UpsertResponse,
+    unicode_problem,
+)
 
 router = APIRouter(prefix="/collections/{collection}/items", tags=["items"])
 
@@ -44,12 +51,14 @@ def upload_image(
     state = runtime.registry.get(collection)
     if state.modality != "image":
         raise InvalidInput(f"collection {collection!r} holds {state.modality} items", "file")
-    try:
-        meta: Any = json.loads(metadata)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"metadata is not JSON: {exc.msg}", "metadata") from None
-    if not isinstance(meta, dict) or any(isinstance(v, dict | list) for v in meta.values()):
-        raise InvalidInput("metadata must be a flat JSON object", "metadata")
+    try:  # the JSON route's rules: a flat object of finite numbers, strings, booleans, null
+        meta = METADATA.validate_json(metadata)
+    except ValidationError as exc:
+        raise InvalidInput(_metadata_problem(exc), "metadata") from None
+    for field, value in (("id", id), ("metadata", meta)):
+        problem = unicode_problem(value)
+        if problem is not None:
+            raise InvalidInput(f"not valid Unicode: {problem}", field)
     raw = file.file.read(runtime.settings.max_body_bytes + 1)
     limits = runtime.registry.limits
     pixels = decode_image_bytes(raw, "file", image_shape(state.spec), limits["max_image_pixels"])
@@ -57,6 +66,18 @@ def upload_image(
     item = NewItem(id, encode_png(pixels), meta, "file")
     count, version = runtime.registry.upsert(collection, [item])
     return UpsertResponse(upserted=count, model_version=version)
+
+
+def _metadata_problem(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    if first["type"] == "json_invalid":
+        return f"metadata is not JSON: {first['msg']}"
+    if first["loc"]:
+        return (
+            f"metadata[{first['loc'][0]!r}] must be a string, a finite number, a boolean or"
+            " null (NaN and Infinity are not JSON numbers)"
+        )
+    return f"metadata must be a flat JSON object: {first['msg']}"
 
 
 @router.get("/{item_id:path}", response_model=ItemPublic)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import ADMIN
+from service.main import create_app
+from tests.conftest import ADMIN, FakeBackend, make_settings
 
 
 def _wait(client: TestClient, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
@@ -33,18 +38,17 @@ def test_retrain_swaps_in_a_new_version_while_searches_continue(client: TestClie
     # one job per collection
     again = client.post("/v1/admin/collections/docs/retrain", json={}, headers=ADMIN)
     assert again.status_code == 409 and again.json()["error"]["field"] == "collection"
-    seen_versions = set()
+    searched: list[tuple[int, int]] = []  # (status, model version) of every search made
     progress_seen = False
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         # items written during training must be in the new index too
         client.post(
             "/v1/collections/docs/items",
-            json={"items": [{"id": f"during-{len(seen_versions)}", "text": "rocket"}]},
+            json={"items": [{"id": f"during-{len(searched)}", "text": "rocket"}]},
         )
         s = client.post("/v1/collections/docs/search", json={"id": "t003", "k": 5})
-        assert s.status_code == 200
-        seen_versions.add(s.json()["model_version"])
+        searched.append((s.status_code, s.json().get("model_version")))
         state = client.get(f"/v1/admin/jobs/{job['id']}", headers=ADMIN).json()
         progress_seen |= state["progress"].get("epoch") is not None
         if state["state"] in ("succeeded", "failed"):
@@ -53,7 +57,11 @@ def test_retrain_swaps_in_a_new_version_while_searches_continue(client: TestClie
     done = _wait(client, job["id"])
     assert done["state"] == "succeeded", done
     assert done["metrics"] == {"loss": 0.1} and progress_seen
-    assert seen_versions >= {1}
+    # every search during training and the swap was answered, by the old then the new version
+    assert len(searched) >= 3 and all(status == 200 for status, _ in searched), searched
+    versions_seen = [v for _, v in searched]
+    assert versions_seen[0] == 1 and versions_seen == sorted(versions_seen)
+    assert set(versions_seen) <= {1, 2}
     after = client.post("/v1/collections/docs/search", json={"id": "t003", "k": 5}).json()
     assert after["model_version"] == 2 and after["bits"] == 16 and len(after["code"]) == 4
     assert after["hits"][0] == {**after["hits"][0], "distance": 0}
@@ -128,3 +136,106 @@ def test_first_model_of_a_new_collection_comes_from_retraining(client: TestClien
     assert info["ready"] and info["bits"] == 8 and info["active_version"] == 1
     s = client.post("/v1/collections/img2/search", json={"id": "2", "k": 1}).json()
     assert s["hits"][0]["id"] == "2"
+
+
+def _job_dirs(data_dir: Path) -> list[str]:
+    return sorted(p.name for p in (data_dir / "collections" / "docs" / "models").iterdir())
+
+
+def test_a_failure_after_the_swap_keeps_the_serving_version(data_dir: Path) -> None:
+    app = create_app(make_settings(data_dir), backend=FakeBackend())
+    with TestClient(app) as client:
+        store = app.state.runtime.store
+        put_job = store.put_job
+
+        def flaky_put_job(job: dict[str, Any]) -> None:
+            if job["state"] == "succeeded":
+                raise sqlite3.OperationalError("disk I/O error")
+            put_job(job)
+
+        store.put_job = flaky_put_job
+        r = client.post("/v1/admin/collections/docs/retrain", json={}, headers=ADMIN)
+        done = _wait(client, r.json()["id"])
+        assert done["state"] == "succeeded", done
+        assert client.get("/v1/collections/docs").json()["active_version"] == 2
+        versions = client.get("/v1/admin/collections/docs/models", headers=ADMIN).json()
+        assert [(v["version"], v["active"]) for v in versions["data"]] == [(1, False), (2, True)]
+        assert _job_dirs(data_dir) == ["v1", "v2"]
+    # the version now serving survives a restart
+    app = create_app(make_settings(data_dir), backend=FakeBackend())
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 200
+        s = client.post("/v1/collections/docs/search", json={"id": "t003", "k": 1})
+        assert s.status_code == 200 and s.json()["model_version"] == 2
+
+
+def test_a_failure_before_the_swap_leaves_no_trace(data_dir: Path) -> None:
+    app = create_app(make_settings(data_dir), backend=FakeBackend())
+    with TestClient(app) as client:
+        store = app.state.runtime.store
+
+        def broken_set_codes(*args: Any, **kwargs: Any) -> None:
+            raise sqlite3.OperationalError("database or disk is full")
+
+        store.set_codes = broken_set_codes
+        r = client.post("/v1/admin/collections/docs/retrain", json={}, headers=ADMIN)
+        done = _wait(client, r.json()["id"])
+        assert done["state"] == "failed" and "disk is full" in done["error"]
+        assert client.get("/v1/collections/docs").json()["active_version"] == 1
+        versions = client.get("/v1/admin/collections/docs/models", headers=ADMIN).json()
+        assert [v["version"] for v in versions["data"]] == [1]
+        assert _job_dirs(data_dir) == ["v1"]
+    app = create_app(make_settings(data_dir), backend=FakeBackend())
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 200
+
+
+def test_shutdown_records_the_cancelled_job_before_closing_the_store(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    errors: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda a: errors.append(str(a.exc_value)))
+    app = create_app(make_settings(data_dir), backend=FakeBackend())
+    with TestClient(app) as client:
+        body = {"settings": {"epochs": 50, "sleep": 0.2}}
+        r = client.post("/v1/admin/collections/docs/retrain", json=body, headers=ADMIN)
+        job_id = r.json()["id"]
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/admin/jobs/{job_id}", headers=ADMIN).json()["progress"] == {}:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert errors == []
+    with sqlite3.connect(data_dir / "bitseek.sqlite3") as conn:
+        row = conn.execute("SELECT state, error FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    assert row == ("cancelled", "server shutting down")
+    assert _job_dirs(data_dir) == ["v1"]
+
+
+def test_retrain_refuses_a_code_length_the_index_cannot_hold(client: TestClient) -> None:
+    state = client.app.state.runtime.registry.get("docs")  # type: ignore[attr-defined]
+    state.spec["bits"] = 256  # a collection made before the schema limit existed
+    r = client.post("/v1/admin/collections/docs/retrain", json={}, headers=ADMIN)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "settings.bits"
+    assert client.get("/v1/admin/collections/docs/models", headers=ADMIN).json()["count"] == 1
+
+
+def test_cancel_and_apply_cannot_both_win(client: TestClient) -> None:
+    """cancel() and the monitor's move to 'applying' are one check-and-set each, under one
+    lock: whichever comes first wins, the other is refused."""
+    jobs = client.app.state.runtime.jobs  # type: ignore[attr-defined]
+    body = {"settings": {"epochs": 50, "sleep": 0.2}}
+    job_id = client.post("/v1/admin/collections/vecs/retrain", json=body, headers=ADMIN).json()[
+        "id"
+    ]
+    assert jobs.cancel(job_id)["state"] == "cancelling"
+    assert not jobs._transition(job_id, ("training",), "applying")  # the monitor loses
+    assert _wait(client, job_id)["state"] == "cancelled"
+    job_id = client.post("/v1/admin/collections/vecs/retrain", json=body, headers=ADMIN).json()[
+        "id"
+    ]
+    assert jobs._transition(job_id, ("training",), "applying")  # the monitor wins
+    r = client.post(f"/v1/admin/jobs/{job_id}/cancel", headers=ADMIN)
+    assert r.status_code == 409 and "applying" in r.json()["error"]["message"]
+    jobs._transition(job_id, ("applying",), "cancelling")  # let the test end quickly
+    jobs._procs[job_id].terminate()
+    assert _wait(client, job_id)["state"] in ("cancelled", "failed")

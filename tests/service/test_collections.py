@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -80,12 +81,16 @@ def test_create_validation(client: TestClient) -> None:
         ({"name": "i", "modality": "image", "image_shape": [28, 28, 2]}, "image_shape"),
         ({"name": "bad name!", "modality": "text"}, "name"),
         ({"name": "b", "modality": "text", "bits": 12}, "bits"),
+        ({"name": "b", "modality": "text", "bits": 136}, "bits"),  # the index holds <= 128
+        ({"name": "b", "modality": "text", "bits": 256}, "bits"),
+        ({"name": "c", "modality": "text", "model_from": "nope"}, "model_from"),
         ({"name": "m", "modality": "sound"}, "modality"),
         ({"name": "c", "modality": "text", "model_from": "digits"}, "model_from"),
     ]
     for body, field in cases:
         r = client.post("/v1/collections", json=body, headers=ADMIN)
-        assert r.status_code == 422, body
+        assert r.status_code in (404, 422), body
+        assert r.status_code == 404 or body.get("model_from") != "nope", body
         assert r.json()["error"]["field"] == field, body
     assert client.get("/v1/collections").json()["count"] == 3
     r = client.post("/v1/collections", json={"name": "docs", "modality": "text"}, headers=ADMIN)
@@ -125,3 +130,29 @@ def test_delete_collection(client: TestClient) -> None:
     # the name can be reused and starts empty
     client.post("/v1/collections", json={"name": "docs", "modality": "text"}, headers=ADMIN)
     assert client.get("/v1/collections/docs").json()["items"] == 0
+
+
+def test_concurrent_creates_of_one_name_give_one_201_and_409s(client: TestClient) -> None:
+    outcomes: list[int] = []
+    for n in range(10):
+        barrier = threading.Barrier(3)
+
+        def create(name: str = f"race{n}") -> None:
+            barrier.wait()
+            body = {"name": name, "modality": "text"}
+            outcomes.append(client.post("/v1/collections", json=body, headers=ADMIN).status_code)
+
+        threads = [threading.Thread(target=create) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert sorted(outcomes) == [201] * 10 + [409] * 20
+
+
+def test_a_database_level_duplicate_is_a_409(client: TestClient) -> None:
+    # another process sharing the database created the name; this one's memory does not know it
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime.store.create_collection("ghost", "text", {})
+    r = client.post("/v1/collections", json={"name": "ghost", "modality": "text"}, headers=ADMIN)
+    assert r.status_code == 409 and r.json()["error"]["field"] == "name"

@@ -104,6 +104,9 @@ BAD_ITEMS: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("vecs", {"id": "a", "vector": [1.0, 2.0]}, "items[1].vector", "length 2"),
     ("vecs", {"id": "a", "vector": ["x"] * 8}, "items[1].vector[0]", ""),
+    # finite in float64, infinite once cast to the float32 we store
+    ("vecs", {"id": "a", "vector": [1e300] * 8}, "items[1].vector", "float32"),
+    ("vecs", {"id": "a", "vector": [-3.5e38] + [0.0] * 7}, "items[1].vector", "float32"),
 ]
 
 
@@ -163,3 +166,53 @@ def test_batch_and_body_limits(data_dir: Path) -> None:
         )
         assert r.status_code == 413
         assert c.get("/v1/collections/docs").json()["items"] == 40
+
+
+# JSON escapes can carry lone surrogates that no UTF-8 encoder accepts: 4xx, never 500
+SURROGATES = [
+    ("items", '{"items":[{"id":"s1","text":"hello \\ud800 world"}]}', "items[0].text"),
+    (
+        "items",
+        '{"items":[{"id":"s1","text":"ok","metadata":{"k":"a\\udfff"}}]}',
+        "items[0].metadata",
+    ),
+    ("search", '{"text":"hello \\ud800 world","k":3}', "text"),
+    ("encode", '{"items":[{"text":"x \\ud800"}]}', "items[0].text"),
+    ("denoise", '{"items":[{"text":"x \\ud800"}]}', "items[0].text"),
+]
+
+
+@pytest.mark.parametrize(("route", "raw", "field"), SURROGATES)
+def test_lone_surrogates_are_rejected_naming_the_field(
+    client: TestClient, route: str, raw: str, field: str
+) -> None:
+    before = _count(client, "docs")
+    r = client.post(
+        f"/v1/collections/docs/{route}",
+        content=raw,
+        headers={"content-type": "application/json"},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == field
+    assert "surrogate" in r.json()["error"]["message"]
+    assert _count(client, "docs") == before
+    assert client.get("/v1/collections/docs/items/s1").status_code == 404
+
+
+@pytest.mark.parametrize("meta", ['{"a": NaN}', '{"a": Infinity}', '{"a": 1e400}', '{"a": [1]}'])
+def test_upload_metadata_is_as_strict_as_the_json_route(client: TestClient, meta: str) -> None:
+    raw = base64.b64decode(png_b64(make_images(1)[0]))
+    r = client.post(
+        "/v1/collections/digits/items/upload",
+        files={"file": ("a.png", raw, "image/png")},
+        data={"id": "nanimg", "metadata": meta},
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "metadata"
+    assert client.get("/v1/collections/digits/items/nanimg").status_code == 404
+    # the JSON route refuses the same value
+    body = f'{{"items":[{{"id":"nanimg","image":"{png_b64(make_images(1)[0])}","metadata":{meta}}}]}}'
+    r = client.post(
+        "/v1/collections/digits/items", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422, r.text

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from service.storage import ItemWrite, Store
 
 
@@ -43,15 +45,12 @@ def test_upsert_keeps_num_and_bumps_seq(tmp_path: Path) -> None:
 def test_failed_transaction_changes_nothing(tmp_path: Path) -> None:
     store = Store(tmp_path / "db.sqlite3")
     store.create_collection("c", "text", {})
-    try:
-        with store.transaction() as c:
-            c.execute(
-                "INSERT INTO items(collection, id, payload, metadata, seq)"
-                " VALUES ('c', 'a', x'00', '{}', 1)"
-            )
-            raise RuntimeError("boom")
-    except RuntimeError:
-        pass
+    with pytest.raises(RuntimeError, match="boom"), store.transaction() as c:
+        c.execute(
+            "INSERT INTO items(collection, id, payload, metadata, seq)"
+            " VALUES ('c', 'a', x'00', '{}', 1)"
+        )
+        raise RuntimeError("boom")
     assert store.get_item("c", "a") is None
     store.close()
 
