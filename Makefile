@@ -27,7 +27,8 @@ lint: $(STAMP)
 	$(BIN)/hadolint --failure-threshold warning Dockerfile
 
 test: $(STAMP) lint
-	$(BIN)/pytest -q
+	# tests run many tiny models: one BLAS/torch thread each avoids oversubscribing 2 cores
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

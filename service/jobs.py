@@ -33,8 +33,11 @@ def _check_bits(bits: Any) -> None:
     """Refuse a code length the index cannot hold now, not after training."""
     if bits is None:
         return
-    if isinstance(bits, bool) or not isinstance(bits, int) or bits % 8 or not (
-        MIN_BITS <= bits <= MAX_BITS
+    if (
+        isinstance(bits, bool)
+        or not isinstance(bits, int)
+        or bits % 8
+        or not (MIN_BITS <= bits <= MAX_BITS)
     ):
         raise InvalidInput(
             f"bits must be a multiple of 8 in {MIN_BITS}..{MAX_BITS}, got {bits!r}",

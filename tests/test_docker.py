@@ -17,7 +17,7 @@ from dockerfile_parse import DockerfileParser
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker" / "compose.yaml"
-DOCS = ROOT / "docs" / "DOCKER.md"
+README = ROOT / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_entrypoint_is_valid_sh_that_execs_the_command() -> None:
 
 
 def test_docs_only_use_build_args_and_files_that_exist(instructions, compose) -> None:
-    docs = DOCS.read_text()
+    docs = README.read_text().split("## Deploy with Docker", 1)[1]
     args = {ins["value"].split("=")[0] for ins in instructions if ins["instruction"] == "ARG"}
     for arg in re.findall(r"--build-arg (\w+)=", docs):
         assert arg in args

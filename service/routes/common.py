@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import Path
 
-from service.collection import CollectionState
+from service.collection import CollectionState, Serving
 from service.errors import InvalidInput
+from service.runtime import Runtime
 from service.schemas import Payload
 
 CollectionPath = Annotated[str, Path(description="Collection name.")]
@@ -51,3 +52,12 @@ def decode_queries(state: CollectionState, payloads: list[Payload], field: str) 
         values, [f"{field}[{i}].{state.modality}" for i in range(len(values))]
     )
     return state.codec.batch(decoded)
+
+
+def serving_batch(
+    collection: str, payloads: list[Payload], runtime: Runtime
+) -> tuple[CollectionState, Serving, Any]:
+    """The prologue of encode and denoise: the serving model, a checked batch, model items."""
+    state, serving = runtime.registry.serving(collection)
+    check_batch(len(payloads), runtime.settings.max_batch_items)
+    return state, serving, decode_queries(state, payloads, "items")

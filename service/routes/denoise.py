@@ -11,7 +11,7 @@ from service.backend import infer
 from service.deps import RuntimeDep
 from service.errors import InvalidInput
 from service.payloads import encode_png
-from service.routes.common import CollectionPath, check_batch, decode_queries
+from service.routes.common import CollectionPath, serving_batch
 from service.schemas import Denoised, DenoiseRequest, DenoiseResponse, Term
 
 router = APIRouter(prefix="/collections/{collection}", tags=["denoise"])
@@ -22,9 +22,7 @@ async def denoise_items(
     collection: CollectionPath, body: DenoiseRequest, runtime: RuntimeDep
 ) -> DenoiseResponse:
     """Images: reconstruction as base64 PNG; text: top reconstructed terms; vectors: values."""
-    state, serving = runtime.registry.serving(collection)
-    check_batch(len(body.items), runtime.settings.max_batch_items)
-    items = decode_queries(state, body.items, "items")
+    state, serving, items = serving_batch(collection, body.items, runtime)
     loop = asyncio.get_running_loop()
     try:
         out = await loop.run_in_executor(runtime.executor, infer, serving.model.denoise, items)

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from service.codes import to_hex
 from service.deps import RuntimeDep
 from service.errors import InvalidInput
-from service.routes.common import CollectionPath, check_batch, decode_queries
+from service.routes.common import CollectionPath, serving_batch
 from service.schemas import EncodeRequest, EncodeResponse
 
 router = APIRouter(prefix="/collections/{collection}", tags=["encode"])
@@ -19,9 +19,7 @@ async def encode_items(
     collection: CollectionPath, body: EncodeRequest, runtime: RuntimeDep
 ) -> EncodeResponse:
     """Binary codes (hex) of the given items under the active model."""
-    state, serving = runtime.registry.serving(collection)
-    check_batch(len(body.items), runtime.settings.max_batch_items)
-    items = decode_queries(state, body.items, "items")
+    _, serving, items = serving_batch(collection, body.items, runtime)
     model = serving.model
     try:
         codes = await runtime.batcher.submit((id(model), "encode"), model.encode, items)

@@ -137,7 +137,7 @@ def test_concurrent_creates_of_one_name_give_one_201_and_409s(client: TestClient
     for n in range(10):
         barrier = threading.Barrier(3)
 
-        def create(name: str = f"race{n}") -> None:
+        def create(name: str = f"race{n}", barrier: threading.Barrier = barrier) -> None:
             barrier.wait()
             body = {"name": name, "modality": "text"}
             outcomes.append(client.post("/v1/collections", json=body, headers=ADMIN).status_code)

@@ -211,7 +211,9 @@ def test_upload_metadata_is_as_strict_as_the_json_route(client: TestClient, meta
     assert r.json()["error"]["field"] == "metadata"
     assert client.get("/v1/collections/digits/items/nanimg").status_code == 404
     # the JSON route refuses the same value
-    body = f'{{"items":[{{"id":"nanimg","image":"{png_b64(make_images(1)[0])}","metadata":{meta}}}]}}'
+    body = (
+        f'{{"items":[{{"id":"nanimg","image":"{png_b64(make_images(1)[0])}","metadata":{meta}}}]}}'
+    )
     r = client.post(
         "/v1/collections/digits/items", content=body, headers={"content-type": "application/json"}
     )
