@@ -61,6 +61,7 @@ class CollectionState:
         max_distance: int | None,
         k: int | None,
         where: dict[str, Any] | None,
+        limit: int | None = None,
     ) -> Ranked:
         """Hits as (distance, id, metadata), sorted by (distance, id); see ``ranking.rank``."""
 
@@ -73,4 +74,4 @@ class CollectionState:
             return all(meta.get(key) == val for key, val in wanted)
 
         chosen = keep if wanted else None
-        return rank(serving.index, code, max_distance, k, chosen, self.ids.get, self.meta)
+        return rank(serving.index, code, max_distance, k, chosen, self.ids.get, self.meta, limit)

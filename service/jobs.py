@@ -154,7 +154,8 @@ class JobManager:
     def cancel_collection(self, collection: str) -> None:
         job_id = self._by_collection.get(collection)
         if job_id is not None:
-            self.cancel(job_id)
+            if self.get(job_id)["state"] != "cancelling":  # already cancelled: just wait
+                self.cancel(job_id)
             proc = self._procs.get(job_id)
             if proc is not None:
                 proc.join(timeout=10)

@@ -22,6 +22,7 @@ class Ranked:
     probes: int
     widened: bool  # the search went past max_distance to find k hits
     searched_distance: int  # every item up to this distance was considered
+    matched: int  # hits before cutting to k (or to ``limit`` for a radius-only search)
 
 
 def _order(hit: tuple[int, str, int]) -> tuple[int, str]:
@@ -42,25 +43,38 @@ def rank(
     keep: Callable[[int], bool] | None,
     id_of: Callable[[int], str | None],
     meta: Mapping[int, dict[str, Any]],
+    limit: int | None = None,
 ) -> Ranked:
     """Items within ``max_distance`` (inclusive), at most ``k`` of them; when the ball holds
     fewer than ``k`` that pass the filter, widen exactly, in distance order, until it has ``k``
-    or the collection is exhausted. With only ``k``: the ``k`` nearest."""
+    or the collection is exhausted. With only ``k``: the ``k`` nearest. A radius-only search
+    returns at most ``limit`` hits (``matched`` still counts them all)."""
     probes = 0
+    matched = 0
 
     def collect(ids: np.ndarray, dists: np.ndarray) -> list[tuple[int, str, int]]:
+        nonlocal matched
+        matched = len(ids)
+        if k is None and limit is not None and keep is None and len(ids) > limit:
+            # only the shells that can reach the first ``limit`` need ids and sorting
+            cut = int(np.partition(dists, limit - 1)[limit - 1])
+            inside = dists <= cut
+            ids, dists = ids[inside], dists[inside]
         out = []
         for num, dist in zip(ids.tolist(), dists.tolist(), strict=True):
             item_id = id_of(num)  # None: deleted since the index answered
             if item_id is not None and (keep is None or keep(num)):
                 out.append((dist, item_id, num))
         out.sort(key=_order)
+        if keep is not None:
+            matched = len(out)
         return out
 
     def done(found: list[tuple[int, str, int]], widened: bool, searched: int) -> Ranked:
         # metadata only for what is returned
-        hits = [(d, item_id, meta.get(num, {})) for d, item_id, num in found[:k]]
-        return Ranked(hits, probes, widened, searched)
+        n = k if k is not None else limit
+        hits = [(d, item_id, meta.get(num, {})) for d, item_id, num in found[:n]]
+        return Ranked(hits, probes, widened, searched, max(matched, len(found)))
 
     total = len(index)
     if max_distance is not None:

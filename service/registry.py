@@ -115,10 +115,18 @@ class Registry:
                 continue
             try:
                 model = self._load_model(state, row.active_version)
-                codes = {num: code for num, _, _, code in keys if code is not None}
-                missing = [num for num, _, _, code in keys if code is None]
-                if missing:  # only after manual surgery; re-encode rather than refuse to start
-                    codes.update(self._encode_nums(state, model, set(missing)))
+                # a code from another version is left over from an activation that did not
+                # finish (see ``activate``); like a missing one, it is re-encoded
+                stale = self.store.stale_nums(row.name, row.active_version)
+                codes = {
+                    num: code for num, _, _, code in keys if code is not None and num not in stale
+                }
+                if stale:
+                    log.warning("collection %s: re-encoding %d item(s)", row.name, len(stale))
+                    fresh = self._encode_nums(state, model, stale)
+                    active = row.active_version
+                    self.store.set_codes(row.name, active, sorted(fresh.items()), active=active)
+                    codes.update(fresh)
                 index = self._build_index(model.bits, [(n, codes[n]) for n, _, _, _ in keys])
                 state.serving = Serving(row.active_version, model, index)
                 log.info(
@@ -300,28 +308,49 @@ class Registry:
         """Serve ``version``: load it, re-encode every stored item, swap in one assignment.
         ``record`` registers a new version in the same transaction that makes it active.
 
-        Heavy work (loading, encoding the items the worker did not) runs without locks; only
-        the items written meanwhile are encoded under the write lock, so writers pause briefly
-        and searches never do (they keep the old Serving until the assignment).
+        Heavy work runs without the collection's write lock: loading, encoding the items the
+        worker did not, building the index and staging every code in SQLite in short
+        transactions. Under the lock only the delta since then is applied (items written are
+        encoded and stored, deleted ones leave the index) and the version is made active, so
+        writers pause briefly and searches never do (they keep the old Serving until the
+        assignment). A crash before that commit leaves staged codes that ``load`` re-encodes.
         """
         state = self.get(name)
         model = self._load_model(state, version)
-        codes: dict[int, bytes] = dict(precomputed.codes) if precomputed else {}
         width = model.bits // 8
-        codes = {n: c for n, c in codes.items() if len(c) == width}
+        pre = dict(precomputed.codes) if precomputed else {}
+        codes = {n: c for n, c in pre.items() if len(c) == width}
+        # a precomputed code of the wrong width is useless: then encode everything here
+        after = precomputed.seq if precomputed and len(codes) == len(pre) else 0
+        if after == 0:
+            codes = {}
         seen = self.store.max_seq()
-        after = precomputed.seq if precomputed else 0
         codes.update(self._encode_rows(state, model, self.store.iter_items(name, after)))
+        staged = sorted(codes.items())
+        index = self._build_index(model.bits, staged)
+        self.store.write_codes(name, version, staged)
         with state.write_lock:
-            codes.update(self._encode_rows(state, model, self.store.iter_items(name, seen)))
-            keys = self.store.item_keys(name)
-            final = [(num, codes[num]) for num, _, _, _ in keys]
+            if self.states.get(name) is not state:
+                raise NotFound(f"collection {name!r} was deleted", "collection")
+            delta = self._encode_rows(state, model, self.store.iter_items(name, seen))
+            missing = {n for n in state.ids if n not in codes and n not in delta}
+            if missing:  # not expected: every item is in the staged codes or the delta
+                delta.update(self._encode_nums(state, model, missing))
+            gone = [n for n in codes if n not in state.ids]  # deleted since they were staged
+            if gone:
+                index.remove(np.asarray(gone, dtype=np.int64))
+            if delta:
+                nums = np.fromiter(delta, dtype=np.int64, count=len(delta))
+                packed = np.frombuffer(b"".join(delta.values()), dtype=np.uint8)
+                index.add(nums, packed.reshape(len(delta), width))
             # everything that can fail comes before the commit; after it only the assignment
-            index = self._build_index(model.bits, final)
-            self.store.set_codes(name, version, final, active=version, record=record)
+            self.store.set_codes(
+                name, version, sorted(delta.items()), active=version, record=record
+            )
             state.serving = Serving(version, model, index)  # the swap: one assignment
+            count = len(state.ids)
         self.broken.pop(name, None)
-        log.info("collection %s now serves model v%d (%d items)", name, version, len(final))
+        log.info("collection %s now serves model v%d (%d items)", name, version, count)
 
     def install_model(self, name: str, model: Model, job_id: str | None = None) -> int:
         """Save an already trained model as the next version and serve it (demo, tests)."""

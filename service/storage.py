@@ -279,6 +279,34 @@ class Store:
             if record is not None:
                 self._insert_version(c, collection, version, record)
 
+    def write_codes(
+        self,
+        collection: str,
+        version: int,
+        codes: Sequence[tuple[int, bytes]],
+        chunk: int = 5000,
+    ) -> None:
+        """Stage a version's codes ahead of ``set_codes``, in short transactions so writers of
+        every collection interleave. Until the version is made active, rows whose ``version``
+        differs from the active one are treated as having no code (``stale_nums``)."""
+        for start in range(0, len(codes), chunk):
+            with self.transaction() as c:
+                c.executemany(
+                    "UPDATE items SET code = ?, version = ? WHERE num = ? AND collection = ?",
+                    [
+                        (code, version, num, collection)
+                        for num, code in codes[start : start + chunk]
+                    ],
+                )
+
+    def stale_nums(self, collection: str, active: int) -> set[int]:
+        """Items whose stored code is missing or was not made by the ``active`` version."""
+        rows = self._query(
+            "SELECT num FROM items WHERE collection = ? AND (code IS NULL OR version IS NOT ?)",
+            (collection, active),
+        )
+        return {int(r[0]) for r in rows}
+
     def active_version(self, collection: str) -> int | None:
         rows = self._query("SELECT active_version FROM collections WHERE name = ?", (collection,))
         return None if not rows or rows[0][0] is None else int(rows[0][0])

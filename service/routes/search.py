@@ -70,13 +70,14 @@ async def search_items(
         else runtime.settings.default_k
     )
     code = await query_code(body, state, serving, runtime)
-    ranked = state.search(serving, code, body.max_distance, k, body.filter)
-    hits = ranked.hits
-    truncated = k is None and len(hits) > runtime.settings.max_k  # a radius alone: cap the size
-    if truncated:
-        hits = hits[: runtime.settings.max_k]
+    max_k = runtime.settings.max_k
+    # off the event loop: a wide radius can rank many items
+    ranked = await run_in_threadpool(
+        state.search, serving, code, body.max_distance, k, body.filter, max_k
+    )
+    truncated = k is None and ranked.matched > max_k  # a radius alone: cap the size
     return SearchResponse(
-        hits=[Hit(id=i, distance=d, metadata=m) for d, i, m in hits],
+        hits=[Hit(id=i, distance=d, metadata=m) for d, i, m in ranked.hits],
         truncated=truncated,
         took_ms=round((time.perf_counter() - start) * 1000.0, 3),
         probes=ranked.probes,

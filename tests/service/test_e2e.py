@@ -197,6 +197,8 @@ def test_end_to_end_with_real_models(server: str, data_dir: Path) -> None:
                     failures.append(s.text)
                 else:
                     answered.append(s.json()["model_version"])
+                # a steady stream, not a busy loop that starves the training worker of the 2 CPUs
+                time.sleep(0.02)
 
     thread = threading.Thread(target=searcher)
     thread.start()

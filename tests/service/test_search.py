@@ -194,3 +194,20 @@ def test_radius_only_results_are_capped_at_max_k(data_dir: Any) -> None:
         assert r["hits"] == sorted(r["hits"], key=lambda h: (h["distance"], h["id"]))
         r = c.post("/v1/collections/docs/search", json={"id": "t001", "k": 5}).json()
         assert r["truncated"] is False
+
+
+@pytest.mark.parametrize("limit", [1, 7, 50, 1000])
+def test_radius_only_rank_cut_to_a_limit_is_the_exact_prefix(limit: int) -> None:
+    rng = np.random.RandomState(limit)
+    n, bits = 300, 8  # 8 bits: many ties, so the cut falls inside a distance shell
+    codes = rng.randint(0, 256, size=(n, 1)).astype(np.uint8)
+    nums = np.arange(n, dtype=np.int64)
+    ids = [f"x{rng.randint(10**6):06d}-{i}" for i in range(n)]
+    index = HammingIndex(bits)
+    index.add(nums, codes)
+    for radius in (0, 3, 8):
+        q = rng.randint(0, 256, size=(1, 1)).astype(np.uint8)
+        got = rank(index, q, radius, None, None, lambda num: ids[num], {}, limit)
+        expect = _brute(codes, ids, [{}] * n, q, radius, None, None)
+        assert [(d, i) for d, i, _ in got.hits] == expect[:limit]
+        assert got.matched == len(expect)
