@@ -7,9 +7,9 @@ lands close to PCA-ITQ for retrieval. Following the neighbourhood line of semant
   space (cosine similarity, training split only), so the code must describe what the item shares
   with its neighbourhood rather than its idiosyncrasies;
 - target bits for the code units from the k-NN graph: the graph's leading non-trivial
-  eigenvectors (a Laplacian eigenmap, as in spectral hashing / self-taught hashing), rotated by
-  ITQ to lose least when thresholded; the encoder learns to emit them, the decoder to rebuild
-  the neighbourhood from them;
+  eigenvectors (a Laplacian eigenmap, as in spectral hashing / self-taught hashing) scaled by
+  their eigenvalues squared (diffusion-map coordinates), rotated by ITQ to lose least when
+  thresholded; the encoder learns to emit them, the decoder to rebuild the neighbourhood from them;
 - optionally, a pull of each item's code towards the code of one random neighbour per step;
 - bit balance and decorrelation (in the model's loss), so no bit is wasted;
 - fixed per-item Gaussian noise on the code units' inputs (Salakhutdinov & Hinton's deterministic
@@ -37,6 +37,15 @@ LOG = logging.getLogger(__name__)
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
 Progress = Callable[[dict[str, Any]], None]
 _KNN_DIM = 64  # dense inputs are projected on their top principal axes before the k-NN search
+# fine-tuning takes at least this many steps per epoch (smaller batches on small training sets):
+# with 128-item batches TMC's 2,847 items gave 22 steps an epoch and p@100 0.657 at 32 bits
+# (below PCA-ITQ's 0.712); 32-item batches gave 0.712, 40 epochs of 128 gave 0.714
+MIN_STEPS_PER_EPOCH = 64
+MIN_BATCH = 32  # the balance and decorrelation terms are batch statistics
+# spectral embedding weighted by eigenvalue**t (diffusion-map coordinates, t = 2) before ITQ, so
+# the smoother leading eigenvectors weigh more in the rotation; on the 10k tf-idf k-NN graph the
+# target codes' own p@100 at 32 bits went 0.729 -> 0.742 (TMC) and 0.472 -> 0.480 (20NG, k=50)
+DIFFUSION_TIME = 2
 
 
 def _cosine_blocks(x: Matrix, device: str) -> Callable[[int, int], torch.Tensor]:
@@ -108,7 +117,7 @@ def neighbour_targets(target: Matrix, knn: np.ndarray, likelihood: str) -> Matri
 def spectral_codes(
     knn: np.ndarray, bits: int, seed: int = 0, itq_iterations: int = 50
 ) -> np.ndarray:
-    """Binary codes (n, bits) in {0, 1} from the symmetric k-NN graph's spectral embedding + ITQ."""
+    """Binary codes (n, bits) in {0, 1}: the symmetric k-NN graph's diffusion embedding + ITQ."""
     n, k = knn.shape
     graph = sp.csr_matrix(
         (np.ones(n * k), knn.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n), dtype=np.float64
@@ -120,7 +129,7 @@ def spectral_codes(
     v0 = np.random.default_rng(seed).normal(size=n)  # fixed start vector: deterministic result
     values, vectors = eigsh(affinity, k=n_vec, which="LA", v0=v0)
     order = np.argsort(-values)[1:]  # drop the trivial top eigenvector (the degree vector)
-    emb = vectors[:, order] * np.sqrt(n)
+    emb = vectors[:, order] * np.sqrt(n) * np.abs(values[order]) ** DIFFUSION_TIME
     if emb.shape[1] < bits:  # tiny graphs: pad with random directions
         pad = np.random.default_rng(seed).normal(size=(n, bits - emb.shape[1]))
         emb = np.concatenate([emb, pad], axis=1)
@@ -131,6 +140,11 @@ def spectral_codes(
         u, _, vt = np.linalg.svd(b.T @ emb)
         rotation = (u @ vt).T
     return (emb @ rotation > 0).astype(np.float32)
+
+
+def finetune_batch_size(n: int, batch_size: int) -> int:
+    """The configured batch size, shrunk so an epoch has MIN_STEPS_PER_EPOCH steps (not < 32)."""
+    return max(1, min(batch_size, max(MIN_BATCH, n // MIN_STEPS_PER_EPOCH)))
 
 
 def finetune(
@@ -156,7 +170,8 @@ def finetune(
         sample = rng.choice(n, size=min(n, 2048), replace=False)
         model.init_from_data(rows(x, np.sort(sample), device))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    steps = max(1, cfg.epochs * math.ceil(n / cfg.batch_size))
+    batch_size = finetune_batch_size(n, cfg.batch_size)
+    steps = max(1, cfg.epochs * math.ceil(n / batch_size))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))
     )
@@ -165,7 +180,7 @@ def finetune(
     model.train()
     for epoch in range(cfg.epochs):
         total = 0.0
-        for idx in minibatches(n, cfg.batch_size, rng):
+        for idx in minibatches(n, batch_size, rng):
             nb = None
             if use_neighbours:
                 assert knn is not None
@@ -196,4 +211,5 @@ def finetune(
             )
     model.eval()
     seconds = time.perf_counter() - started
-    return {"epochs": cfg.epochs, "loss_history": history, "seconds": round(seconds, 2)}
+    return {"epochs": cfg.epochs, "batch_size": batch_size, "loss_history": history,
+            "seconds": round(seconds, 2)}  # fmt: skip

@@ -5,7 +5,12 @@ import torch
 from models.autoencoder import DeepBinaryAutoencoder
 from training.config import PRETRAIN_MODES, TrainConfig
 from training.data import Dataset, Split
-from training.finetune import nearest_neighbours, neighbour_targets
+from training.finetune import (
+    finetune_batch_size,
+    nearest_neighbours,
+    neighbour_targets,
+    spectral_codes,
+)
 from training.pretrain import pretrain_stack
 from training.train import autoencoder_config, train
 
@@ -122,6 +127,26 @@ def test_neighbour_targets_average_word_shares() -> None:
     np.testing.assert_allclose(t[0], [0.5, 0.5])  # (1, 0) and (0, 1) averaged
     dense = neighbour_targets(np.eye(3, dtype=np.float32), knn, "gaussian")
     np.testing.assert_allclose(dense[0], [0.5, 0.5, 0])
+
+
+def test_finetune_batch_shrinks_only_for_small_training_sets() -> None:
+    assert finetune_batch_size(60_000, 128) == 128  # large sets keep the configured batch
+    assert finetune_batch_size(11_314, 128) == 128
+    small = finetune_batch_size(2_847, 128)
+    assert 32 <= small < 128 and 2_847 // small >= 64  # at least 64 steps an epoch
+    assert finetune_batch_size(100, 128) == 32  # never below 32: batch statistics need rows
+    assert finetune_batch_size(100, 16) == 16  # never above what was asked for
+
+
+def test_spectral_codes_follow_the_graph_clusters() -> None:
+    ds = clustered_vectors(n=200)
+    codes = spectral_codes(nearest_neighbours(ds.train.items, 10), 8, seed=0)
+    assert codes.shape == (200, 8) and set(np.unique(codes)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(codes, spectral_codes(nearest_neighbours(ds.train.items, 10), 8))
+    y = ds.train.labels.argmax(1)
+    dist = (codes[:, None, :] != codes[None, :, :]).sum(-1)
+    same = y[:, None] == y[None, :]
+    assert dist[same].mean() < 0.5 * dist[~same].mean()
 
 
 def test_cuda_request_without_gpu_is_a_clear_error() -> None:
