@@ -26,8 +26,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/hadolint --failure-threshold warning Dockerfile
 
+# tests run many tiny models: one BLAS/torch thread each avoids oversubscribing 2 cores
 test: $(STAMP) lint
-	# tests run many tiny models: one BLAS/torch thread each avoids oversubscribing 2 cores
 	OMP_NUM_THREADS=1 $(BIN)/pytest -q
 
 clean:
