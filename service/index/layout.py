@@ -138,11 +138,17 @@ class Tables:
     ids: np.ndarray  # int64 (n,): ids in canonical order
     dirs: np.ndarray  # uint32: concatenated prefix directories
     dstart: np.ndarray  # int64 (T,): where each table's directory starts
-    twords: np.ndarray  # int64 (T,): piece word, shift, length and directory prefix bits
-    tshift: np.ndarray
-    tlen: np.ndarray
-    tpbits: np.ndarray
+    tpbits: np.ndarray  # int64 (T,): directory prefix bits per table
     plans: dict[int, object] = field(default_factory=dict, compare=False, repr=False)
+    # int64 (T,): each piece's word, shift and length, as flat arrays for the kernels
+    twords: np.ndarray = field(init=False, compare=False, repr=False)
+    tshift: np.ndarray = field(init=False, compare=False, repr=False)
+    tlen: np.ndarray = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "twords", np.array([p.word for p in self.pieces], np.int64))
+        object.__setattr__(self, "tshift", np.array([p.shift for p in self.pieces], np.int64))
+        object.__setattr__(self, "tlen", np.array([p.length for p in self.pieces], np.int64))
 
     @property
     def n(self) -> int:
@@ -197,8 +203,5 @@ def build_tables(bits: int, groups: tuple[int, ...], words: np.ndarray, ids: np.
         ids=canon_ids,
         dirs=np.concatenate(dirs),
         dstart=dstart,
-        twords=np.array([p.word for p in pieces], np.int64),
-        tshift=np.array([p.shift for p in pieces], np.int64),
-        tlen=np.array([p.length for p in pieces], np.int64),
         tpbits=pbits,
     )

@@ -226,8 +226,5 @@ def _tables(
         ids=ids,
         dirs=dirs,
         dstart=dstart,
-        twords=np.array([p.word for p in pieces], np.int64),
-        tshift=np.array([p.shift for p in pieces], np.int64),
-        tlen=np.array([p.length for p in pieces], np.int64),
         tpbits=tpbits,
     )
