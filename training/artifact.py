@@ -4,6 +4,9 @@ A model directory holds:
   format.json      {"format": "bitseek-model", "version": FORMAT_VERSION}
   config.json      modality, bits, input_shape, the autoencoder config and the training config
   weights.pt       the autoencoder's state_dict (loaded with weights_only=True: no pickle code runs)
+  denoiser.pt      the denoising autoencoder's state_dict, when config.json has a "denoiser" config;
+                   models without one (denoiser_epochs=0, or written before it existed) denoise
+                   through the hashing autoencoder
   featurizer.json  the featuriser's settings (e.g. the vocabulary); featurizer.npz its arrays
   metrics.json     training metrics, per-bit activation rates, evaluation when run
 It is written into a temporary sibling directory and renamed into place, so a reader never sees a
@@ -24,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from models.denoiser import Denoiser, DenoiserConfig, reconstruct
 from models.hasher import SemanticHasher
 from training.features import (
     CountVectorFeaturizer,
@@ -36,6 +40,7 @@ from training.features import (
 LOG = logging.getLogger(__name__)
 FORMAT_NAME = "bitseek-model"
 FORMAT_VERSION = 1
+DENOISER_FILE = "denoiser.pt"
 TOP_TERMS = 10  # terms returned per document by `denoise` on text
 
 
@@ -51,10 +56,12 @@ class TrainedModel:
         hasher: SemanticHasher,
         train_config: dict[str, Any] | None = None,
         metrics: dict[str, Any] | None = None,
+        denoiser: Denoiser | None = None,
     ) -> None:
         self.modality = modality
         self.featurizer = featurizer
         self.hasher = hasher
+        self.denoiser = denoiser.to(hasher.device).eval() if denoiser is not None else None
         self.train_config = dict(train_config or {})
         self.metrics: dict[str, Any] = dict(metrics or {})
 
@@ -92,7 +99,8 @@ class TrainedModel:
     def denoise(self, items: Any) -> np.ndarray | list[list[tuple[str, float]]]:
         """The decoder's reconstruction of (possibly corrupted) items, in the items' own terms."""
         x = self.featurize(items)
-        recon = self.hasher.denoise(x)  # (n, input_dim) mean of the output distribution
+        # (n, input_dim) mean of the output distribution
+        recon = self.hasher.denoise(x) if self.denoiser is None else reconstruct(self.denoiser, x)
         f = self.featurizer
         if isinstance(f, ImageFeaturizer):
             return recon.reshape(len(recon), *f.shape).clip(0.0, 1.0)
@@ -110,8 +118,9 @@ class TrainedModel:
         ]
 
     def to(self, device: str) -> TrainedModel:
+        hasher = self.hasher.to(device)
         return TrainedModel(
-            self.modality, self.featurizer, self.hasher.to(device), self.train_config, self.metrics
+            self.modality, self.featurizer, hasher, self.train_config, self.metrics, self.denoiser
         )
 
     def save(self, directory: str | Path) -> None:
@@ -123,15 +132,18 @@ class TrainedModel:
             state = self.hasher.state()
             meta, arrays = self.featurizer.to_state()
             _write_json(tmp / "format.json", {"format": FORMAT_NAME, "version": FORMAT_VERSION})
-            _write_json(tmp / "config.json", {
+            config = {
                 "modality": self.modality,
                 "bits": self.bits,
                 "input_shape": list(self.input_shape),
                 "autoencoder": state["config"],
                 "train": self.train_config,
-            })  # fmt: skip
-            cpu_state = {k: v.detach().cpu() for k, v in state["state_dict"].items()}
-            torch.save(cpu_state, tmp / "weights.pt")
+            }
+            if self.denoiser is not None:
+                config["denoiser"] = self.denoiser.config.to_dict()
+                torch.save(_cpu(self.denoiser.state_dict()), tmp / DENOISER_FILE)
+            _write_json(tmp / "config.json", config)
+            torch.save(_cpu(state["state_dict"]), tmp / "weights.pt")
             _write_json(tmp / "featurizer.json", meta)
             np.savez(tmp / "featurizer.npz", **arrays)  # type: ignore[arg-type]
             _write_json(tmp / "metrics.json", self.metrics)
@@ -183,10 +195,37 @@ def load_model(directory: str | Path, device: str = "cpu") -> TrainedModel:
         pickle.UnpicklingError,
     ) as e:
         raise ModelFormatError(f"{directory}: corrupt model ({type(e).__name__}: {e})") from e
+    denoiser = _load_denoiser(directory, config.get("denoiser"))
+    if denoiser is not None and denoiser.config.input_dim != hasher.config.input_dim:
+        raise ModelFormatError(
+            f"{directory / DENOISER_FILE}: the denoiser reads {denoiser.config.input_dim} inputs, "
+            f"the model's features have {hasher.config.input_dim}; retrain the model"
+        )
     metrics = (
         _read_json(directory / "metrics.json") if (directory / "metrics.json").exists() else {}
     )
-    return TrainedModel(modality, featurizer, hasher, config.get("train", {}), metrics)
+    return TrainedModel(modality, featurizer, hasher, config.get("train", {}), metrics, denoiser)
+
+
+def _load_denoiser(directory: Path, config: Any) -> Denoiser | None:
+    """The denoiser that config.json describes (None when it has none); errors name the file."""
+    if config is None:
+        return None
+    path = directory / DENOISER_FILE
+    if not path.exists():
+        raise ModelFormatError(
+            f"{path}: missing; config.json describes a denoiser, so the model is incomplete"
+        )
+    try:
+        model = Denoiser(DenoiserConfig.from_dict(config))
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (OSError, TypeError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        raise ModelFormatError(f"{path}: corrupt denoiser ({type(e).__name__}: {e})") from e
+    return model.eval()
+
+
+def _cpu(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state_dict.items()}
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from training.artifact import load_model
 from training.config import PRETRAIN_MODES, TrainConfig
@@ -16,6 +19,31 @@ from training.data import load_dataset
 from training.train import resolve_device, train
 
 LOG = logging.getLogger(__name__)
+
+# One intra-op thread: these models are small, so threads mostly synchronise; on the 2 shared cores
+# we measured 2 threads 3-8x *slower* than 1 whenever another process competed for the CPU.
+DEFAULT_THREADS = 1
+THREADS_HELP = (
+    "torch intra-op CPU threads (default 1: for these small models 2 threads measured 3-8x slower "
+    "than 1 on 2 cores shared with other work; raise it only on an otherwise idle machine)"
+)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1, with a message naming the value."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def set_threads(n: int) -> int:
+    """Set torch's intra-op thread count (before any training work); returns what torch reports."""
+    torch.set_num_threads(n)
+    return torch.get_num_threads()
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +61,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--pretrain-epochs", type=int, default=None, help="epochs per pretrained layer")
     p.add_argument("--modality", choices=("text", "image", "vector"), default=None,
                    help="override the modality inferred from the data")  # fmt: skip
+    p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
+                   help=THREADS_HELP)  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run_train)
 
@@ -48,7 +78,8 @@ def register(subparsers: Any) -> None:
 
 
 class _Bars:
-    """tqdm progress bars, one per stage, showing the latest loss."""
+    """tqdm progress bars, one per stage, in minibatch steps when the events carry them (else in
+    epochs), showing the epoch's running loss."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
@@ -60,12 +91,17 @@ class _Bars:
             return
         from tqdm import tqdm
 
+        steps = int(event.get("steps", 1))
         if event["stage"] != self.stage:
             self.close()
             self.stage = event["stage"]
-            self.bar = tqdm(total=event["epochs"], desc=self.stage, unit="epoch", file=sys.stderr)
-        self.bar.update(1)
-        self.bar.set_postfix(loss=f"{event['loss']:.4f}")
+            unit = "step" if "steps" in event else "epoch"
+            total = event["epochs"] * steps
+            self.bar = tqdm(total=total, desc=self.stage, unit=unit, file=sys.stderr)
+        done = (event["epoch"] - 1) * steps + int(event.get("step", 1))
+        self.bar.update(max(0, done - self.bar.n))
+        self.bar.set_postfix(epoch=f"{event['epoch']}/{event['epochs']}",
+                             loss=f"{event['loss']:.4f}")  # fmt: skip
 
     def close(self) -> None:
         if self.bar is not None:
@@ -81,7 +117,24 @@ def build_config(args: argparse.Namespace) -> TrainConfig:
     )  # fmt: skip
 
 
+def train_command(args: argparse.Namespace) -> str:
+    """The `bitseek train` command line these arguments stand for (recorded with the model)."""
+    parts = ["bitseek", "train", "--data", str(args.data)]
+    for flag in ("bits", "out", "pretrain", "config", "device", "seed", "epochs",
+                 "pretrain_epochs", "modality"):  # fmt: skip
+        value = getattr(args, flag)
+        if value is not None:
+            parts += [f"--{flag.replace('_', '-')}", str(value)]
+    if args.threads != DEFAULT_THREADS:
+        parts += ["--threads", str(args.threads)]
+    if args.quiet:
+        parts.append("--quiet")
+    return shlex.join(parts)
+
+
 def run_train(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    threads = set_threads(args.threads)  # before any torch work, so every stage runs with it
     try:
         config = build_config(args)
         dataset = load_dataset(args.data, args.modality)
@@ -90,6 +143,13 @@ def run_train(args: argparse.Namespace) -> int:
             model = train(dataset, config, bars)
         finally:
             bars.close()
+        model.metrics.update({
+            "command": train_command(args),
+            "data": str(args.data),
+            "torch_threads": threads,
+            # data loading + training, as a user waits for it (train_seconds: training only)
+            "wall_seconds": round(time.perf_counter() - started, 2),
+        })  # fmt: skip
         model.save(Path(args.out))
     except (ValueError, OSError) as e:  # DatasetError, ModelFormatError and bad settings
         print(f"error: {e}", file=sys.stderr)  # noqa: T201
@@ -97,7 +157,8 @@ def run_train(args: argparse.Namespace) -> int:
     m = model.metrics
     print(  # noqa: T201
         f"trained a {model.bits}-bit {model.modality} model on {m['n_train']} items in "
-        f"{m['train_seconds']:.1f}s ({m['n_dead_bits']} constant bits); saved to {args.out}"
+        f"{m['train_seconds']:.1f}s ({m['wall_seconds']:.1f}s with loading, {threads} torch "
+        f"thread(s); {m['n_dead_bits']} constant bits); saved to {args.out}"
     )
     return 0
 

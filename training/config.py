@@ -50,12 +50,20 @@ class TrainConfig:
     neighbour_weight: float = 0.0  # pull each code towards a random neighbour's code
     balance_weight: float = 1.0
     decorrelation_weight: float = 1.0
+    # the denoising autoencoder behind `denoise` (training/denoiser.py); trained after the hasher
+    denoiser_epochs: int = 6  # 0: no denoiser, `denoise` falls back to the hashing autoencoder
+    denoiser_hidden: tuple[int, ...] = (512, 256)  # encoder widths; the decoder mirrors them
+    denoiser_rows: int = 60000  # random subset of the training split (bounds the time)
+    denoiser_batch_size: int = 256
+    denoiser_lr: float = 2e-3  # Adam, cosine decay to 0
+    denoiser_noise: float = 0.5  # largest corruption drawn: noise std / masking rate
     # run
     seed: int = 0
     device: str = "cpu"  # cpu | cuda | auto
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_dims", tuple(int(d) for d in self.hidden_dims))
+        object.__setattr__(self, "denoiser_hidden", tuple(int(d) for d in self.denoiser_hidden))
         if self.bits < 8 or self.bits % 8:
             raise ValueError(
                 f"bits must be a positive multiple of 8 (16, 32, 64, 128), got {self.bits}"
@@ -73,13 +81,24 @@ class TrainConfig:
             )
         if any(d < 1 for d in self.hidden_dims):
             raise ValueError(f"hidden_dims must be positive widths, got {list(self.hidden_dims)}")
-        for name in ("epochs", "pretrain_epochs", "neighbours"):
+        if not self.denoiser_hidden or any(d < 1 for d in self.denoiser_hidden):
+            raise ValueError(
+                "denoiser_hidden must be one or more positive widths (e.g. [512, 256]), "
+                f"got {list(self.denoiser_hidden)}"
+            )
+        if not 0.0 < self.denoiser_noise < 1.0:
+            raise ValueError(
+                "denoiser_noise must be in (0, 1): it is the largest masking rate and noise std "
+                f"drawn, got {self.denoiser_noise}"
+            )
+        for name in ("epochs", "pretrain_epochs", "neighbours", "denoiser_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("batch_size", "vocab_size", "pretrain_rows", "neighbour_vocab_size"):
+        positive = ("batch_size", "vocab_size", "pretrain_rows", "neighbour_vocab_size")
+        for name in (*positive, "denoiser_rows", "denoiser_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "pretrain_lr", "rbm_lr"):
+        for name in ("lr", "pretrain_lr", "rbm_lr", "denoiser_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         non_negative = (
@@ -101,6 +120,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["hidden_dims"] = list(self.hidden_dims)
+        d["denoiser_hidden"] = list(self.denoiser_hidden)
         return d
 
     @classmethod

@@ -2,30 +2,41 @@
 
 Test items query the training items (all metrics in `training.metrics`). The baselines are fitted on
 the model's own training features (`model.featurize`), so they see exactly the input the model saw.
-A dataset without a test split gives up a fixed, seeded sample of its rows as queries.
+A dataset without a test split gives up a fixed, seeded sample of its rows as queries. The model's
+encoding throughput is measured on the queries, encoded from raw items in batches of 256.
+
+Every run saves a precision-recall plot (PNG: --plot, else next to --out, else in the model
+directory) and records a summary in the model directory's metrics.json under "evaluation", keyed
+by the dataset's absolute path.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
+import os
 import shlex
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from training.baselines import BASELINES, Features
+from training.commands import DEFAULT_THREADS, THREADS_HELP, positive_int, set_threads
 from training.data import Dataset, DatasetError, Split, load_dataset
 from training.metrics import RetrievalMetrics, evaluate_codes
 
 LOG = logging.getLogger(__name__)
 
 HOLDOUT_QUERIES = 1000  # queries drawn from the rows when a dataset has no test split
+THROUGHPUT_BATCH = 256  # items per encode call when measuring throughput (the issue's setting)
 
 
 class EvaluableModel(Protocol):
@@ -47,13 +58,21 @@ class Evaluation:
     methods: dict[str, RetrievalMetrics]  # "model" first, then the baselines that could run
     skipped: dict[str, str] = field(default_factory=dict)  # baseline -> why it could not run
     seconds: dict[str, float] = field(default_factory=dict)  # encode/fit time per method
+    encode_items_per_second: float = 0.0  # the model, raw query items -> codes, batches of 256
+    encode_batch: int = THROUGHPUT_BATCH
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, pr_curves: bool = True) -> dict[str, Any]:
+        methods = {name: m.to_dict() for name, m in self.methods.items()}
+        if not pr_curves:
+            for m in methods.values():
+                del m["pr_curve"]
         return {
             "bits": self.bits,
             "n_queries": self.n_queries,
             "n_database": self.n_database,
-            "methods": {name: m.to_dict() for name, m in self.methods.items()},
+            "encode_items_per_second": round(self.encode_items_per_second, 1),
+            "encode_batch": self.encode_batch,
+            "methods": methods,
             "skipped": dict(self.skipped),
             "seconds": dict(self.seconds),
         }
@@ -115,12 +134,30 @@ def evaluate_baselines(
     return results, skipped, seconds
 
 
+def encode_batched(
+    model: EvaluableModel, items: Any, batch: int = THROUGHPUT_BATCH
+) -> tuple[np.ndarray, float]:
+    """(codes, items per second): raw items encoded `batch` at a time, as a client would send them.
+
+    One batch is encoded first, untimed, so one-off set-up (allocator, lazy imports) is not counted.
+    Codes equal `model.encode(items)` since encoding is row-wise and deterministic.
+    """
+    n = len(items) if isinstance(items, list) else items.shape[0]
+    if n == 0:
+        raise ValueError("cannot measure encoding throughput on zero items")
+    model.encode(items[:batch])
+    start = time.perf_counter()
+    codes = np.concatenate([model.encode(items[s : s + batch]) for s in range(0, n, batch)])
+    return codes, n / max(time.perf_counter() - start, 1e-9)
+
+
 def evaluate_model(model: EvaluableModel, dataset: Dataset, *, seed: int = 0) -> Evaluation:
     """Score the model's codes and the three baselines on the same queries and database."""
     queries, database = queries_and_database(dataset, seed)
     assert queries.labels is not None and database.labels is not None  # checked above
     start = time.perf_counter()
-    query_codes, db_codes = model.encode(queries.items), model.encode(database.items)
+    query_codes, items_per_second = encode_batched(model, queries.items)
+    db_codes = model.encode(database.items)
     seconds = {"model": time.perf_counter() - start}
     methods = {
         "model": evaluate_codes(query_codes, db_codes, queries.labels, database.labels),
@@ -142,6 +179,7 @@ def evaluate_model(model: EvaluableModel, dataset: Dataset, *, seed: int = 0) ->
         methods=methods,
         skipped=skipped,
         seconds=seconds,
+        encode_items_per_second=items_per_second,
     )
 
 
@@ -155,7 +193,8 @@ def format_table(evaluation: Evaluation) -> str:
     )
     lines = [
         f"{evaluation.bits} bits, {evaluation.n_queries} queries, "
-        f"{evaluation.n_database} database items",
+        f"{evaluation.n_database} database items; model encodes "
+        f"{evaluation.encode_items_per_second:,.0f} items/s (batches of {evaluation.encode_batch})",
         header,
         "-" * len(header),
     ]
@@ -189,20 +228,64 @@ def plot_pr_curves(evaluation: Evaluation, path: Path, title: str = "") -> None:
     fig.savefig(path, format="png")
 
 
+def record_evaluation(model_dir: Path, key: str, entry: dict[str, Any]) -> None:
+    """Set metrics.json["evaluation"][key] = entry in a model directory, atomically.
+
+    The file is rewritten through a temporary sibling and a rename, so readers see the old or the
+    new file, never half of one; an exclusive lock on the directory keeps two evaluations of the
+    same model (e.g. on two datasets at once) from losing each other's entries.
+    """
+    path = model_dir / "metrics.json"
+    fd = os.open(model_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            metrics = json.loads(path.read_text()) if path.exists() else {}
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err}); cannot add the evaluation") from err
+        if not isinstance(metrics, dict):
+            raise ValueError(f"{path}: expected a JSON object; cannot add the evaluation")
+        evaluations = metrics.get("evaluation")
+        metrics["evaluation"] = {
+            **(evaluations if isinstance(evaluations, dict) else {}),
+            key: entry,
+        }
+        tmp = tempfile.NamedTemporaryFile(
+            "w", dir=model_dir, prefix=".metrics.", suffix=".tmp", delete=False
+        )
+        try:
+            with tmp:
+                tmp.write(json.dumps(metrics, indent=2, sort_keys=True))
+            os.replace(tmp.name, path)
+        except BaseException:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def register(subparsers: Any) -> None:
     """Add `bitseek evaluate` to the CLI's argparse subparsers."""
     parser = subparsers.add_parser(
         "evaluate",
         help="score a trained model and the LSH / PCA sign / PCA-ITQ baselines",
         description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, type=Path, help="trained model directory")
     parser.add_argument("--data", required=True, type=Path, help="labelled dataset path")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--plot", type=Path, help="save the precision-recall curves to this PNG")
-    parser.add_argument("--out", type=Path, help="also write the JSON results to this file")
+    parser.add_argument(
+        "--out", type=Path, help="write the full results (JSON, with the command) to this file"
+    )
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        help="precision-recall PNG (default: next to --out, else pr_<data>.png in the model dir)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda)")
     parser.add_argument("--seed", type=int, default=0, help="seed for LSH, ITQ and holdouts")
+    parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, help=THREADS_HELP)
     parser.set_defaults(handler=run)
 
 
@@ -210,14 +293,26 @@ def _command(args: argparse.Namespace) -> str:
     parts = ["bitseek", "evaluate", "--model", str(args.model), "--data", str(args.data)]
     if args.json:
         parts.append("--json")
-    for flag in ("plot", "out"):
+    for flag in ("out", "plot"):
         if getattr(args, flag) is not None:
             parts += [f"--{flag}", str(getattr(args, flag))]
     if args.device != "cpu":
         parts += ["--device", args.device]
     if args.seed != 0:
         parts += ["--seed", str(args.seed)]
+    if args.threads != DEFAULT_THREADS:
+        parts += ["--threads", str(args.threads)]
     return shlex.join(parts)
+
+
+def plot_path(args: argparse.Namespace) -> Path:
+    """Where this run's PR plot goes: --plot, else beside --out, else in the model directory."""
+    if args.plot is not None:
+        return Path(args.plot)
+    if args.out is not None:
+        return Path(args.out).with_suffix(".png")
+    stem = args.data.name.split(".")[0] or "data"
+    return Path(args.model) / f"pr_{stem}.png"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -227,32 +322,50 @@ def run(args: argparse.Namespace) -> int:
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         _fail(f"--plot must name a .png file, got {args.plot}")
         return 2
+    started = time.perf_counter()
+    threads = set_threads(args.threads)
     try:
-        dataset = load_dataset(args.data)
+        # the model first: a wrong --model fails before a large dataset is read
         model = load_model(args.model, device=args.device)
+        dataset = load_dataset(args.data, model.modality)  # type: ignore[arg-type]
         evaluation = evaluate_model(model, dataset, seed=args.seed)
-    except (OSError, ValueError) as err:  # DatasetError is a ValueError
+    except (OSError, ValueError) as err:  # DatasetError and ModelFormatError are ValueErrors
         _fail(str(err))
         return 2
+    plot = plot_path(args)
     result = {
         "command": _command(args),
         "model": str(args.model),
         "data": str(args.data),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "evaluate_seconds": round(time.perf_counter() - started, 2),
+        "torch_threads": threads,
+        "device": args.device,
+        "out": None if args.out is None else str(args.out),
+        "plot": str(plot),
         **evaluation.to_dict(),
     }
-    # CLI output goes to stdout: the table, or JSON a script can parse
-    sys.stdout.write(
-        (json.dumps(result, indent=2) if args.json else format_table(evaluation)) + "\n"
-    )
     try:
+        plot_pr_curves(evaluation, plot, title=f"{args.data.name}, {evaluation.bits} bits")
         if args.out is not None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(result, indent=2) + "\n")
-        if args.plot is not None:
-            plot_pr_curves(evaluation, args.plot, title=f"{args.data.name}, {evaluation.bits} bits")
     except OSError as err:
         _fail(f"cannot write results: {err}")
         return 2
+    summary = {k: v for k, v in result.items() if k != "methods"}
+    summary["methods"] = evaluation.to_dict(pr_curves=False)["methods"]
+    try:
+        record_evaluation(Path(args.model), str(Path(args.data).resolve()), summary)
+    except (OSError, ValueError) as err:  # e.g. a read-only model: the results above still stand
+        sys.stderr.write(
+            f"bitseek evaluate: warning: evaluation not recorded in the model: {err}\n"
+        )
+    # CLI output goes to stdout: the table, or JSON a script can parse
+    text = (
+        json.dumps(result, indent=2) if args.json else f"{format_table(evaluation)}\nplot: {plot}"
+    )
+    sys.stdout.write(text + "\n")
     return 0
 
 

@@ -31,7 +31,8 @@ from scipy.sparse.linalg import eigsh
 
 from models.autoencoder import DeepBinaryAutoencoder
 from training.config import TrainConfig
-from training.pretrain import minibatches, rows
+from training.pretrain import cosine_schedule, descend, minibatches, rows
+from training.progress import EpochReporter
 
 LOG = logging.getLogger(__name__)
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
@@ -172,14 +173,13 @@ def finetune(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     batch_size = finetune_batch_size(n, cfg.batch_size)
     steps = max(1, cfg.epochs * math.ceil(n / batch_size))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps))
-    )
+    sched = cosine_schedule(opt, steps)
     use_neighbours = knn is not None and knn.shape[1] > 0 and model.config.neighbour_weight > 0
     history: list[float] = []
+    reporter = EpochReporter(progress, "fine-tune", cfg.epochs, math.ceil(n / batch_size))
     model.train()
     for epoch in range(cfg.epochs):
-        total = 0.0
+        reporter.start_epoch()
         for idx in minibatches(n, batch_size, rng):
             nb = None
             if use_neighbours:
@@ -192,23 +192,9 @@ def finetune(
             eps = ramp * noise[idx].to(device)
             bits = None if code_targets is None else torch.from_numpy(code_targets[idx]).to(device)
             out = model(rows(x, idx, device), rows(target, idx, device), eps, nb, bits)
-            assert out.loss is not None
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            opt.step()
-            sched.step()
-            total += out.loss.item() * len(idx)
-        history.append(round(total / n, 5))
+            reporter.step(epoch, descend(opt, out.loss, sched), len(idx))
+        history.append(round(reporter.end_epoch(epoch), 5))
         LOG.info("fine-tune epoch %d/%d: loss %.4f", epoch + 1, cfg.epochs, history[-1])
-        if progress:
-            progress(
-                {
-                    "stage": "fine-tune",
-                    "epoch": epoch + 1,
-                    "epochs": cfg.epochs,
-                    "loss": history[-1],
-                }
-            )
     model.eval()
     seconds = time.perf_counter() - started
     return {"epochs": cfg.epochs, "batch_size": batch_size, "loss_history": history,

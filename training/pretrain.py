@@ -10,6 +10,7 @@ autoencoder, PSD, or an RBM trained with CD-1.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeAlias
@@ -24,6 +25,7 @@ from models.psd import PredictiveSparseDecomposition
 from models.rbm import RBM
 from models.shallow import FeatureLearner, LayerRegularisation, ShallowAutoencoder
 from training.config import TrainConfig
+from training.progress import EpochReporter
 
 LOG = logging.getLogger(__name__)
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
@@ -41,6 +43,26 @@ def minibatches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[n
     order = rng.permutation(n)
     for start in range(0, n, batch_size):
         yield order[start : start + batch_size]
+
+
+def cosine_schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Learning rate decayed from its initial value to 0 over ``steps`` steps (half a cosine)."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1)))
+    )
+
+
+def descend(
+    opt: torch.optim.Optimizer, loss: torch.Tensor | None, sched: Any = None
+) -> float:  # fmt: skip
+    """One gradient step on ``loss``; returns its value."""
+    assert loss is not None
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if sched is not None:
+        sched.step()
+    return float(loss.item())
 
 
 def layer_regularisation(cfg: TrainConfig) -> LayerRegularisation:
@@ -92,8 +114,10 @@ def pretrain_layer(
         if isinstance(learner, RBM)
         else torch.optim.Adam(learner.parameters(), cfg.pretrain_lr)
     )
+    reporter = EpochReporter(progress, f"pretrain layer {layer + 1}", cfg.pretrain_epochs,
+                             math.ceil(n / cfg.batch_size))  # fmt: skip
     for epoch in range(cfg.pretrain_epochs):
-        total, count = 0.0, 0
+        reporter.start_epoch()
         for idx in minibatches(n, cfg.batch_size, rng):
             xb = rows(x, idx, device)
             if isinstance(learner, RBM):
@@ -112,12 +136,9 @@ def pretrain_layer(
                 if isinstance(learner, PredictiveSparseDecomposition):
                     learner.after_step()
                 loss_value = loss.item()
-            total, count = total + loss_value * len(idx), count + len(idx)
-        mean = total / max(count, 1)
+            reporter.step(epoch, loss_value, len(idx))
+        mean = reporter.end_epoch(epoch)
         LOG.info("pretrain layer %d (%s) epoch %d: loss %.4f", layer, cfg.pretrain, epoch + 1, mean)
-        if progress:
-            progress({"stage": f"pretrain layer {layer + 1}", "epoch": epoch + 1,
-                      "epochs": cfg.pretrain_epochs, "loss": mean})  # fmt: skip
     return learner.eval()
 
 

@@ -1,4 +1,5 @@
-"""`train(dataset, config) -> TrainedModel`: featurise, pretrain layer by layer, unroll, fine-tune.
+"""`train(dataset, config) -> TrainedModel`: featurise, pretrain layer by layer, unroll, fine-tune,
+then fit the denoising autoencoder behind `denoise`.
 
 Called by `bitseek train` and by the service's admin retraining; deterministic for a given seed and
 device (CPU by default; CUDA when asked for and available).
@@ -20,6 +21,7 @@ from models.hasher import SemanticHasher, bit_statistics
 from training.artifact import TrainedModel
 from training.config import TrainConfig
 from training.data import Dataset
+from training.denoiser import fit_denoiser
 from training.features import CountVectorFeaturizer, TextFeaturizer, fit_featurizer
 from training.finetune import finetune, nearest_neighbours, neighbour_targets, spectral_codes
 from training.pretrain import pretrain_stack
@@ -102,6 +104,11 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
     pre = pretrain_stack(model, x, raw_target, config, device, progress)
     fine = finetune(model, x, target, knn, config, device, progress, code_targets)
     hasher = SemanticHasher(model, device)
+    denoiser, denoiser_metrics = None, None
+    if config.denoiser_epochs > 0:  # a separate network: the hash code cannot carry the detail
+        denoiser, denoiser_metrics = fit_denoiser(
+            x, raw_target, featurizer.kind, acfg.likelihood, config, device, progress
+        )
     bits = np.unpackbits(hasher.encode(np.asarray(_dense_rows(x))), axis=1, count=config.bits)
     stats = bit_statistics(bits)
     if stats["n_dead_bits"]:
@@ -115,10 +122,11 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
         "neighbour_seconds": round(knn_seconds, 2),
         "pretrain": pre,
         "finetune": fine,
+        "denoiser": denoiser_metrics,
         "train_seconds": round(time.perf_counter() - started, 2),
         **stats,
     }
-    return TrainedModel(dataset.modality, featurizer, hasher, config.to_dict(), metrics)
+    return TrainedModel(dataset.modality, featurizer, hasher, config.to_dict(), metrics, denoiser)
 
 
 def _dense_rows(x: Any) -> np.ndarray:

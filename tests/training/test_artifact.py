@@ -43,6 +43,11 @@ def test_save_load_round_trip_gives_identical_codes(tmp_path, text_model, image_
         assert again.modality == model.modality and again.bits == model.bits
         assert again.input_shape == model.input_shape
         assert again.metrics == json.loads(json.dumps(model.metrics))
+        assert again.denoiser is not None and (tmp_path / model.modality / "denoiser.pt").exists()
+        if model.modality == "text":
+            assert again.denoise(items) == model.denoise(items)
+        else:
+            np.testing.assert_array_equal(again.denoise(items), model.denoise(items))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["image", "text"]  # no temp dirs left
 
 
@@ -106,3 +111,42 @@ def test_count_vector_model_round_trip_and_denoise_in_full_width(tmp_path) -> No
     )
     model.save(tmp_path / "m")
     np.testing.assert_array_equal(load_model(tmp_path / "m").encode(counts), model.encode(counts))
+
+
+def test_a_model_saved_without_a_denoiser_loads_and_denoises_through_the_hasher(
+    tmp_path, image_model
+) -> None:
+    model, imgs = image_model
+    model.save(tmp_path / "m")
+    config_path = tmp_path / "m" / "config.json"
+    config = json.loads(config_path.read_text())
+    del config["denoiser"]  # what the version before the denoiser wrote
+    config_path.write_text(json.dumps(config))
+    (tmp_path / "m" / "denoiser.pt").unlink()
+    old = load_model(tmp_path / "m")
+    assert old.denoiser is None
+    hasher_only = TrainedModel(model.modality, model.featurizer, model.hasher)
+    np.testing.assert_array_equal(old.denoise(imgs), hasher_only.denoise(imgs))
+    assert not np.array_equal(old.denoise(imgs), model.denoise(imgs))  # it was the denoiser's
+    old.save(tmp_path / "again")  # and saving it again writes no denoiser
+    assert not (tmp_path / "again" / "denoiser.pt").exists()
+    assert load_model(tmp_path / "again").denoiser is None
+
+
+def test_corrupt_or_missing_denoiser_weights_name_the_file(tmp_path, image_model) -> None:
+    model, _ = image_model
+    model.save(tmp_path / "m")
+    weights = tmp_path / "m" / "denoiser.pt"
+    weights.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelFormatError, match=r"denoiser\.pt: corrupt denoiser"):
+        load_model(tmp_path / "m")
+    weights.unlink()
+    with pytest.raises(ModelFormatError, match=r"denoiser\.pt: missing"):
+        load_model(tmp_path / "m")
+
+
+def test_moving_a_model_keeps_its_denoiser(image_model) -> None:
+    model, imgs = image_model
+    moved = model.to("cpu")
+    assert moved.denoiser is model.denoiser
+    np.testing.assert_array_equal(moved.denoise(imgs), model.denoise(imgs))

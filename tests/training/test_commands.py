@@ -72,3 +72,58 @@ def test_encode_test_split_of_data_without_one_is_an_error(tmp_path, vectors, ca
     rc = _run("encode", "--model", str(model_dir), "--data", str(path), "--split", "test",
               "--out", str(tmp_path / "c.npy"))  # fmt: skip
     assert rc == 2 and "no test split" in capsys.readouterr().err
+
+
+@pytest.fixture
+def restore_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_train_applies_threads_and_records_the_run_in_metrics(
+    tmp_path, vectors, capsys, monkeypatch, restore_threads
+) -> None:
+    import torch
+
+    import training.commands as commands
+
+    path, _ = vectors
+    seen: list[int] = []
+    real_train = commands.train
+
+    def spy(dataset, config, progress=None):  # the thread count in force while training runs
+        seen.append(torch.get_num_threads())
+        return real_train(dataset, config, progress)
+
+    monkeypatch.setattr(commands, "train", spy)
+    model_dir = tmp_path / "m"
+    rc = _run("train", "--data", str(path), "--bits", "8", "--out", str(model_dir),
+              "--epochs", "1", "--pretrain", "none", "--threads", "2", "--quiet")  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert seen == [2]
+    assert "2 torch thread(s)" in capsys.readouterr().out
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["torch_threads"] == 2 and metrics["data"] == str(path)
+    assert metrics["command"] == (
+        f"bitseek train --data {path} --bits 8 --out {model_dir} --pretrain none --epochs 1 "
+        "--threads 2 --quiet"
+    )
+    assert metrics["wall_seconds"] >= metrics["train_seconds"] > 0
+
+
+def test_train_defaults_to_one_thread_and_rejects_zero(
+    tmp_path, vectors, capsys, restore_threads
+) -> None:
+    path, _ = vectors
+    model_dir = tmp_path / "m"
+    rc = _run("train", "--data", str(path), "--bits", "8", "--out", str(model_dir),
+              "--epochs", "1", "--pretrain", "none", "--quiet")  # fmt: skip
+    assert rc == 0
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["torch_threads"] == 1 and "--threads" not in metrics["command"]
+    with pytest.raises(SystemExit) as exit_:
+        _run("train", "--data", str(path), "--out", str(model_dir), "--threads", "0")
+    assert exit_.value.code == 2 and "at least 1" in capsys.readouterr().err

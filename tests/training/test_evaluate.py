@@ -9,11 +9,14 @@ from training.config import TrainConfig
 from training.data import Dataset, DatasetError, Split
 from training.evaluate import (
     HOLDOUT_QUERIES,
+    THROUGHPUT_BATCH,
+    encode_batched,
     evaluate_baselines,
     evaluate_model,
     format_table,
     plot_pr_curves,
     queries_and_database,
+    record_evaluation,
     register,
 )
 from training.train import train
@@ -95,38 +98,144 @@ def test_table_and_plot(tmp_path):
     assert plot.read_bytes()[:8] == PNG_MAGIC
 
 
-@pytest.mark.slow
-def test_cli_evaluates_a_trained_model_end_to_end(tmp_path, capsys):
+def test_batched_encoding_matches_one_call_and_reports_a_rate():
+    model = FakeModel("image", 16, (8, 8))
+    x, _ = blob_images(THROUGHPUT_BATCH * 2 + 7, seed=1)  # a ragged last batch
+    codes, rate = encode_batched(model, x)
+    np.testing.assert_array_equal(codes, model.encode(x))
+    assert rate > 0
+    texts = [f"doc {i} about topic {i % 3}" for i in range(300)]
+    text_model = FakeModel("text", 8, ())
+    codes, _ = encode_batched(text_model, texts, batch=64)
+    np.testing.assert_array_equal(codes, text_model.encode(texts))
+    with pytest.raises(ValueError, match="zero items"):
+        encode_batched(model, x[:0])
+
+
+def test_record_evaluation_keeps_other_entries_and_leaves_no_temp_files(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps({"n_train": 5, "evaluation": {"a": 1}}))
+    record_evaluation(tmp_path, "b", {"bits": 16})
+    record_evaluation(tmp_path, "a", {"bits": 32})  # same dataset again: replaced
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics == {"n_train": 5, "evaluation": {"a": {"bits": 32}, "b": {"bits": 16}}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+    (tmp_path / "metrics.json").write_text("{not json")
+    with pytest.raises(ValueError, match="metrics.json: not valid JSON"):
+        record_evaluation(tmp_path, "c", {})
+    assert (tmp_path / "metrics.json").read_text() == "{not json"  # untouched on failure
+
+
+METRIC_KEYS = {
+    "precision_at_k", "mean_average_precision", "precision_within_radius",
+    "recall_within_radius", "empty_within_radius", "k", "map_depth", "radius",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A real 16-bit model trained on 200 blob images, and the .npz it came from."""
+    root = tmp_path_factory.mktemp("evaluate-cli")
     x, y = blob_images(240, seed=3)
-    np.savez(tmp_path / "blobs.npz", x_train=x[:200], y_train=y[:200].argmax(1),
+    np.savez(root / "blobs.npz", x_train=x[:200], y_train=y[:200].argmax(1),
              x_test=x[200:], y_test=y[200:].argmax(1))  # fmt: skip
     config = TrainConfig(
         bits=16, hidden_dims=(32,), epochs=2, pretrain_epochs=1, neighbours=0, batch_size=50
     )
     from training.data import load_dataset
 
-    train(load_dataset(tmp_path / "blobs.npz"), config).save(tmp_path / "model")
+    train(load_dataset(root / "blobs.npz"), config).save(root / "model")
+    return root / "model", root / "blobs.npz"
+
+
+@pytest.mark.slow
+def test_cli_evaluates_a_trained_model_end_to_end(trained, tmp_path, capsys):
+    model_dir, data = trained
     args = parse([
-        "evaluate", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "blobs.npz"),
-        "--json", "--plot", str(tmp_path / "pr.png"), "--out", str(tmp_path / "r.json"),
+        "evaluate", "--model", str(model_dir), "--data", str(data),
+        "--json", "--out", str(tmp_path / "res" / "r.json"),
     ])  # fmt: skip
     assert args.handler(args) == 0
     printed = json.loads(capsys.readouterr().out)
-    saved = json.loads((tmp_path / "r.json").read_text())
+    saved = json.loads((tmp_path / "res" / "r.json").read_text())
     assert printed == saved
-    assert saved["command"].startswith("bitseek evaluate --model")
+    assert saved["command"] == (
+        f"bitseek evaluate --model {model_dir} --data {data} --json --out {tmp_path}/res/r.json"
+    )
+    assert (saved["model"], saved["data"]) == (str(model_dir), str(data))
+    assert saved["created_at"].endswith("+00:00") and saved["evaluate_seconds"] > 0
+    assert saved["torch_threads"] == 1 and saved["encode_items_per_second"] > 0
     assert set(saved["methods"]) == {"model", "lsh", "pca_sign", "pca_itq"}
+    for m in saved["methods"].values():
+        assert METRIC_KEYS <= set(m) and (m["k"], m["radius"]) == (100, 2)
     assert saved["n_queries"] == 40 and saved["bits"] == 16
     curve = saved["methods"]["model"]["pr_curve"]
     assert len(curve["radius"]) == 17 and curve["recall"][-1] == pytest.approx(1.0)
-    assert (tmp_path / "pr.png").read_bytes()[:8] == PNG_MAGIC
+    # no --plot: the PNG goes next to --out
+    assert saved["plot"] == str(tmp_path / "res" / "r.png")
+    assert (tmp_path / "res" / "r.png").read_bytes()[:8] == PNG_MAGIC
+    # the model directory now carries the evaluation, keyed by the dataset's absolute path
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert "train_seconds" in metrics  # training metrics kept
+    entry = metrics["evaluation"][str(data.resolve())]
+    assert entry["command"] == saved["command"] and entry["created_at"] == saved["created_at"]
+    for name, m in entry["methods"].items():
+        assert "pr_curve" not in m  # the summary stays small; the curves are in --out
+        assert m["precision_at_k"] == saved["methods"][name]["precision_at_k"]
 
 
-def test_cli_reports_bad_paths_without_a_traceback(tmp_path, capsys):
-    args = parse(["evaluate", "--model", str(tmp_path / "none"), "--data", str(tmp_path / "x.npz")])
+@pytest.mark.slow
+def test_cli_without_out_plots_into_the_model_dir_and_keeps_earlier_entries(trained, capsys):
+    model_dir, data = trained
+    copy = data.with_name("blobs_copy.npz")
+    copy.write_bytes(data.read_bytes())
+    for path in (data, copy):
+        args = parse(["evaluate", "--model", str(model_dir), "--data", str(path)])
+        assert args.handler(args) == 0
+    out = capsys.readouterr().out
+    assert "P@100" in out and f"plot: {model_dir / 'pr_blobs_copy.png'}" in out
+    assert (model_dir / "pr_blobs_copy.png").read_bytes()[:8] == PNG_MAGIC
+    evaluations = json.loads((model_dir / "metrics.json").read_text())["evaluation"]
+    assert {str(data.resolve()), str(copy.resolve())} <= set(evaluations)
+    from training.artifact import load_model
+
+    assert load_model(model_dir).bits == 16  # extra files do not break the model
+
+
+@pytest.mark.slow
+def test_cli_still_reports_when_the_model_dir_cannot_be_updated(trained, monkeypatch, capsys):
+    import training.evaluate as evaluate
+
+    def read_only(*_):
+        raise PermissionError(13, "Permission denied", "metrics.json")
+
+    monkeypatch.setattr(evaluate, "record_evaluation", read_only)
+    model_dir, data = trained
+    args = parse(["evaluate", "--model", str(model_dir), "--data", str(data), "--json"])
+    assert args.handler(args) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["bits"] == 16
+    assert (
+        "warning: evaluation not recorded" in captured.err and "Permission denied" in captured.err
+    )
+
+
+@pytest.mark.slow
+def test_cli_names_the_missing_model_or_data_path(trained, tmp_path, capsys):
+    model_dir, data = trained
+    args = parse(["evaluate", "--model", str(tmp_path / "none"), "--data", str(data)])
     assert args.handler(args) == 2
     err = capsys.readouterr().err
-    assert err.startswith("bitseek evaluate: error:") and "x.npz" in err
+    assert err.startswith("bitseek evaluate: error:") and str(tmp_path / "none") in err
+    args = parse(["evaluate", "--model", str(model_dir), "--data", str(tmp_path / "x.npz")])
+    assert args.handler(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bitseek evaluate: error:") and str(tmp_path / "x.npz") in err
+
+
+def test_cli_rejects_a_non_png_plot_and_bad_threads(capsys):
     args = parse(["evaluate", "--model", "m", "--data", "d", "--plot", "out.jpg"])
     assert args.handler(args) == 2
     assert ".png" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        parse(["evaluate", "--model", "m", "--data", "d", "--threads", "0"])
+    assert exit_.value.code == 2 and "at least 1" in capsys.readouterr().err

@@ -44,6 +44,29 @@ def test_text_vocab_size_caps_the_vocabulary() -> None:
     assert TextFeaturizer.fit(TRAIN_TEXTS, vocab_size=5, min_df=1, max_df=1.0).dim == 5
 
 
+def test_email_addresses_are_single_terms() -> None:
+    texts = [
+        "From: ann@cs.example.edu about the rocket launch",
+        "Re: rocket launch, ann@cs.example.edu writes",
+        "bob+news@mail.example.org on the hockey game",
+        "hockey game report by bob+news@mail.example.org",
+    ]
+    f = TextFeaturizer.fit(texts, vocab_size=None, min_df=1, max_df=1.0)
+    assert {"ann@cs.example.edu", "bob+news@mail.example.org"} <= set(f.vocabulary)
+    assert not {"ann", "cs", "bob"} & set(f.vocabulary)  # not split into its parts
+    assert f.targets(["mail ann@cs.example.edu now"])[0, f.vocabulary.index("ann@cs.example.edu")]
+
+
+def test_models_saved_before_email_terms_keep_their_tokenisation() -> None:
+    f = TextFeaturizer.fit(["ann@cs.example.edu wrote", "ann cs wrote"], vocab_size=None, min_df=1,
+                           max_df=1.0)  # fmt: skip
+    meta, arrays = f.to_state()
+    assert featurizer_from_state(meta, arrays).counts(["ann@cs.example.edu"]).sum() == 1
+    old_meta = {k: v for k, v in meta.items() if k != "token_pattern"}  # what version 1 wrote
+    old = featurizer_from_state(old_meta, arrays)
+    assert old.counts(["ann@cs.example.edu"]).sum() == 2  # "ann" and "cs", as before
+
+
 def test_text_rejects_non_strings() -> None:
     f = TextFeaturizer.fit(TRAIN_TEXTS, vocab_size=50, min_df=1, max_df=1.0)
     with pytest.raises(ValueError, match="text item 1 is int"):

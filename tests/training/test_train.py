@@ -63,7 +63,7 @@ def test_train_returns_a_fitted_model_with_metrics() -> None:
     assert codes.shape == (120, 1) and codes.dtype == np.uint8
     assert model.bits == 8 and model.input_shape == (12,)
     assert {"pretrain layer 1", "pretrain layer 2", "fine-tune"} <= {e["stage"] for e in events}
-    assert all(set(e) == {"stage", "epoch", "epochs", "loss"} for e in events)
+    assert all(set(e) == {"stage", "epoch", "epochs", "step", "steps", "loss"} for e in events)
     assert len(model.metrics["bit_rates"]) == 8
     assert model.metrics["finetune"]["epochs"] == 2
 

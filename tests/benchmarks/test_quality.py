@@ -1,0 +1,116 @@
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import quality
+from tests.training.test_evaluate import PNG_MAGIC, blob_images
+
+METRIC_KEYS = {
+    "precision_at_k", "mean_average_precision", "precision_within_radius",
+    "recall_within_radius", "pr_curve",
+}  # fmt: skip
+BITSEEK = Path(sys.executable).with_name("bitseek")
+
+
+@pytest.fixture
+def blobs(tmp_path):
+    x, y = blob_images(240, seed=5)
+    path = tmp_path / "blobs.npz"
+    np.savez(path, x_train=x[:200], y_train=y[:200].argmax(1),
+             x_test=x[200:], y_test=y[200:].argmax(1))  # fmt: skip
+    config = tmp_path / "small.json"  # a tiny network: the sweep's plumbing is under test
+    config.write_text(json.dumps({"hidden_dims": [32], "epochs": 2, "pretrain_epochs": 1,
+                                  "neighbours": 0, "batch_size": 50}))  # fmt: skip
+    return path, config
+
+
+def _never(argv, log):
+    raise AssertionError(f"a finished combination ran again: {argv}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BITSEEK.exists(), reason="needs the installed bitseek command")
+def test_sweep_runs_the_real_cli_and_resumes_without_rerunning(blobs, tmp_path, capsys):
+    data, config = blobs
+    scratch, results = tmp_path / "scratch", tmp_path / "results"
+    rc = quality.main([
+        "--name", "tiny", "--data", str(data), "--bits", "16", "--config", str(config),
+        "--scratch", str(scratch), "--results", str(results), "--bitseek", str(BITSEEK),
+    ])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert "| blobs | 16 | autoencoder |" in capsys.readouterr().out
+    report = json.loads((results / "quality_tiny.json").read_text())
+    assert report["failed"] == {} and "benchmarks/quality.py --name tiny" in report["command"]
+    (row,) = report["rows"]
+    model_dir = scratch / "tiny" / "blobs-16-default" / "model"
+    assert row["train_command"] == shlex.join([
+        str(BITSEEK), "train", "--data", str(data), "--bits", "16", "--out", str(model_dir),
+        "--config", str(config),
+    ])  # fmt: skip
+    assert row["evaluate_command"].startswith(f"{BITSEEK} evaluate --model {model_dir} --data ")
+    assert "--json --out" in row["evaluate_command"]
+    assert (row["bits"], row["pretrain"], row["torch_threads"]) == (16, "autoencoder", 1)
+    assert row["train_wall_seconds"] >= row["train_seconds"] > 0
+    assert row["encode_items_per_second"] > 0 and row["n_queries"] == 40
+    assert set(row["methods"]) == {"model", "lsh", "pca_sign", "pca_itq"}
+    for m in row["methods"].values():
+        assert METRIC_KEYS <= set(m) and 0 <= m["precision_at_k"] <= 1
+    assert (results / "quality_tiny_blobs.png").read_bytes()[:8] == PNG_MAGIC
+    assert Path(row["plot"]).read_bytes()[:8] == PNG_MAGIC  # the per-run plot of `evaluate`
+
+    again = quality.run_sweep(
+        [quality.Combo(str(data), 16)],
+        quality.Sweep(str(BITSEEK), scratch / "tiny", str(config)),
+        name="tiny",
+        results=results,
+        runner=_never,
+    )
+    (resumed,) = again["rows"]
+    assert resumed.pop("resumed") is True and resumed == row
+
+
+def test_a_failing_combination_is_reported_and_not_marked_done(tmp_path, capsys):
+    calls = []
+
+    def failing(argv, log):
+        calls.append(argv)
+        log.write_text("error: something named in the log\n")
+        return 2
+
+    combos = [quality.Combo("data/x.npz", 8, "rbm")]
+    sweep = quality.Sweep("bitseek", tmp_path / "scratch", threads=2)
+    report = quality.run_sweep(combos, sweep, name="f", results=tmp_path, runner=failing)
+    assert calls == [["bitseek", "train", "--data", "data/x.npz", "--bits", "8", "--out",
+                      str(tmp_path / "scratch" / "x-8-rbm" / "model"), "--pretrain", "rbm",
+                      "--threads", "2"]]  # fmt: skip
+    assert report["rows"] == [] and "something named in the log" in report["failed"]["x-8-rbm"]
+    assert json.loads((tmp_path / "quality_f.json").read_text())["failed"] == report["failed"]
+    assert not (tmp_path / "scratch" / "x-8-rbm" / "row.json").exists()
+    assert "FAILED x-8-rbm" in capsys.readouterr().err
+
+
+def test_scratch_inside_the_repo_and_unknown_modes_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        quality.main(["--name", "n", "--data", "d", "--scratch", str(quality.REPO / "models")])
+    assert "inside the repository" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        quality.main(["--name", "n", "--data", "d", "--pretrain", "bogus"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_markdown_table_has_a_row_per_combination_and_baselines_once():
+    def row(pretrain, p):
+        methods = {name: {"precision_at_k": p, "mean_average_precision": p,
+                          "precision_within_radius": p, "recall_within_radius": p}
+                   for name in ("model", "lsh", "pca_itq")}  # fmt: skip
+        return {"dataset": "d", "bits": 32, "pretrain": pretrain, "methods": methods,
+                "skipped": {"pca_sign": "too few"}, "train_wall_seconds": 3.0,
+                "encode_items_per_second": 1000.0}  # fmt: skip
+
+    text = quality.markdown_tables([row("none", 0.5), row("rbm", 0.25)])
+    assert "| d | 32 | none | 0.500 |" in text and "| d | 32 | rbm | 0.250 |" in text
+    assert text.count("| d | 32 | lsh |") == 1 and "pca_sign | skipped: too few" in text

@@ -1,0 +1,129 @@
+"""Fit the denoising autoencoder that `TrainedModel.denoise` uses (models/denoiser.py).
+
+Each training item is corrupted afresh every time it is seen, with a corruption drawn per item so
+that one model covers what users send rather than one noise level:
+- pixels (images, values in [0, 1]): additive Gaussian noise then clipped to [0, 1], masking
+  (pixels set to 0) or salt-and-pepper (pixels set to 0 or 1), one kind per item, its std or rate
+  uniform in [0, denoiser_noise];
+- words (text and word-count vectors, L2-normalised tf-idf inputs): word dropout, each term of the
+  document removed with a rate uniform in [0, denoiser_noise], then the row renormalised, which
+  is exactly the input the featuriser gives the shortened document;
+- gaussian (real vectors, standardised per feature): additive Gaussian noise with a std uniform
+  in [0, denoiser_noise] feature standard deviations.
+The decoder scores the clean item under the hasher's likelihood (pixels, word counts, features).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from models.denoiser import Denoiser, DenoiserConfig
+from training.config import TrainConfig
+from training.finetune import finetune_batch_size
+from training.pretrain import cosine_schedule, descend, minibatches, rows
+from training.progress import EpochReporter
+
+LOG = logging.getLogger(__name__)
+Matrix: TypeAlias = np.ndarray | sp.csr_matrix
+Progress = Callable[[dict[str, Any]], None]
+NOISE_FOR_FEATURES = {"image": "pixels", "text": "words", "counts": "words", "vector": "gaussian"}
+SEED_OFFSET = 2000  # the denoiser's random streams differ from the hasher's
+
+
+def corrupt_batch(
+    x: torch.Tensor, noise: str, max_level: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """A corrupted copy of the clean inputs x (B, dim), one random corruption per item."""
+    b, dev = x.shape[0], x.device
+
+    def uniform(*shape: int) -> torch.Tensor:
+        return torch.rand(shape, generator=generator, device=dev)
+
+    level = max_level * uniform(b, 1)  # (B, 1) std or rate of each item
+    if noise == "gaussian":
+        return x + level * torch.randn(x.shape, generator=generator, device=dev)
+    if noise == "words":
+        kept = x * (uniform(*x.shape) >= level)
+        scale = x.norm(dim=1, keepdim=True) / kept.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return kept * scale
+    if noise == "pixels":
+        gaussian = (x + level * torch.randn(x.shape, generator=generator, device=dev)).clamp(0, 1)
+        hit = uniform(*x.shape) < level
+        masked = torch.where(hit, torch.zeros_like(x), x)
+        salt_pepper = torch.where(hit, (uniform(*x.shape) < 0.5).to(x.dtype), x)
+        kind = torch.randint(0, 3, (b, 1), generator=generator, device=dev)
+        return torch.where(kind == 0, gaussian, torch.where(kind == 1, masked, salt_pepper))
+    raise ValueError(
+        f"unknown noise {noise!r}; choose one of {sorted(set(NOISE_FOR_FEATURES.values()))}"
+    )
+
+
+def fit_denoiser(
+    x: Matrix,
+    target: Matrix,
+    features: str,
+    likelihood: str,
+    cfg: TrainConfig,
+    device: str,
+    progress: Progress | None = None,
+) -> tuple[Denoiser, dict[str, Any]]:
+    """Train a denoiser from clean inputs x (n, input_dim) to rebuild ``target`` (n, input_dim)
+    (the likelihood's clean target: pixels, word counts, standardised features).
+
+    features: the featuriser's kind (image | text | counts | vector), which picks the corruption.
+    Returns the fitted model (in eval mode) and its training metrics.
+    """
+    started = time.perf_counter()
+    noise = NOISE_FOR_FEATURES.get(features)
+    if noise is None:
+        raise ValueError(
+            f"no corruption for features {features!r}; expected {sorted(NOISE_FOR_FEATURES)}"
+        )
+    rng = np.random.default_rng(cfg.seed + SEED_OFFSET)
+    n = x.shape[0]
+    if n > cfg.denoiser_rows:  # a random subset bounds the training time on large sets
+        keep = np.sort(rng.choice(n, cfg.denoiser_rows, replace=False))
+        x, target = x[keep], target[keep]
+        n = cfg.denoiser_rows
+    dcfg = DenoiserConfig(x.shape[1], cfg.denoiser_hidden, likelihood)
+    with torch.random.fork_rng(devices=[]):  # initialise without moving the global stream
+        torch.manual_seed(cfg.seed + SEED_OFFSET)
+        model = Denoiser(dcfg).to(device)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + SEED_OFFSET)
+    batch_size = finetune_batch_size(n, cfg.denoiser_batch_size)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.denoiser_lr)
+    steps = max(1, cfg.denoiser_epochs * math.ceil(n / batch_size))
+    sched = cosine_schedule(opt, steps)
+    history: list[float] = []
+    reporter = EpochReporter(progress, "denoiser", cfg.denoiser_epochs, math.ceil(n / batch_size))
+    model.train()
+    for epoch in range(cfg.denoiser_epochs):
+        reporter.start_epoch()
+        for idx in minibatches(n, batch_size, rng):
+            clean = rows(x, idx, device)
+            out = model(
+                corrupt_batch(clean, noise, cfg.denoiser_noise, gen), rows(target, idx, device)
+            )
+            reporter.step(epoch, descend(opt, out.loss, sched), len(idx))
+        history.append(round(reporter.end_epoch(epoch), 5))
+        LOG.info("denoiser epoch %d/%d: loss %.4f", epoch + 1, cfg.denoiser_epochs, history[-1])
+    model.eval()
+    metrics = {
+        "layer_dims": list(dcfg.layer_dims),
+        "noise": noise,
+        "max_level": cfg.denoiser_noise,
+        "rows": n,
+        "epochs": cfg.denoiser_epochs,
+        "batch_size": batch_size,
+        "loss_history": history,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return model, metrics
