@@ -22,7 +22,11 @@ class TrainConfig:
     bits: int = 32
     hidden_dims: tuple[int, ...] = ()  # empty: the modality's default (DEFAULT_HIDDEN)
     likelihood: str = ""  # empty: follows the data (bernoulli / gaussian / multinomial)
-    vocab_size: int = 2000  # text and word-count vectors: terms the network reads (as in the paper)
+    # text and word-count vectors: terms the network reads, at most one per training item (more
+    # inputs than items feeds overfitting: TMC's 2,847 reports went 0.731 -> 0.728 p@100 and 4x the
+    # training time with 10,000 terms, while 20 Newsgroups' 11,314 posts gained 0.566 -> 0.620 at
+    # 32 bits going from 2,000 to 10,000)
+    vocab_size: int = 10000
     # greedy layer-wise pretraining
     pretrain: str = (
         "autoencoder"  # none | autoencoder | denoising | contractive | sparse | psd | rbm
@@ -45,7 +49,9 @@ class TrainConfig:
     straight_through: bool = False
     dropout: float = 0.0
     neighbours: int = 20  # decoder target: mean of the item and its k nearest neighbours; 0: itself
-    neighbour_vocab_size: int = 10000  # the k-NN graph uses a richer tf-idf than the input
+    # the k-NN graph reads a richer tf-idf than the input: every term within the document-frequency
+    # limits, up to this many (20 Newsgroups: 56k terms; its graph's 20-NN precision 0.508 -> 0.528)
+    neighbour_vocab_size: int = 200000
     code_target_weight: float = 1.0  # fit the code units to the k-NN graph's spectral codes
     neighbour_weight: float = 0.0  # pull each code towards a random neighbour's code
     balance_weight: float = 1.0

@@ -149,6 +149,16 @@ def test_spectral_codes_follow_the_graph_clusters() -> None:
     assert dist[same].mean() < 0.5 * dist[~same].mean()
 
 
+def test_text_vocabulary_is_capped_by_the_training_items() -> None:
+    words = [f"term{i}" for i in range(400)]
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words, 30)) for _ in range(60)]
+    ids = [str(i) for i in range(60)]
+    ds = Dataset("text", Split(texts, ids, None), None, [], "synthetic")
+    model = train(ds, TrainConfig(**TINY, denoiser_epochs=0))
+    assert model.featurizer.dim == 60  # 400 candidate terms, default vocab_size 10,000, 60 items
+
+
 def test_cuda_request_without_gpu_is_a_clear_error() -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
