@@ -27,7 +27,7 @@ DEMO_IMAGES = "demo-images"
 # hidden layer of 128-256, 4-5 epochs) scored below PCA sign on the demo corpora's own test splits.
 # Measured on 2 shared cores (load 3-4): text p@100 0.354 (PCA-ITQ 0.295) in 35 s, images 0.655
 # (PCA-ITQ 0.650) in a few seconds.
-TEXT_CONFIG: dict[str, Any] = {"bits": 32, "vocab_size": 3000, "epochs": 20}
+TEXT_CONFIG: dict[str, Any] = {"bits": 32, "epochs": 20}
 IMAGE_CONFIG: dict[str, Any] = {"bits": 16, "hidden_dims": [256], "epochs": 20}
 
 
