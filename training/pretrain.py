@@ -139,6 +139,8 @@ def pretrain_layer(
             reporter.step(epoch, loss_value, len(idx))
         mean = reporter.end_epoch(epoch)
         LOG.info("pretrain layer %d (%s) epoch %d: loss %.4f", layer, cfg.pretrain, epoch + 1, mean)
+    if isinstance(learner, RBM):
+        learner.sharpen(rows(x, np.sort(rng.choice(n, size=min(n, 2048), replace=False)), device))
     return learner.eval()
 
 

@@ -58,3 +58,18 @@ def test_psd_alternating_minimisation_lowers_energy_and_codes_are_sparse() -> No
     # inference lowers the energy relative to the predictor's guess
     assert psd.energy(x, h, pred) <= psd.energy(x, pred, pred) + 1e-5
     assert psd.decoder.weight.norm(dim=0).max() <= 1.0 + 1e-5
+
+
+def test_rbm_sharpen_spreads_units_without_changing_their_thresholds() -> None:
+    g = torch.Generator().manual_seed(0)
+    rbm = RBM(40, 8)
+    v = torch.rand(200, 40, generator=g) * 0.05  # tiny inputs, like L2-normalised tf-idf
+    before = v @ rbm.weight.T + rbm.hidden_bias
+    assert before.std(0).max() < 0.1  # untrained units: every item looks the same
+    rbm.sharpen(v)
+    w, b = rbm.encoder_weights()
+    after = v @ w.T + b
+    torch.testing.assert_close(after.std(0), torch.ones(8), rtol=1e-4, atol=1e-4)
+    assert torch.equal(after > 0, before > 0)  # same sign for every item and unit
+    torch.testing.assert_close(torch.logit(rbm.features(v)), after, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(rbm.decoder_weights()[0], rbm.weight.T)  # decoder untouched
