@@ -49,6 +49,10 @@ class RBM(nn.Module):
         std = (v @ self.weight.T + self.hidden_bias).std(0)  # (hid,)
         self.encoder_gain.copy_(target_std / std.clamp_min(1e-6))
 
+    def visible_mean(self, h: torch.Tensor) -> torch.Tensor:
+        act = h @ self.weight + self.visible_bias  # (B, vis)
+        return torch.sigmoid(act) if self.visible == "bernoulli" else act
+
     @torch.no_grad()
     def cd1_step(
         self, v0: torch.Tensor, lr: float, momentum: float = 0.5, weight_decay: float = 2e-4,
