@@ -7,15 +7,17 @@ order (bit 0 of the code is the high bit of byte 0).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from models.autoencoder import AutoencoderConfig, DeepBinaryAutoencoder
 from models.likelihoods import mean_reconstruction
 
 LOG = logging.getLogger(__name__)
+Inputs: TypeAlias = np.ndarray | sp.csr_matrix
 DEAD_BIT_RATE = 0.01  # a bit on (or off) for fewer than 1% of items carries almost no information
 
 
@@ -64,35 +66,40 @@ class SemanticHasher:
     def to(self, device: str) -> SemanticHasher:
         return SemanticHasher(self.model, device, self.batch_size)
 
-    def _check(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
+    def _check(self, x: Inputs) -> Inputs:
+        """Dense arrays or SciPy sparse rows (densified a batch at a time: a dense copy of 100k
+        documents x 10k terms would need 4 GB)."""
+        x = sp.csr_matrix(x, dtype=np.float32) if sp.issparse(x) else np.asarray(x, np.float32)
         want = self.config.input_dim
         if x.ndim != 2 or x.shape[1] != want:
             raise ValueError(f"expected an array of shape (n, {want}), got {x.shape}")
         return x
 
     @torch.no_grad()
-    def _batched(self, x: np.ndarray, fn: Any, width: int) -> np.ndarray:
-        out = np.empty((len(x), width), dtype=np.float32)
-        for start in range(0, len(x), self.batch_size):
-            xb = torch.from_numpy(x[start : start + self.batch_size]).to(self.device)
+    def _batched(self, x: Inputs, fn: Any, width: int) -> np.ndarray:
+        n = x.shape[0]
+        out = np.empty((n, width), dtype=np.float32)
+        for start in range(0, n, self.batch_size):
+            rows = x[start : start + self.batch_size]
+            dense = rows if isinstance(rows, np.ndarray) else rows.toarray()
+            xb = torch.from_numpy(np.ascontiguousarray(dense)).to(self.device)
             out[start : start + len(xb)] = fn(xb).float().cpu().numpy()
         return out
 
-    def encode_continuous(self, x: np.ndarray) -> np.ndarray:
+    def encode_continuous(self, x: Inputs) -> np.ndarray:
         """(n, input_dim) float -> (n, n_bits) float32 code activations in [0, 1]."""
         x = self._check(x)
         return self._batched(
             x, lambda xb: torch.sigmoid(self.model.encode_layers(xb)[1]), self.n_bits
         )
 
-    def encode_bits(self, x: np.ndarray) -> np.ndarray:
+    def encode_bits(self, x: Inputs) -> np.ndarray:
         """(n, input_dim) -> (n, n_bits) uint8 of {0, 1}; a bit is on when its logit is > 0."""
         x = self._check(x)
         logits = self._batched(x, lambda xb: self.model.encode_layers(xb)[1], self.n_bits)
         return (logits > 0).astype(np.uint8)
 
-    def encode(self, x: np.ndarray) -> np.ndarray:
+    def encode(self, x: Inputs) -> np.ndarray:
         """(n, input_dim) -> packed uint8 (n, n_bits // 8)."""
         return pack_codes(self.encode_bits(x))
 
@@ -101,7 +108,7 @@ class SemanticHasher:
         bits = unpack_codes(codes, self.n_bits).astype(np.float32)
         return self._batched(bits, self._decode_mean, self.config.input_dim)
 
-    def denoise(self, x: np.ndarray) -> np.ndarray:
+    def denoise(self, x: Inputs) -> np.ndarray:
         """Reconstruction of (possibly corrupted) inputs through the continuous code units;
         the binary code would throw away detail that the decoder can use."""
         x = self._check(x)

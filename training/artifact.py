@@ -90,11 +90,11 @@ class TrainedModel:
 
     def encode(self, items: Any) -> np.ndarray:
         """uint8 (n, bits // 8) packed codes in numpy.packbits order."""
-        return self.hasher.encode(self.featurize(items))
+        return self.hasher.encode(self.featurizer.transform(items))
 
     def encode_continuous(self, items: Any) -> np.ndarray:
         """float32 (n, bits) code-unit activations in [0, 1]."""
-        return self.hasher.encode_continuous(self.featurize(items))
+        return self.hasher.encode_continuous(self.featurizer.transform(items))
 
     def denoise(self, items: Any) -> np.ndarray | list[list[tuple[str, float]]]:
         """The decoder's reconstruction of (possibly corrupted) items, in the items' own terms."""

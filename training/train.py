@@ -109,7 +109,7 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
         denoiser, denoiser_metrics = fit_denoiser(
             x, raw_target, featurizer.kind, acfg.likelihood, config, device, progress
         )
-    bits = np.unpackbits(hasher.encode(np.asarray(_dense_rows(x))), axis=1, count=config.bits)
+    bits = hasher.encode_bits(x)
     stats = bit_statistics(bits)
     if stats["n_dead_bits"]:
         LOG.warning("%d of %d bits are (nearly) constant on the training split: %s",
@@ -127,7 +127,3 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
         **stats,
     }
     return TrainedModel(dataset.modality, featurizer, hasher, config.to_dict(), metrics, denoiser)
-
-
-def _dense_rows(x: Any) -> np.ndarray:
-    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from models.autoencoder import AutoencoderConfig, DeepBinaryAutoencoder
@@ -65,3 +66,15 @@ def test_bit_statistics_flags_constant_bits() -> None:
     stats = bit_statistics(bits)
     assert stats["dead_bits"] == [2, 5] and stats["n_dead_bits"] == 2
     assert len(stats["bit_rates"]) == 8 and stats["bit_rates"][5] == 1.0
+
+
+def test_sparse_rows_encode_like_their_dense_copy(hasher: SemanticHasher) -> None:
+    rng = np.random.default_rng(0)
+    dense = (rng.random((2500, 10)) * (rng.random((2500, 10)) < 0.3)).astype(np.float32)
+    small_batches = SemanticHasher(hasher.model, batch_size=64)  # many densified batches
+    np.testing.assert_array_equal(small_batches.encode(sp.csr_matrix(dense)), hasher.encode(dense))
+    np.testing.assert_allclose(
+        small_batches.encode_continuous(sp.csr_matrix(dense)), hasher.encode_continuous(dense)
+    )
+    with pytest.raises(ValueError, match=r"shape \(n, 10\)"):
+        hasher.encode(sp.csr_matrix((3, 7), dtype=np.float32))
