@@ -8,15 +8,17 @@ A model directory holds:
                    models without one (denoiser_epochs=0, or written before it existed) denoise
                    through the hashing autoencoder
   featurizer.json  the featuriser's settings (e.g. the vocabulary); featurizer.npz its arrays
-  metrics.json     training metrics, per-bit activation rates, evaluation when run
+  metrics.json     training metrics, per-bit activation rates, evaluations (`record_evaluation`)
 It is written into a temporary sibling directory and renamed into place, so a reader never sees a
 half-written model and a failed save leaves any previous model intact.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import pickle
 import shutil
 import tempfile
@@ -226,6 +228,42 @@ def _load_denoiser(directory: Path, config: Any) -> Denoiser | None:
 
 def _cpu(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in state_dict.items()}
+
+
+def record_evaluation(model_dir: Path, key: str, entry: dict[str, Any]) -> None:
+    """Set metrics.json["evaluation"][key] = entry in a model directory, atomically.
+
+    The file is rewritten through a temporary sibling and a rename, so readers see the old or the
+    new file, never half of one; an exclusive lock on the directory keeps two evaluations of the
+    same model (e.g. on two datasets at once) from losing each other's entries.
+    """
+    path = model_dir / "metrics.json"
+    fd = os.open(model_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            metrics = json.loads(path.read_text()) if path.exists() else {}
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err}); cannot add the evaluation") from err
+        if not isinstance(metrics, dict):
+            raise ValueError(f"{path}: expected a JSON object; cannot add the evaluation")
+        evaluations = metrics.get("evaluation")
+        metrics["evaluation"] = {
+            **(evaluations if isinstance(evaluations, dict) else {}),
+            key: entry,
+        }
+        tmp = tempfile.NamedTemporaryFile(
+            "w", dir=model_dir, prefix=".metrics.", suffix=".tmp", delete=False
+        )
+        try:
+            with tmp:
+                tmp.write(json.dumps(metrics, indent=2, sort_keys=True))
+            os.replace(tmp.name, path)
+        except BaseException:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -13,13 +13,10 @@ by the dataset's absolute path.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import logging
-import os
 import shlex
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +25,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from training.artifact import load_model, record_evaluation
 from training.baselines import BASELINES, Features
 from training.commands import DEFAULT_THREADS, THREADS_HELP, positive_int, set_threads
 from training.data import Dataset, DatasetError, Split, load_dataset
@@ -228,42 +226,6 @@ def plot_pr_curves(evaluation: Evaluation, path: Path, title: str = "") -> None:
     fig.savefig(path, format="png")
 
 
-def record_evaluation(model_dir: Path, key: str, entry: dict[str, Any]) -> None:
-    """Set metrics.json["evaluation"][key] = entry in a model directory, atomically.
-
-    The file is rewritten through a temporary sibling and a rename, so readers see the old or the
-    new file, never half of one; an exclusive lock on the directory keeps two evaluations of the
-    same model (e.g. on two datasets at once) from losing each other's entries.
-    """
-    path = model_dir / "metrics.json"
-    fd = os.open(model_dir, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            metrics = json.loads(path.read_text()) if path.exists() else {}
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err}); cannot add the evaluation") from err
-        if not isinstance(metrics, dict):
-            raise ValueError(f"{path}: expected a JSON object; cannot add the evaluation")
-        evaluations = metrics.get("evaluation")
-        metrics["evaluation"] = {
-            **(evaluations if isinstance(evaluations, dict) else {}),
-            key: entry,
-        }
-        tmp = tempfile.NamedTemporaryFile(
-            "w", dir=model_dir, prefix=".metrics.", suffix=".tmp", delete=False
-        )
-        try:
-            with tmp:
-                tmp.write(json.dumps(metrics, indent=2, sort_keys=True))
-            os.replace(tmp.name, path)
-        except BaseException:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise
-    finally:
-        os.close(fd)  # releases the lock
-
-
 def register(subparsers: Any) -> None:
     """Add `bitseek evaluate` to the CLI's argparse subparsers."""
     parser = subparsers.add_parser(
@@ -317,8 +279,6 @@ def plot_path(args: argparse.Namespace) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `bitseek evaluate`; returns the process exit code."""
-    from training.artifact import load_model  # torch-heavy: only when the command runs
-
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         _fail(f"--plot must name a .png file, got {args.plot}")
         return 2

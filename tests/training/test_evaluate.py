@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import FakeModel
+from training.artifact import record_evaluation
 from training.config import TrainConfig
 from training.data import Dataset, DatasetError, Split
 from training.evaluate import (
@@ -16,7 +17,6 @@ from training.evaluate import (
     format_table,
     plot_pr_curves,
     queries_and_database,
-    record_evaluation,
     register,
 )
 from training.train import train
