@@ -11,13 +11,14 @@ Classes, in dependency order: AutoencoderConfig, AEOutput, DeepBinaryAutoencoder
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.config_io import config_from_dict, config_to_dict
 from models.likelihoods import LIKELIHOODS, mean_reconstruction, negative_log_likelihood
 from models.regularisers import bit_balance, bit_decorrelation, sparse_penalty
 
@@ -69,17 +70,11 @@ class AutoencoderConfig:
         return (self.input_dim, *self.hidden_dims, self.n_bits)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["hidden_dims"] = list(self.hidden_dims)
-        return d
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AutoencoderConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown autoencoder config keys {unknown}; known: {sorted(known)}")
-        return cls(**{**d, "hidden_dims": tuple(d.get("hidden_dims", (500, 500)))})
+        return config_from_dict(cls, d, "autoencoder config")
 
 
 def neighbour_contrast(p: torch.Tensor, p_nb: torch.Tensor) -> torch.Tensor:

@@ -14,13 +14,14 @@ array-in, array-out inference helper.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from models.config_io import config_from_dict, config_to_dict
 from models.likelihoods import LIKELIHOODS, mean_reconstruction, negative_log_likelihood
 
 
@@ -47,17 +48,11 @@ class DenoiserConfig:
         return (self.input_dim, *self.hidden_dims, *self.hidden_dims[-2::-1], self.input_dim)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["hidden_dims"] = list(self.hidden_dims)
-        return d
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DenoiserConfig:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown denoiser config keys {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "denoiser config")
 
 
 class DenoiserOutput(NamedTuple):

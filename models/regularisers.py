@@ -21,10 +21,14 @@ SparsityKind = Literal["l1", "kl"]
 
 
 def corrupt(
-    x: torch.Tensor, kind: str, level: float, generator: torch.Generator | None = None
+    x: torch.Tensor,
+    kind: str,
+    level: float | torch.Tensor,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Return a corrupted copy of ``x`` (batch, dim); ``level`` is a rate or a noise std."""
-    if kind == "none" or level <= 0:
+    """Return a corrupted copy of ``x`` (batch, dim); ``level`` is a rate or a noise std, one for
+    the batch or one per item as a (batch, 1) tensor."""
+    if kind == "none" or (not isinstance(level, torch.Tensor) and level <= 0):
         return x
     shape, dev = x.shape, x.device
     if kind == "masking":

@@ -7,9 +7,11 @@ tuning): hidden widths follow the modality when `hidden_dims` is left empty.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+from models.config_io import config_from_dict, config_to_dict
 
 PRETRAIN_MODES = ("none", "autoencoder", "denoising", "contractive", "sparse", "psd", "rbm")
 DEVICES = ("cpu", "cuda", "auto")
@@ -125,20 +127,11 @@ class TrainConfig:
         return self.hidden_dims or DEFAULT_HIDDEN.get(modality, (500, 500))
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["hidden_dims"] = list(self.hidden_dims)
-        d["denoiser_hidden"] = list(self.denoiser_hidden)
-        return d
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config") -> TrainConfig:
-        if not isinstance(d, dict):
-            raise ValueError(f"{source}: expected a JSON object of training settings")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"{source}: unknown setting(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
+        return config_from_dict(cls, d, source)
 
     @classmethod
     def from_json(cls, path: str | Path) -> TrainConfig:

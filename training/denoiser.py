@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from models.denoiser import Denoiser, DenoiserConfig
+from models.regularisers import corrupt
 from training.config import TrainConfig
 from training.finetune import finetune_batch_size
 from training.pretrain import cosine_schedule, descend, minibatches, rows
@@ -43,22 +44,17 @@ def corrupt_batch(
 ) -> torch.Tensor:
     """A corrupted copy of the clean inputs x (B, dim), one random corruption per item."""
     b, dev = x.shape[0], x.device
-
-    def uniform(*shape: int) -> torch.Tensor:
-        return torch.rand(shape, generator=generator, device=dev)
-
-    level = max_level * uniform(b, 1)  # (B, 1) std or rate of each item
+    level = max_level * torch.rand((b, 1), generator=generator, device=dev)  # std or rate per item
     if noise == "gaussian":
-        return x + level * torch.randn(x.shape, generator=generator, device=dev)
+        return corrupt(x, "gaussian", level, generator)
     if noise == "words":
-        kept = x * (uniform(*x.shape) >= level)
+        kept = corrupt(x, "masking", level, generator)
         scale = x.norm(dim=1, keepdim=True) / kept.norm(dim=1, keepdim=True).clamp_min(1e-12)
         return kept * scale
     if noise == "pixels":
-        gaussian = (x + level * torch.randn(x.shape, generator=generator, device=dev)).clamp(0, 1)
-        hit = uniform(*x.shape) < level
-        masked = torch.where(hit, torch.zeros_like(x), x)
-        salt_pepper = torch.where(hit, (uniform(*x.shape) < 0.5).to(x.dtype), x)
+        gaussian = corrupt(x, "gaussian", level, generator).clamp(0, 1)
+        masked = corrupt(x, "masking", level, generator)
+        salt_pepper = corrupt(x, "salt_pepper", level, generator)
         kind = torch.randint(0, 3, (b, 1), generator=generator, device=dev)
         return torch.where(kind == 0, gaussian, torch.where(kind == 1, masked, salt_pepper))
     raise ValueError(

@@ -32,7 +32,7 @@ def test_bad_config_raises_actionable_value_error(kwargs, match) -> None:
 def test_config_dict_round_trip_and_unknown_keys() -> None:
     cfg = AutoencoderConfig(input_dim=7, hidden_dims=(5, 3), n_bits=16, likelihood="gaussian")
     assert AutoencoderConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ValueError, match="unknown autoencoder config keys"):
+    with pytest.raises(ValueError, match="autoencoder config: unknown setting"):
         AutoencoderConfig.from_dict({**cfg.to_dict(), "width": 3})
 
 

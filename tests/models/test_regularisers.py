@@ -126,3 +126,16 @@ def test_layer_regularisation_validation() -> None:
         LayerRegularisation(corruption="blur")
     with pytest.raises(ValueError, match="use a value < 1"):
         LayerRegularisation(corruption="masking", corruption_level=1.5)
+
+
+def test_a_level_per_item_corrupts_each_row_at_its_own_rate() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 4000) * 0.8 + 0.1
+    level = torch.tensor([[0.0], [0.2], [0.6]])
+    masked = corrupt(x, "masking", level, g)
+    torch.testing.assert_close(masked[0], x[0])
+    rates = (masked == 0).float().mean(1)
+    assert abs(rates[1].item() - 0.2) < 0.03 and abs(rates[2].item() - 0.6) < 0.03
+    gauss = corrupt(x, "gaussian", level, g)
+    stds = (gauss - x).std(1)
+    assert stds[0].item() == 0 and abs(stds[2].item() / stds[1].item() - 3) < 0.2

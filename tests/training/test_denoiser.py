@@ -163,6 +163,6 @@ def test_bad_denoiser_settings_say_what_to_change() -> None:
         TrainConfig(denoiser_hidden=())
     with pytest.raises(ValueError, match="denoiser_rows must be >= 1"):
         TrainConfig(denoiser_rows=0)
-    with pytest.raises(ValueError, match="unknown denoiser config keys"):
+    with pytest.raises(ValueError, match="denoiser config: unknown setting"):
         DenoiserConfig.from_dict({"input_dim": 4, "depth": 3})
     assert TrainConfig.from_dict({"denoiser_hidden": [32]}).denoiser_hidden == (32,)

@@ -11,7 +11,7 @@ from training.finetune import (
     neighbour_targets,
     spectral_codes,
 )
-from training.pretrain import pretrain_stack
+from training.pretrain import pretrain_stack, rbm_for
 from training.train import autoencoder_config, train
 
 TINY = {"hidden_dims": (16,), "bits": 8, "epochs": 2, "pretrain_epochs": 1, "neighbours": 3,
@@ -100,6 +100,38 @@ def test_pretraining_lowers_reconstruction_loss(mode: str) -> None:
     before = recon_loss(fresh)
     pretrain_stack(fresh, x, x, cfg, "cpu")
     assert recon_loss(fresh) < 0.9 * before
+
+
+def test_rbm_pretraining_on_word_counts_lowers_the_multinomial_loss() -> None:
+    import scipy.sparse as sp
+
+    from training.features import CountVectorFeaturizer
+
+    rng = np.random.default_rng(0)
+    topics = rng.dirichlet(np.full(40, 0.1), size=4)  # (4 topics, 40 words)
+    counts = np.stack([rng.multinomial(50, topics[t]) for t in rng.integers(0, 4, 400)])
+    featurizer = CountVectorFeaturizer.fit(sp.csr_matrix(counts, dtype=np.float32))
+    target = featurizer.targets(sp.csr_matrix(counts, dtype=np.float32))
+    x = featurizer.inputs_from_targets(target)
+    cfg = TrainConfig(hidden_dims=(16,), bits=8, pretrain="rbm", pretrain_epochs=30, batch_size=32)
+    acfg = autoencoder_config(cfg, "vector", featurizer.dim, "multinomial")
+
+    def recon_loss(model: DeepBinaryAutoencoder) -> float:
+        with torch.no_grad():
+            xt = torch.from_numpy(x.toarray())
+            return model.eval()(xt, torch.from_numpy(target.toarray())).loss.item()
+
+    torch.manual_seed(0)
+    model = DeepBinaryAutoencoder(acfg)
+    before = recon_loss(model)
+    pretrain_stack(model, x, target, cfg, "cpu")
+    assert recon_loss(model) < before - 0.3  # nats per word
+    # the bottom RBM has constrained Poisson units reading pseudo counts of the documents' length
+    rbm, lr = rbm_for(x, target, 16, "multinomial", cfg.rbm_lr)
+    assert rbm.visible == "poisson" and lr < cfg.rbm_lr
+    pseudo_counts = x.toarray().sum(1) * rbm.input_scale
+    assert pseudo_counts.mean() == pytest.approx(50, rel=1e-4)  # every document has 50 words
+    assert rbm_for(x, target, 16, "bernoulli", cfg.rbm_lr)[0].visible == "bernoulli"
 
 
 def test_nearest_neighbours_dense_and_sparse_agree_and_exclude_self() -> None:
