@@ -3,7 +3,7 @@ pretraining modes, collected into one table.
 
 Usage (from the repo root; see benchmarks/README.md, "Quality sweep"):
   nice -n 10 .venv/bin/python benchmarks/quality.py --name tmc --data ../shared/data/vectors/tmc \
-      --bits 32 [--pretrain default none rbm ...] [--jobs 2] [--force]
+      --bits 32 [--pretrain default none rbm ...] [--seeds 0 1 2] [--jobs 2] [--force]
 
 Each combination runs, as subprocesses and exactly as a user would type them,
   bitseek train --data D --bits N --out M [--pretrain P]
@@ -49,6 +49,7 @@ class Combo:
     data: str  # dataset path as given (relative paths resolve from the current directory)
     bits: int
     pretrain: str = DEFAULT
+    seed: int = 0  # passed as `--seed` when not 0 (the CLI's default)
 
     @property
     def dataset(self) -> str:
@@ -56,7 +57,8 @@ class Combo:
 
     @property
     def slug(self) -> str:
-        return f"{self.dataset}-{self.bits}-{self.pretrain}"
+        seed = f"-seed{self.seed}" if self.seed else ""
+        return f"{self.dataset}-{self.bits}-{self.pretrain}{seed}"
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,8 @@ def train_argv(combo: Combo, sweep: Sweep, model_dir: Path) -> list[str]:
         argv += ["--pretrain", combo.pretrain]
     if sweep.config is not None:
         argv += ["--config", sweep.config]
+    if combo.seed:
+        argv += ["--seed", str(combo.seed)]
     if sweep.threads != 1:  # 1 is the CLI's default: keep the command the issue's plain form
         argv += ["--threads", str(sweep.threads)]
     return argv
@@ -158,6 +162,7 @@ def run_combo(
         "bits": combo.bits,
         "pretrain": train_config.get("pretrain", combo.pretrain),  # what the model actually used
         "pretrain_flag": combo.pretrain,
+        "seed": combo.seed,
         "train_command": shlex.join(train),
         "evaluate_command": shlex.join(evaluate),
         "train_wall_seconds": round(train_wall, 1),  # the whole process, as a user waits for it
@@ -183,6 +188,29 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
     return "" if value is None else format(value, spec)
 
 
+def _run_label(r: dict[str, Any]) -> str:
+    return f"{r['pretrain']}, seed {r['seed']}" if r.get("seed") else r["pretrain"]
+
+
+def seed_spread(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation of the model's P@100 over seeds, per dataset, bits and
+    pretraining, for every group that ran with more than one seed."""
+    groups: dict[tuple[str, int, str], list[float]] = {}
+    for r in rows:
+        key = (r["dataset"], r["bits"], r["pretrain"])
+        groups.setdefault(key, []).append(r["methods"]["model"]["precision_at_k"])
+    spread = []
+    for (dataset, bits, pretrain), values in groups.items():
+        if len(values) < 2:
+            continue
+        mean = sum(values) / len(values)
+        std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        spread.append({"dataset": dataset, "bits": bits, "pretrain": pretrain, "runs": len(values),
+                       "p_at_100_mean": round(mean, 4), "p_at_100_std": round(std, 4),
+                       "p_at_100_min": min(values), "p_at_100_max": max(values)})  # fmt: skip
+    return spread
+
+
 def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
     """The model per row, then every baseline metric once per dataset and code length."""
     lines = [
@@ -195,7 +223,7 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
         p = {name: r["methods"].get(name, {}).get("precision_at_k") for name in METHODS}
         ratio = p["model"] / p["pca_itq"] if p["pca_itq"] else None
         lines.append(
-            f"| {r['dataset']} | {r['bits']} | {r['pretrain']} | {m['precision_at_k']:.3f} "
+            f"| {r['dataset']} | {r['bits']} | {_run_label(r)} | {m['precision_at_k']:.3f} "
             f"| {m['mean_average_precision']:.3f} | {m['precision_within_radius']:.3f} "
             f"| {m['recall_within_radius']:.3f} | {_fmt(p['lsh'])} | {_fmt(p['pca_sign'])} "
             f"| {_fmt(p['pca_itq'])} | {_fmt(ratio, '.2f')} | {r['train_wall_seconds']:.0f} "
@@ -222,6 +250,16 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
                 f"| {b['mean_average_precision']:.3f} | {b['precision_within_radius']:.3f} "
                 f"| {b['recall_within_radius']:.3f} |"
             )
+    spread = seed_spread(rows)
+    if spread:
+        lines += ["", "| data | bits | pretrain | seeds | P@100 mean | std | min | max |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for g in spread:
+            lines.append(
+                f"| {g['dataset']} | {g['bits']} | {g['pretrain']} | {g['runs']} "
+                f"| {g['p_at_100_mean']:.3f} | {g['p_at_100_std']:.3f} | {g['p_at_100_min']:.3f} "
+                f"| {g['p_at_100_max']:.3f} |"
+            )
     return "\n".join(lines)
 
 
@@ -237,7 +275,7 @@ def plot_dataset(rows: Sequence[dict[str, Any]], path: Path) -> None:
         for r in at_bits:
             curve = r["methods"]["model"]["pr_curve"]
             ax.plot(
-                curve["recall"], curve["precision"], marker=".", label=f"model ({r['pretrain']})"
+                curve["recall"], curve["precision"], marker=".", label=f"model ({_run_label(r)})"
             )
         for name in METHODS[1:]:
             if name in at_bits[0]["methods"]:
@@ -298,6 +336,7 @@ def run_sweep(
 
     def flush() -> None:  # after every combination: a killed sweep keeps what it finished
         report["rows"] = [done[c] for c in combos if c in done]
+        report["seed_spread"] = seed_spread(report["rows"])
         report["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
         _write_json(out, report)
 
@@ -334,6 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--bits", type=int, nargs="+", default=[32])
     ap.add_argument("--pretrain", nargs="+", default=[DEFAULT], choices=(DEFAULT, *PRETRAIN_MODES),
                     help=f"pretraining modes; '{DEFAULT}' passes no --pretrain flag")  # fmt: skip
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0],
+                    help="training seeds, one run each (run-to-run spread)")  # fmt: skip
     ap.add_argument("--config", help="JSON training settings passed to every `bitseek train`")
     ap.add_argument("--jobs", type=int, default=1, help="combinations run at once (2 on 2 cores)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per CLI process")
@@ -348,7 +389,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--jobs and --threads must be at least 1")
     if (args.scratch.resolve()).is_relative_to(REPO):
         ap.error(f"--scratch {args.scratch} is inside the repository; models must go elsewhere")
-    combos = [Combo(d, b, p) for d in args.data for b in args.bits for p in args.pretrain]
+    combos = [Combo(d, b, p, s) for d in args.data for b in args.bits for p in args.pretrain
+              for s in args.seeds]  # fmt: skip
     sweep = Sweep(args.bitseek, args.scratch / args.name, args.config, args.threads)
     report = run_sweep(combos, sweep, name=args.name, results=args.results, jobs=args.jobs,
                        force=args.force, command=sweep_command(argv))  # fmt: skip

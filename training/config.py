@@ -56,6 +56,10 @@ class TrainConfig:
     # limits, up to this many (20 Newsgroups: 56k terms; its graph's 20-NN precision 0.508 -> 0.528)
     neighbour_vocab_size: int = 200000
     code_target_weight: float = 1.0  # fit the code units to the k-NN graph's spectral codes
+    # text and word counts: a second k-NN graph on BM25 weights joins the tf-idf one (sum of the two
+    # normalised adjacencies) before the spectral codes; graph-code p@100 at 32 / 64 bits went
+    # TMC 0.743 / 0.751 -> 0.755 / 0.759 and 20 Newsgroups 0.605 / 0.607 -> 0.620 / 0.633
+    bm25_graph: bool = True
     neighbour_weight: float = 0.0  # pull each code towards a random neighbour's code
     balance_weight: float = 1.0
     decorrelation_weight: float = 1.0

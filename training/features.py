@@ -49,6 +49,26 @@ def _idf(counts: sp.csr_matrix) -> np.ndarray:
     return (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)  # scikit-learn's smooth idf
 
 
+def bm25_rows(counts: Matrix, k1: float = 1.2, b: float = 0.75) -> sp.csr_matrix:
+    """Okapi BM25 weights of word-count rows (n, terms), each row L2-normalised; idf and the mean
+    document length come from these same rows (so: training items only).
+
+    Against sublinear tf-idf, a term's weight saturates with its count (k1) and long documents are
+    discounted (b); k1 = 1.2 and b = 0.75 are the usual defaults from information retrieval.
+    """
+    c = sp.csr_matrix(counts, dtype=np.float64)
+    n = c.shape[0]
+    df = np.bincount(c.indices, minlength=c.shape[1])
+    idf = np.log(1 + (n - df + 0.5) / (df + 0.5))
+    length = np.asarray(c.sum(axis=1)).ravel()
+    norm_length = length / max(float(length.mean()), 1e-12)
+    row_of = np.repeat(np.arange(n), np.diff(c.indptr))
+    c.data = c.data * (k1 + 1) / (c.data + k1 * (1 - b + b * norm_length[row_of])) * idf[c.indices]
+    norms = np.sqrt(np.asarray(c.multiply(c).sum(axis=1)).ravel())
+    inv = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+    return sp.csr_matrix(sp.diags(inv) @ c, dtype=np.float32)
+
+
 class TextFeaturizer:
     kind = "text"
     likelihood = "multinomial"

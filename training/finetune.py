@@ -9,7 +9,9 @@ lands close to PCA-ITQ for retrieval. Following the neighbourhood line of semant
 - target bits for the code units from the k-NN graph: the graph's leading non-trivial
   eigenvectors (a Laplacian eigenmap, as in spectral hashing / self-taught hashing) scaled by
   their eigenvalues squared (diffusion-map coordinates), rotated by ITQ to lose least when
-  thresholded; the encoder learns to emit them, the decoder to rebuild the neighbourhood from them;
+  thresholded; the encoder learns to emit them, the decoder to rebuild the neighbourhood from them.
+  Word counts get two graphs, under tf-idf and under BM25 weights, summed after normalisation:
+  the two weightings disagree on many neighbours and their union is the better guide;
 - optionally, a pull of each item's code towards the code of one random neighbour per step;
 - bit balance and decorrelation (in the model's loss), so no bit is wasted;
 - fixed per-item Gaussian noise on the code units' inputs (Salakhutdinov & Hinton's deterministic
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -115,17 +117,33 @@ def neighbour_targets(target: Matrix, knn: np.ndarray, likelihood: str) -> Matri
     )
 
 
-def spectral_codes(
-    knn: np.ndarray, bits: int, seed: int = 0, itq_iterations: int = 50
-) -> np.ndarray:
-    """Binary codes (n, bits) in {0, 1}: the symmetric k-NN graph's diffusion embedding + ITQ."""
+def knn_graph(knn: np.ndarray) -> sp.csr_matrix:
+    """The symmetric 0/1 adjacency (n, n) of a k-NN list (n, k): i ~ j if either lists the other."""
     n, k = knn.shape
     graph = sp.csr_matrix(
         (np.ones(n * k), knn.ravel(), np.arange(0, n * k + 1, k)), shape=(n, n), dtype=np.float64
     )
-    graph = ((graph + graph.T) > 0).astype(np.float64)
-    inv_sqrt_degree = sp.diags(1 / np.sqrt(np.maximum(np.asarray(graph.sum(1)).ravel(), 1)))
-    affinity = inv_sqrt_degree @ graph @ inv_sqrt_degree  # normalised adjacency, eigenvalues <= 1
+    return sp.csr_matrix(((graph + graph.T) > 0).astype(np.float64))
+
+
+def _normalised(graph: sp.csr_matrix) -> sp.csr_matrix:
+    """D^-1/2 G D^-1/2: eigenvalues in [-1, 1], every item weighing the same."""
+    inv_sqrt_degree = sp.diags(1 / np.sqrt(np.maximum(np.asarray(graph.sum(1)).ravel(), 1e-12)))
+    return sp.csr_matrix(inv_sqrt_degree @ graph @ inv_sqrt_degree)
+
+
+def spectral_codes(
+    knns: Sequence[np.ndarray], bits: int, seed: int = 0, itq_iterations: int = 50
+) -> np.ndarray:
+    """Binary codes (n, bits) in {0, 1}: the diffusion embedding of the k-NN graph(s) + ITQ.
+
+    knns: one or more (n, k) neighbour lists of the same items (e.g. under two term weightings);
+    several are combined as the sum of their normalised adjacencies, so each counts equally.
+    """
+    graphs = [knn_graph(knn) for knn in knns]
+    graph = graphs[0] if len(graphs) == 1 else sp.csr_matrix(sum(_normalised(g) for g in graphs))
+    n = graph.shape[0]
+    affinity = _normalised(graph)  # normalised adjacency, eigenvalues <= 1
     n_vec = min(bits + 1, n - 2)
     v0 = np.random.default_rng(seed).normal(size=n)  # fixed start vector: deterministic result
     values, vectors = eigsh(affinity, k=n_vec, which="LA", v0=v0)

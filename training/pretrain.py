@@ -30,9 +30,9 @@ from training.progress import EpochReporter
 LOG = logging.getLogger(__name__)
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
 Progress = Callable[[dict[str, Any]], None]
-# CD step of constrained Poisson units relative to `rbm_lr`: on TMC's first layer (2 epochs) the
-# hidden features' own p@100 was 0.61 / 0.70 / 0.71 at 1/96, 1/10 and 1/3 of it; full size collapsed
-# the hidden units (90% saturated off)
+# CD step of constrained Poisson units relative to `rbm_lr`: on TMC's first layer (2 epochs, visible
+# biases started at the word shares) the hidden features' own p@100 was 0.70 / 0.71 at 1/10 and 1/3
+# of it (0.61 at 1/96 without the bias start); the full step left 90% of hidden units stuck off
 POISSON_LR_FACTOR = 1 / 3
 
 

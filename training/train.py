@@ -22,7 +22,12 @@ from training.artifact import TrainedModel
 from training.config import TrainConfig
 from training.data import Dataset
 from training.denoiser import fit_denoiser
-from training.features import CountVectorFeaturizer, TextFeaturizer, fit_featurizer
+from training.features import (
+    CountVectorFeaturizer,
+    TextFeaturizer,
+    bm25_rows,
+    fit_featurizer,
+)
 from training.finetune import finetune, nearest_neighbours, neighbour_targets, spectral_codes
 from training.pretrain import pretrain_stack
 
@@ -83,22 +88,29 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
 
     knn_started = time.perf_counter()
     knn = None
+    knns: list[np.ndarray] = []
     if config.neighbours > 0:
-        graph_x = x
+        word_counts = isinstance(featurizer, TextFeaturizer | CountVectorFeaturizer)
+        graph_x, counts = x, raw_target if word_counts else None
         # neighbours are judged on a richer vocabulary than the network reads (training only)
         if dataset.modality == "text" and config.neighbour_vocab_size > config.vocab_size:
             texts = [str(t) for t in items]  # a text Split holds a list of strings
             rich = TextFeaturizer.fit(texts, vocab_size=config.neighbour_vocab_size)
-            graph_x = rich.transform(texts)
+            counts = rich.counts(texts)
+            graph_x = rich.inputs_from_targets(counts)
         elif isinstance(featurizer, CountVectorFeaturizer):
-            counts = CountVectorFeaturizer.fit(items, vocab_size=config.neighbour_vocab_size)
-            graph_x = counts.transform(items)
+            counts_featurizer = CountVectorFeaturizer.fit(items, config.neighbour_vocab_size)
+            counts = counts_featurizer.targets(items)
+            graph_x = counts_featurizer.inputs_from_targets(counts)
         knn = nearest_neighbours(graph_x, config.neighbours, device)
+        knns.append(knn)
+        if config.bm25_graph and counts is not None:
+            knns.append(nearest_neighbours(bm25_rows(counts), config.neighbours, device))
     target = neighbour_targets(raw_target, knn if knn is not None else np.zeros((n, 0), np.int64),
                                acfg.likelihood)  # fmt: skip
     code_targets = None
-    if knn is not None and knn.shape[1] > 0 and acfg.code_target_weight > 0:
-        code_targets = spectral_codes(knn, config.bits, config.seed)
+    if knns and knns[0].shape[1] > 0 and acfg.code_target_weight > 0:
+        code_targets = spectral_codes(knns, config.bits, config.seed)
     knn_seconds = time.perf_counter() - knn_started
 
     pre = pretrain_stack(model, x, raw_target, config, device, progress)

@@ -114,3 +114,27 @@ def test_markdown_table_has_a_row_per_combination_and_baselines_once():
     text = quality.markdown_tables([row("none", 0.5), row("rbm", 0.25)])
     assert "| d | 32 | none | 0.500 |" in text and "| d | 32 | rbm | 0.250 |" in text
     assert text.count("| d | 32 | lsh |") == 1 and "pca_sign | skipped: too few" in text
+
+
+def test_seeds_are_passed_to_train_and_their_spread_is_summarised(tmp_path):
+    calls = []
+
+    def failing(argv, log):
+        calls.append(argv)
+        return 2
+
+    combo = quality.Combo("data/x.npz", 8, seed=3)
+    quality.run_sweep([combo], quality.Sweep("bitseek", tmp_path), name="s", results=tmp_path,
+                      runner=failing)  # fmt: skip
+    assert calls[0][-2:] == ["--seed", "3"] and combo.slug == "x-8-default-seed3"
+    assert quality.Combo("data/x.npz", 8).slug == "x-8-default"  # seed 0 is the CLI's default
+
+    def row(seed, p):
+        return {"dataset": "d", "bits": 32, "pretrain": "autoencoder", "seed": seed,
+                "methods": {"model": {"precision_at_k": p}}}  # fmt: skip
+
+    (spread,) = quality.seed_spread([row(0, 0.70), row(1, 0.74), row(2, 0.72)])
+    assert spread["runs"] == 3 and spread["p_at_100_mean"] == pytest.approx(0.72)
+    assert spread["p_at_100_std"] == pytest.approx(0.02)
+    assert (spread["p_at_100_min"], spread["p_at_100_max"]) == (0.70, 0.74)
+    assert quality.seed_spread([row(0, 0.7)]) == []  # one run: no spread to report

@@ -150,3 +150,22 @@ def test_count_vectors_keep_the_most_frequent_columns() -> None:
     np.testing.assert_array_equal(f.targets(counts).toarray(), counts.toarray()[:, [0, 2]])
     with pytest.raises(ValueError, match="4 columns"):
         f.transform(sp.csr_matrix(np.ones((1, 3), np.float32)))
+
+
+def test_bm25_saturates_counts_and_discounts_long_documents() -> None:
+    import scipy.sparse as sp
+
+    from training.features import bm25_rows
+
+    counts = sp.csr_matrix(
+        np.array([[1, 1, 0, 0], [4, 1, 0, 0], [1, 1, 6, 6], [0, 0, 1, 1]], dtype=np.float32)
+    )
+    w = bm25_rows(counts).toarray()
+    np.testing.assert_allclose(np.linalg.norm(w, axis=1), 1.0, rtol=1e-5)
+    # a count 4x larger gives a weight well under 4x (before normalisation, ratio = w0/w1)
+    ratio_short = (w[1, 0] / w[1, 1]) / (w[0, 0] / w[0, 1])
+    assert 1.5 < ratio_short < 2.5
+    # terms present in fewer documents weigh more (idf): term 2 is in 2 of 4, term 0 in 3 of 4
+    assert w[3, 2] > 0 and w[2, 2] / w[2, 0] > 1.0
+    raw = bm25_rows(counts[:2]).toarray()  # idf and lengths come from the rows given
+    assert not np.allclose(raw, w[:2])

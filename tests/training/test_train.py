@@ -172,9 +172,10 @@ def test_finetune_batch_shrinks_only_for_small_training_sets() -> None:
 
 def test_spectral_codes_follow_the_graph_clusters() -> None:
     ds = clustered_vectors(n=200)
-    codes = spectral_codes(nearest_neighbours(ds.train.items, 10), 8, seed=0)
+    knn = nearest_neighbours(ds.train.items, 10)
+    codes = spectral_codes([knn], 8, seed=0)
     assert codes.shape == (200, 8) and set(np.unique(codes)) <= {0.0, 1.0}
-    np.testing.assert_array_equal(codes, spectral_codes(nearest_neighbours(ds.train.items, 10), 8))
+    np.testing.assert_array_equal(codes, spectral_codes([knn], 8))
     y = ds.train.labels.argmax(1)
     dist = (codes[:, None, :] != codes[None, :, :]).sum(-1)
     same = y[:, None] == y[None, :]
@@ -196,3 +197,28 @@ def test_cuda_request_without_gpu_is_a_clear_error() -> None:
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="no CUDA GPU"):
         train(clustered_vectors(), TrainConfig(**TINY, device="cuda"))
+
+
+def test_two_neighbour_graphs_together_separate_what_each_alone_merges() -> None:
+    # four groups of 50 items; graph A cannot tell group 0 from 1 (nor 2 from 3), graph B cannot
+    # tell 0 from 2 (nor 1 from 3): only their sum separates all four
+    rng = np.random.default_rng(0)
+    group = np.repeat(np.arange(4), 50)
+
+    def knn_within(merge: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [rng.choice(np.flatnonzero((merge == merge[i]) & (np.arange(200) != i)), 8, False)
+             for i in range(200)]
+        )  # fmt: skip
+
+    graph_a, graph_b = knn_within(group // 2), knn_within(group % 2)
+
+    def separation(codes: np.ndarray, g: int, h: int) -> float:
+        """Mean Hamming distance between groups g and h minus within group g."""
+        dist = (codes[:, None, :] != codes[None, :, :]).sum(-1)[group == g]
+        return float(dist[:, group == h].mean() - dist[:, group == g].mean())
+
+    both = spectral_codes([graph_a, graph_b], 8, seed=0)
+    assert min(separation(both, g, h) for g in range(4) for h in range(4) if g != h) > 1.5
+    alone = spectral_codes([graph_a], 8, seed=0)
+    assert separation(alone, 0, 2) > 1.5 and abs(separation(alone, 0, 1)) < 0.5
