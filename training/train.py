@@ -87,8 +87,7 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
              "-".join(map(str, acfg.layer_dims)), n, acfg.likelihood, device)  # fmt: skip
 
     knn_started = time.perf_counter()
-    knn = None
-    knns: list[np.ndarray] = []
+    knns: list[np.ndarray] = []  # tf-idf (or pixel) neighbours first, then BM25's
     if config.neighbours > 0:
         word_counts = isinstance(featurizer, TextFeaturizer | CountVectorFeaturizer)
         graph_x, counts = x, raw_target if word_counts else None
@@ -102,14 +101,13 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
             counts_featurizer = CountVectorFeaturizer.fit(items, config.neighbour_vocab_size)
             counts = counts_featurizer.targets(items)
             graph_x = counts_featurizer.inputs_from_targets(counts)
-        knn = nearest_neighbours(graph_x, config.neighbours, device)
-        knns.append(knn)
+        knns.append(nearest_neighbours(graph_x, config.neighbours, device))
         if config.bm25_graph and counts is not None:
             knns.append(nearest_neighbours(bm25_rows(counts), config.neighbours, device))
-    target = neighbour_targets(raw_target, knn if knn is not None else np.zeros((n, 0), np.int64),
-                               acfg.likelihood)  # fmt: skip
+    knn = knns[0] if knns else np.zeros((n, 0), np.int64)  # the decoder's neighbours
+    target = neighbour_targets(raw_target, knn, acfg.likelihood)
     code_targets = None
-    if knns and knns[0].shape[1] > 0 and acfg.code_target_weight > 0:
+    if knn.shape[1] > 0 and acfg.code_target_weight > 0:
         code_targets = spectral_codes(knns, config.bits, config.seed)
     knn_seconds = time.perf_counter() - knn_started
 
