@@ -47,9 +47,9 @@ def parse_sets(pairs: list[str]) -> dict[str, object]:
 def throughput(model, items, n: int = 2048, batch: int = 256) -> float:  # type: ignore[no-untyped-def]
     x = model.featurize(items[:n] if not isinstance(items, list) else items[:n])
     start = time.perf_counter()
-    for s in range(0, len(x), batch):
+    for s in range(0, x.shape[0], batch):
         model.hasher.encode(x[s : s + batch])
-    return len(x) / (time.perf_counter() - start)
+    return x.shape[0] / (time.perf_counter() - start)
 
 
 def main() -> None:

@@ -85,10 +85,14 @@ class TrainedModel:
     def device(self) -> str:
         return self.hasher.device
 
-    def featurize(self, items: Any) -> np.ndarray:
-        """float32 (n, input_dim) encoder inputs; ValueError on items of the wrong kind."""
+    def featurize(self, items: Any) -> np.ndarray | sp.csr_matrix:
+        """float32 (n, input_dim) encoder inputs; ValueError on items of the wrong kind.
+
+        Sparse for text and word counts: a large corpus's tf-idf would not fit in memory dense."""
         x = self.featurizer.transform(items)
-        return np.asarray(x.toarray() if isinstance(x, sp.spmatrix) else x, dtype=np.float32)
+        if sp.issparse(x):
+            return sp.csr_matrix(x, dtype=np.float32)
+        return np.asarray(x, dtype=np.float32)
 
     def encode(self, items: Any) -> np.ndarray:
         """uint8 (n, bits // 8) packed codes in numpy.packbits order."""
@@ -100,7 +104,8 @@ class TrainedModel:
 
     def denoise(self, items: Any) -> np.ndarray | list[list[tuple[str, float]]]:
         """The decoder's reconstruction of (possibly corrupted) items, in the items' own terms."""
-        x = self.featurize(items)
+        features = self.featurize(items)
+        x = features.toarray() if isinstance(features, sp.csr_matrix) else features
         # (n, input_dim) mean of the output distribution
         recon = self.hasher.denoise(x) if self.denoiser is None else reconstruct(self.denoiser, x)
         f = self.featurizer

@@ -22,13 +22,9 @@ from training.artifact import TrainedModel
 from training.config import TrainConfig
 from training.data import Dataset
 from training.denoiser import fit_denoiser
-from training.features import (
-    CountVectorFeaturizer,
-    TextFeaturizer,
-    bm25_rows,
-    fit_featurizer,
-)
-from training.finetune import finetune, nearest_neighbours, neighbour_targets, spectral_codes
+from training.features import fit_featurizer
+from training.finetune import finetune
+from training.neighbours import neighbour_lists, neighbour_targets, spectral_codes
 from training.pretrain import pretrain_stack
 
 LOG = logging.getLogger(__name__)
@@ -87,23 +83,7 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
              "-".join(map(str, acfg.layer_dims)), n, acfg.likelihood, device)  # fmt: skip
 
     knn_started = time.perf_counter()
-    knns: list[np.ndarray] = []  # tf-idf (or pixel) neighbours first, then BM25's
-    if config.neighbours > 0:
-        word_counts = isinstance(featurizer, TextFeaturizer | CountVectorFeaturizer)
-        graph_x, counts = x, raw_target if word_counts else None
-        # neighbours are judged on a richer vocabulary than the network reads (training only)
-        if dataset.modality == "text" and config.neighbour_vocab_size > config.vocab_size:
-            texts = [str(t) for t in items]  # a text Split holds a list of strings
-            rich = TextFeaturizer.fit(texts, vocab_size=config.neighbour_vocab_size)
-            counts = rich.counts(texts)
-            graph_x = rich.inputs_from_targets(counts)
-        elif isinstance(featurizer, CountVectorFeaturizer):
-            counts_featurizer = CountVectorFeaturizer.fit(items, config.neighbour_vocab_size)
-            counts = counts_featurizer.targets(items)
-            graph_x = counts_featurizer.inputs_from_targets(counts)
-        knns.append(nearest_neighbours(graph_x, config.neighbours, device))
-        if config.bm25_graph and counts is not None:
-            knns.append(nearest_neighbours(bm25_rows(counts), config.neighbours, device))
+    knns = neighbour_lists(items, featurizer, x, raw_target, config, device)
     knn = knns[0] if knns else np.zeros((n, 0), np.int64)  # the decoder's neighbours
     target = neighbour_targets(raw_target, knn, acfg.likelihood)
     code_targets = None

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from training.artifact import FORMAT_VERSION, ModelFormatError, TrainedModel, load_model
 from training.config import TrainConfig
@@ -94,6 +95,18 @@ def test_featurize_rejects_items_of_the_wrong_kind(text_model) -> None:
     model, _ = text_model
     with pytest.raises(ValueError, match="text item 0"):
         model.encode([1.5])
+
+
+def test_text_features_stay_sparse_and_images_dense(text_model, image_model) -> None:
+    model, texts = text_model
+    x = model.featurize(texts)
+    assert sp.issparse(x) and x.dtype == np.float32
+    assert x.shape == (len(texts), model.featurizer.dim)
+    np.testing.assert_array_equal(model.hasher.encode(x), model.encode(texts))
+    images, imgs = image_model
+    pixels = images.featurize(imgs)
+    assert isinstance(pixels, np.ndarray) and pixels.dtype == np.float32
+    assert pixels.shape == (len(imgs), 25)
 
 
 def test_count_vector_model_round_trip_and_denoise_in_full_width(tmp_path) -> None:

@@ -5,12 +5,7 @@ import torch
 from models.autoencoder import DeepBinaryAutoencoder
 from training.config import PRETRAIN_MODES, TrainConfig
 from training.data import Dataset, Split
-from training.finetune import (
-    finetune_batch_size,
-    nearest_neighbours,
-    neighbour_targets,
-    spectral_codes,
-)
+from training.finetune import finetune_batch_size
 from training.pretrain import pretrain_stack, rbm_for
 from training.train import autoencoder_config, train
 
@@ -134,33 +129,6 @@ def test_rbm_pretraining_on_word_counts_lowers_the_multinomial_loss() -> None:
     assert rbm_for(x, target, 16, "bernoulli", cfg.rbm_lr)[0].visible == "bernoulli"
 
 
-def test_nearest_neighbours_dense_and_sparse_agree_and_exclude_self() -> None:
-    import scipy.sparse as sp
-
-    rng = np.random.default_rng(0)
-    x = rng.random((50, 8)).astype(np.float32)
-    dense = nearest_neighbours(x, 5, block=16)
-    sparse = nearest_neighbours(sp.csr_matrix(x), 5, block=7)
-    np.testing.assert_array_equal(dense, sparse)
-    assert not (dense == np.arange(50)[:, None]).any()
-    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
-    sims = xn @ xn.T
-    np.fill_diagonal(sims, -np.inf)
-    np.testing.assert_array_equal(np.sort(dense, 1), np.sort(np.argsort(-sims, 1)[:, :5], 1))
-
-
-def test_neighbour_targets_average_word_shares() -> None:
-    import scipy.sparse as sp
-
-    counts = sp.csr_matrix(np.array([[2, 0], [0, 5], [1, 1]], dtype=np.float32))
-    knn = np.array([[1], [2], [0]])
-    t = neighbour_targets(counts, knn, "multinomial").toarray()
-    np.testing.assert_allclose(t.sum(1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(t[0], [0.5, 0.5])  # (1, 0) and (0, 1) averaged
-    dense = neighbour_targets(np.eye(3, dtype=np.float32), knn, "gaussian")
-    np.testing.assert_allclose(dense[0], [0.5, 0.5, 0])
-
-
 def test_finetune_batch_shrinks_only_for_small_training_sets() -> None:
     assert finetune_batch_size(60_000, 128) == 128  # large sets keep the configured batch
     assert finetune_batch_size(11_314, 128) == 128
@@ -168,18 +136,6 @@ def test_finetune_batch_shrinks_only_for_small_training_sets() -> None:
     assert 32 <= small < 128 and 2_847 // small >= 64  # at least 64 steps an epoch
     assert finetune_batch_size(100, 128) == 32  # never below 32: batch statistics need rows
     assert finetune_batch_size(100, 16) == 16  # never above what was asked for
-
-
-def test_spectral_codes_follow_the_graph_clusters() -> None:
-    ds = clustered_vectors(n=200)
-    knn = nearest_neighbours(ds.train.items, 10)
-    codes = spectral_codes([knn], 8, seed=0)
-    assert codes.shape == (200, 8) and set(np.unique(codes)) <= {0.0, 1.0}
-    np.testing.assert_array_equal(codes, spectral_codes([knn], 8))
-    y = ds.train.labels.argmax(1)
-    dist = (codes[:, None, :] != codes[None, :, :]).sum(-1)
-    same = y[:, None] == y[None, :]
-    assert dist[same].mean() < 0.5 * dist[~same].mean()
 
 
 def test_text_vocabulary_is_capped_by_the_training_items() -> None:
@@ -197,28 +153,3 @@ def test_cuda_request_without_gpu_is_a_clear_error() -> None:
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="no CUDA GPU"):
         train(clustered_vectors(), TrainConfig(**TINY, device="cuda"))
-
-
-def test_two_neighbour_graphs_together_separate_what_each_alone_merges() -> None:
-    # four groups of 50 items; graph A cannot tell group 0 from 1 (nor 2 from 3), graph B cannot
-    # tell 0 from 2 (nor 1 from 3): only their sum separates all four
-    rng = np.random.default_rng(0)
-    group = np.repeat(np.arange(4), 50)
-
-    def knn_within(merge: np.ndarray) -> np.ndarray:
-        return np.stack(
-            [rng.choice(np.flatnonzero((merge == merge[i]) & (np.arange(200) != i)), 8, False)
-             for i in range(200)]
-        )  # fmt: skip
-
-    graph_a, graph_b = knn_within(group // 2), knn_within(group % 2)
-
-    def separation(codes: np.ndarray, g: int, h: int) -> float:
-        """Mean Hamming distance between groups g and h minus within group g."""
-        dist = (codes[:, None, :] != codes[None, :, :]).sum(-1)[group == g]
-        return float(dist[:, group == h].mean() - dist[:, group == g].mean())
-
-    both = spectral_codes([graph_a, graph_b], 8, seed=0)
-    assert min(separation(both, g, h) for g in range(4) for h in range(4) if g != h) > 1.5
-    alone = spectral_codes([graph_a], 8, seed=0)
-    assert separation(alone, 0, 2) > 1.5 and abs(separation(alone, 0, 1)) < 0.5

@@ -1,0 +1,95 @@
+import numpy as np
+import scipy.sparse as sp
+
+from tests.training.test_train import TINY, clustered_vectors
+from training.config import TrainConfig
+from training.features import fit_featurizer
+from training.neighbours import (
+    nearest_neighbours,
+    neighbour_lists,
+    neighbour_targets,
+    spectral_codes,
+)
+
+
+def test_nearest_neighbours_dense_and_sparse_agree_and_exclude_self() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.random((50, 8)).astype(np.float32)
+    dense = nearest_neighbours(x, 5, block=16)
+    sparse = nearest_neighbours(sp.csr_matrix(x), 5, block=7)
+    np.testing.assert_array_equal(dense, sparse)
+    assert not (dense == np.arange(50)[:, None]).any()
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = xn @ xn.T
+    np.fill_diagonal(sims, -np.inf)
+    np.testing.assert_array_equal(np.sort(dense, 1), np.sort(np.argsort(-sims, 1)[:, :5], 1))
+
+
+def test_neighbour_targets_average_word_shares() -> None:
+    counts = sp.csr_matrix(np.array([[2, 0], [0, 5], [1, 1]], dtype=np.float32))
+    knn = np.array([[1], [2], [0]])
+    t = neighbour_targets(counts, knn, "multinomial").toarray()
+    np.testing.assert_allclose(t.sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(t[0], [0.5, 0.5])  # (1, 0) and (0, 1) averaged
+    dense = neighbour_targets(np.eye(3, dtype=np.float32), knn, "gaussian")
+    np.testing.assert_allclose(dense[0], [0.5, 0.5, 0])
+
+
+def test_spectral_codes_follow_the_graph_clusters() -> None:
+    ds = clustered_vectors(n=200)
+    knn = nearest_neighbours(ds.train.items, 10)
+    codes = spectral_codes([knn], 8, seed=0)
+    assert codes.shape == (200, 8) and set(np.unique(codes)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(codes, spectral_codes([knn], 8))
+    y = ds.train.labels.argmax(1)
+    dist = (codes[:, None, :] != codes[None, :, :]).sum(-1)
+    same = y[:, None] == y[None, :]
+    assert dist[same].mean() < 0.5 * dist[~same].mean()
+
+
+def test_two_neighbour_graphs_together_separate_what_each_alone_merges() -> None:
+    # four groups of 50 items; graph A cannot tell group 0 from 1 (nor 2 from 3), graph B cannot
+    # tell 0 from 2 (nor 1 from 3): only their sum separates all four
+    rng = np.random.default_rng(0)
+    group = np.repeat(np.arange(4), 50)
+
+    def knn_within(merge: np.ndarray) -> np.ndarray:
+        return np.stack(
+            [rng.choice(np.flatnonzero((merge == merge[i]) & (np.arange(200) != i)), 8, False)
+             for i in range(200)]
+        )  # fmt: skip
+
+    graph_a, graph_b = knn_within(group // 2), knn_within(group % 2)
+
+    def separation(codes: np.ndarray, g: int, h: int) -> float:
+        """Mean Hamming distance between groups g and h minus within group g."""
+        dist = (codes[:, None, :] != codes[None, :, :]).sum(-1)[group == g]
+        return float(dist[:, group == h].mean() - dist[:, group == g].mean())
+
+    both = spectral_codes([graph_a, graph_b], 8, seed=0)
+    assert min(separation(both, g, h) for g in range(4) for h in range(4) if g != h) > 1.5
+    alone = spectral_codes([graph_a], 8, seed=0)
+    assert separation(alone, 0, 2) > 1.5 and abs(separation(alone, 0, 1)) < 0.5
+
+
+def test_word_counts_get_a_tfidf_and_a_bm25_graph_other_data_one() -> None:
+    rng = np.random.default_rng(0)
+    counts = sp.csr_matrix(rng.poisson(0.3, size=(40, 30)).astype(np.float32))
+    cfg = TrainConfig(**TINY)
+    featurizer = fit_featurizer("vector", counts)
+    target = featurizer.targets(counts)
+    knns = neighbour_lists(counts, featurizer, featurizer.inputs_from_targets(target), target,
+                           cfg, "cpu")  # fmt: skip
+    assert [k.shape for k in knns] == [(40, 3), (40, 3)]
+    assert not np.array_equal(knns[0], knns[1])  # the two weightings disagree somewhere
+    alone = neighbour_lists(counts, featurizer, featurizer.inputs_from_targets(target), target,
+                            TrainConfig(**{**TINY, "bm25_graph": False}), "cpu")  # fmt: skip
+    np.testing.assert_array_equal(alone[0], knns[0])
+    assert len(alone) == 1
+
+    vectors = clustered_vectors(n=40).train.items
+    real = fit_featurizer("vector", vectors)
+    x = real.inputs_from_targets(real.targets(vectors))
+    assert len(neighbour_lists(vectors, real, x, x, cfg, "cpu")) == 1  # no word counts, no BM25
+    none = TrainConfig(**{**TINY, "neighbours": 0})
+    assert neighbour_lists(vectors, real, x, x, none, "cpu") == []
