@@ -1,9 +1,10 @@
 """One collection in memory: its id maps and metadata, and the serving (model, index) pair.
 
-Writers serialise on ``write_lock`` (held across the SQLite commit and the index update);
-searches take no lock (the index publishes immutable snapshots to its readers). A new model
-version arrives as a new ``Serving`` object swapped in with one assignment, so a search that
-already holds the old one finishes on it.
+Writers serialise on ``write_lock`` (held across the SQLite commit and the index update), model
+activations on ``activation_lock`` (held across a whole activation, which takes ``write_lock``
+for its last step; never the other way round); searches take no lock (the index publishes
+immutable snapshots to its readers). A new model version arrives as a new ``Serving`` object
+swapped in with one assignment, so a search that already holds the old one finishes on it.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class CollectionState:
     nums: dict[str, int] = field(default_factory=dict)  # user id -> num
     meta: dict[int, dict[str, Any]] = field(default_factory=dict)
     write_lock: threading.RLock = field(default_factory=threading.RLock)
+    activation_lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
     def size(self) -> int:
@@ -71,7 +73,16 @@ class CollectionState:
             meta = self.meta.get(num)
             if meta is None:  # deleted between the index probe and now
                 return False
-            return all(meta.get(key) == val for key, val in wanted)
+            return all(_matches(meta, key, val) for key, val in wanted)
 
         chosen = keep if wanted else None
         return rank(serving.index, code, max_distance, k, chosen, self.ids.get, self.meta, limit)
+
+
+def _matches(meta: dict[str, Any], key: str, wanted: Any) -> bool:
+    """JSON equality: the key must be there (null is a value, not absence), and true is not 1
+    (Python's bool is an int, so == alone would say it is)."""
+    if key not in meta:
+        return False
+    have = meta[key]
+    return isinstance(have, bool) == isinstance(wanted, bool) and have == wanted

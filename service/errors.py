@@ -1,12 +1,13 @@
 """Domain errors and the one place that maps them (and framework errors) to HTTP.
 
-BitseekError                   every error a client can cause; carries the HTTP status
+BitseekError                   every error the API reports on purpose; carries the HTTP status
 ├── NotFound (404)             unknown collection, item, job or model version
 ├── Conflict (409)             collection exists, a job already runs, collection has no model
 ├── InvalidInput (422)         a field is malformed: wrong modality, bad image, wrong width, ...
 ├── PayloadTooLarge (413)      body over ``max_body_bytes``
 ├── Unauthorized (401)         admin route without the right Bearer token
-└── AdminDisabled (404)        admin routes when no token is configured
+├── AdminDisabled (404)        admin routes when no token is configured
+└── Unavailable (503)          the server cannot do it now (e.g. start a job); nothing changed
 """
 
 from __future__ import annotations
@@ -60,6 +61,10 @@ class Unauthorized(BitseekError):
 
 class AdminDisabled(BitseekError):
     status = 404
+
+
+class Unavailable(BitseekError):
+    status = 503
 
 
 _UNION_TAGS = {"str", "int", "float", "bool", "none", "list[float]", "function-after"}

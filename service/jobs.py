@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from service.errors import Conflict, InvalidInput, NotFound
+from service.collection import CollectionState
+from service.errors import Conflict, InvalidInput, NotFound, Unavailable
 from service.registry import Precomputed, Registry
 from service.storage import VersionRecord
 from service.worker import JobSpec, run_job
@@ -86,7 +87,6 @@ class JobManager:
             }
             self._jobs[job_id] = job
             self._by_collection[collection] = job_id
-        self.registry.store.put_job(job)
         limits = self.registry.limits
         spec = JobSpec(
             job_id=job_id,
@@ -101,18 +101,47 @@ class JobManager:
             backend=self.registry.backend,
             torch_threads=self.torch_threads,
         )
-        q = self._ctx.Queue()
-        proc = self._ctx.Process(target=run_job, args=(spec, q), daemon=True, name=f"job-{job_id}")
-        proc.start()
-        monitor = threading.Thread(
-            target=self._monitor, args=(spec, proc, q), daemon=True, name=f"monitor-{job_id}"
-        )
-        with self._lock:
-            self._procs[job_id] = proc
-            self._monitors[job_id] = monitor
-        self._transition(job_id, ("queued",), "training")
-        monitor.start()
+        proc = None
+        try:
+            self.registry.store.put_job(job)
+            q = self._ctx.Queue()
+            proc = self._ctx.Process(
+                target=run_job, args=(spec, q), daemon=True, name=f"job-{job_id}"
+            )
+            proc.start()
+            monitor = threading.Thread(
+                target=self._monitor,
+                args=(spec, state, proc, q),
+                daemon=True,
+                name=f"monitor-{job_id}",
+            )
+            with self._lock:
+                self._procs[job_id] = proc
+                self._monitors[job_id] = monitor
+            self._transition(job_id, ("queued",), "training")
+            monitor.start()
+        except Exception:
+            log.exception("job %s: cannot start", job_id)
+            self._abandon(spec, proc)
+            raise Unavailable(
+                f"cannot start a retraining job for {collection!r} now (see the server log);"
+                " nothing changed, try again"
+            ) from None
         return self.get(job_id)
+
+    def _abandon(self, spec: JobSpec, proc: Any) -> None:
+        """Undo a start that failed half-way, so the collection is free to retrain again."""
+        if proc is not None and proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=10)
+        self._finish(spec.job_id, state="failed", error="the job could not be started")
+        shutil.rmtree(spec.job_dir, ignore_errors=True)
+        shutil.rmtree(spec.model_dir, ignore_errors=True)
+        with self._lock:
+            self._by_collection.pop(spec.collection, None)
+            self._procs.pop(spec.job_id, None)
+            self._jobs.pop(spec.job_id, None)
+            self._monitors.pop(spec.job_id, None)
 
     def _with_defaults(self, spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
         out = dict(settings)
@@ -152,13 +181,19 @@ class JobManager:
         return self.get(job_id)
 
     def cancel_collection(self, collection: str) -> None:
-        job_id = self._by_collection.get(collection)
+        """Cancel the collection's job and wait for its monitor to be done with it, so that
+        nothing the job leaves behind lands in a collection re-created under the same name."""
+        with self._lock:
+            job_id = self._by_collection.get(collection)
+            monitor = self._monitors.get(job_id) if job_id is not None else None
         if job_id is not None:
             if self.get(job_id)["state"] != "cancelling":  # already cancelled: just wait
                 self.cancel(job_id)
             proc = self._procs.get(job_id)
             if proc is not None:
                 proc.join(timeout=10)
+            if monitor is not None:
+                monitor.join(timeout=30)
 
     def shutdown(self, timeout: float = 60.0) -> None:
         """Cancel training jobs and wait for every monitor to record its job's final state,
@@ -203,7 +238,7 @@ class JobManager:
         except Exception:
             log.exception("job %s: cannot record its final state %s", job_id, changes)
 
-    def _monitor(self, spec: JobSpec, proc: Any, q: Any) -> None:
+    def _monitor(self, spec: JobSpec, owner: CollectionState, proc: Any, q: Any) -> None:
         result: dict[str, Any] | None = None
         error: str | None = None
         last_persist = 0.0
@@ -231,7 +266,7 @@ class JobManager:
                 error = str(msg.get("message"))
         proc.join(timeout=30)
         try:
-            self._conclude(spec, result, error)
+            self._conclude(spec, owner, result, error)
         finally:
             shutil.rmtree(spec.job_dir, ignore_errors=True)
             with self._lock:
@@ -241,7 +276,13 @@ class JobManager:
                 self._monitors.pop(spec.job_id, None)
                 self.finished += 1
 
-    def _conclude(self, spec: JobSpec, result: dict[str, Any] | None, error: str | None) -> None:
+    def _conclude(
+        self,
+        spec: JobSpec,
+        owner: CollectionState,
+        result: dict[str, Any] | None,
+        error: str | None,
+    ) -> None:
         swapped = False
         applying = result is not None and self._transition(spec.job_id, ("training",), "applying")
         if applying:
@@ -261,8 +302,10 @@ class JobManager:
         cancelled = not applying and self.get(spec.job_id)["state"] == "cancelling"
         if error is None and not cancelled:
             error = "the worker finished without a result"
-        # the version was never activated, so its directory is a half-made leftover
-        shutil.rmtree(spec.model_dir, ignore_errors=True)
+        # the version was never activated, so its directory is a half-made leftover; unless the
+        # collection was deleted meanwhile: a new one of the same name may own that path now
+        if self.registry.states.get(spec.collection) is owner:
+            shutil.rmtree(spec.model_dir, ignore_errors=True)
         state = "cancelled" if cancelled else "failed"
         if cancelled:  # keep the reason cancel() or shutdown() gave, if any
             self._finish(spec.job_id, state=state)

@@ -86,12 +86,15 @@ def rank(
     assert k is not None
     want = k
     while True:
-        ids, dists, p = _unpack(index.search_knn(code, min(want + 1, max(total, 1))))
+        total = len(index)  # again each pass: a deletion meanwhile would leave it out of reach
+        asked = min(want + 1, max(total, 1))
+        ids, dists, p = _unpack(index.search_knn(code, asked))
         probes += p
         if len(ids) == 0:
             return done([], False, max_distance or 0)
         last = int(dists[-1])
-        exhausted = len(ids) >= total
+        # fewer rows than asked: the index holds no more, whatever ``total`` said
+        exhausted = len(ids) < asked or len(ids) >= total
         if exhausted:
             searched = last
         elif len(ids) > want and dists[want - 1] < last:

@@ -26,6 +26,7 @@ from service.collection import CollectionState, Serving
 from service.errors import Conflict, InvalidInput, NotFound
 from service.payloads import Codec
 from service.storage import ItemRow, ItemWrite, Store, VersionRecord
+from training.durable import fsync_path, fsync_tree, make_dirs
 
 log = logging.getLogger(__name__)
 
@@ -212,27 +213,53 @@ class Registry:
         model_from = source.name if source is not None else None
         if name in self.states:
             raise Conflict(f"collection {name!r} already exists", "name")
+        serving = source.serving if source is not None else None
         if source is not None:
-            if source.serving is None:
+            if serving is None:
                 raise Conflict(f"collection {model_from!r} has no model to copy", "model_from")
             if source.modality != modality:
                 raise InvalidInput(
                     f"model_from {model_from!r} holds {source.modality} items, not {modality}",
                     "model_from",
                 )
+            _check_input_shape(spec, source)
             spec = {**source.spec, **{k: v for k, v in spec.items() if k == "description"}}
         try:
             self.store.create_collection(name, modality, spec)
         except sqlite3.IntegrityError:  # another process sharing the database got there first
             raise Conflict(f"collection {name!r} already exists", "name") from None
         state = self._new_state(name, modality, spec, time.time())
-        self.states[name] = state
-        if source is not None and source.serving is not None:
-            src = self.model_dir(source.name, source.serving.version)
-            shutil.copytree(src, self.model_dir(name, 1))
-            record = VersionRecord(dict(source.serving.model.metrics), None)
-            self.activate(name, 1, record=record)
+        if source is None or serving is None:
+            self.states[name] = state
+            return state
+        # no write lands in the new collection before it serves the copy, so a failure can
+        # take it back whole, and a retry is not refused as a duplicate
+        with state.activation_lock, state.write_lock:
+            self.states[name] = state
+            try:
+                self._copy_model(self.model_dir(source.name, serving.version), name)
+                self.activate(name, 1, record=VersionRecord(dict(serving.model.metrics), None))
+            except Exception:
+                self._forget_collection(name)
+                raise
         return state
+
+    def _copy_model(self, src: Path, name: str) -> None:
+        dst = self.model_dir(name, 1)
+        make_dirs(dst.parent)
+        shutil.copytree(src, dst)
+        fsync_tree(dst)  # on disk before the version that names it is committed
+        fsync_path(dst.parent)
+
+    def _forget_collection(self, name: str) -> None:
+        """Undo a create that failed after its row was committed."""
+        self.states.pop(name, None)
+        self.broken.pop(name, None)
+        try:
+            self.store.delete_collection(name)
+        except Exception:
+            log.exception("collection %s: cannot remove it after its creation failed", name)
+        shutil.rmtree(self.data_dir / "collections" / name, ignore_errors=True)
 
     def delete(self, name: str) -> None:
         state = self.get(name)
@@ -307,6 +334,7 @@ class Registry:
     ) -> None:
         """Serve ``version``: load it, re-encode every stored item, swap in one assignment.
         ``record`` registers a new version in the same transaction that makes it active.
+        Activations of one collection run one at a time, from loading to the swap.
 
         Heavy work runs without the collection's write lock: loading, encoding the items the
         worker did not, building the index and staging every code in SQLite in short
@@ -316,6 +344,17 @@ class Registry:
         assignment). A crash before that commit leaves staged codes that ``load`` re-encodes.
         """
         state = self.get(name)
+        with state.activation_lock:  # two activations must not interleave their staged codes
+            self._activate(state, version, precomputed, record)
+
+    def _activate(
+        self,
+        state: CollectionState,
+        version: int,
+        precomputed: Precomputed | None,
+        record: VersionRecord | None,
+    ) -> None:
+        name = state.name
         model = self._load_model(state, version)
         width = model.bits // 8
         pre = dict(precomputed.codes) if precomputed else {}
@@ -358,6 +397,18 @@ class Registry:
         model.save(self.model_dir(name, version))
         self.activate(name, version, record=VersionRecord(dict(model.metrics), job_id))
         return version
+
+
+def _check_input_shape(spec: dict[str, Any], source: CollectionState) -> None:
+    """A dim or image_shape given with model_from must be the copied model's."""
+    for key in ("dim", "image_shape"):
+        asked, model = spec.get(key), source.spec.get(key)
+        if asked is not None and asked != model:
+            raise InvalidInput(
+                f"{key} {asked} is not the {key} of model_from {source.name!r} ({model}); leave"
+                " it out to take the model's",
+                key,
+            )
 
 
 def _spec_shape(state: CollectionState) -> tuple[int, ...] | None:

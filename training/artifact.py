@@ -9,8 +9,9 @@ A model directory holds:
                    through the hashing autoencoder
   featurizer.json  the featuriser's settings (e.g. the vocabulary); featurizer.npz its arrays
   metrics.json     training metrics, per-bit activation rates, evaluations (`record_evaluation`)
-It is written into a temporary sibling directory and renamed into place, so a reader never sees a
-half-written model and a failed save leaves any previous model intact.
+It is written into a temporary sibling directory, fsynced, and renamed into place, so a reader
+never sees a half-written model, a failed save leaves any previous model intact, and once `save`
+returns the model survives a power loss.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import torch
 
 from models.denoiser import Denoiser, DenoiserConfig, reconstruct
 from models.hasher import SemanticHasher
+from training.durable import fsync_path, fsync_tree, make_dirs
 from training.features import (
     CountVectorFeaturizer,
     Featurizer,
@@ -133,7 +135,7 @@ class TrainedModel:
     def save(self, directory: str | Path) -> None:
         """Write the model to ``directory`` atomically (replacing any model already there)."""
         directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(directory.parent)
         tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
         try:
             state = self.hasher.state()
@@ -154,11 +156,13 @@ class TrainedModel:
             _write_json(tmp / "featurizer.json", meta)
             np.savez(tmp / "featurizer.npz", **arrays)  # type: ignore[arg-type]
             _write_json(tmp / "metrics.json", self.metrics)
+            fsync_tree(tmp)  # the files' contents before the rename that publishes them
             old = None
             if directory.exists():
                 old = directory.with_name(f".{directory.name}.old-{tmp.name[-8:]}")
                 directory.rename(old)
             tmp.rename(directory)
+            fsync_path(directory.parent)  # the rename itself
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         except BaseException:

@@ -10,9 +10,10 @@ from service.deps import AdminDep, RuntimeDep
 from service.errors import Conflict, NotFound
 from service.routes.collections import public
 from service.routes.common import CollectionPath, JobPath, VersionPath
+from service.routes.utf8 import Utf8Route
 from service.schemas import CollectionPublic, Job, ModelVersion, ModelVersions, RetrainRequest
 
-router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep])
+router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], route_class=Utf8Route)
 
 
 def _job(job: dict[str, Any]) -> Job:

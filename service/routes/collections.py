@@ -10,9 +10,10 @@ from service.collection import CollectionState
 from service.deps import AdminDep, RuntimeDep
 from service.errors import InvalidInput
 from service.routes.common import CollectionPath
+from service.routes.utf8 import Utf8Route
 from service.schemas import CollectionCreate, CollectionPublic, CollectionsPublic, Message
 
-router = APIRouter(prefix="/collections", tags=["collections"])
+router = APIRouter(prefix="/collections", tags=["collections"], route_class=Utf8Route)
 
 
 def public(state: CollectionState) -> CollectionPublic:
@@ -67,7 +68,8 @@ def create_collection(body: CollectionCreate, runtime: RuntimeDep) -> Collection
                 "image_shape must be [H, W] or [H, W, C] with 1..4096 pixels a side, C 1, 3 or 4",
                 "image_shape",
             )
-        spec["image_shape"] = shape
+        # with model_from, an image_shape left out is the model's, not the default
+        spec["image_shape"] = body.image_shape if body.model_from is not None else shape
     elif body.image_shape is not None:
         raise InvalidInput("'image_shape' is only for image collections", "image_shape")
     state = runtime.registry.create(body.name, body.modality, spec, body.model_from)

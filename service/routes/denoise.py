@@ -12,9 +12,10 @@ from service.deps import RuntimeDep
 from service.errors import InvalidInput
 from service.payloads import encode_png
 from service.routes.common import CollectionPath, serving_batch
+from service.routes.utf8 import Utf8Route
 from service.schemas import Denoised, DenoiseRequest, DenoiseResponse, Term
 
-router = APIRouter(prefix="/collections/{collection}", tags=["denoise"])
+router = APIRouter(prefix="/collections/{collection}", tags=["denoise"], route_class=Utf8Route)
 
 
 @router.post("/denoise", response_model=DenoiseResponse)
@@ -28,6 +29,8 @@ async def denoise_items(
         out = await loop.run_in_executor(runtime.executor, infer, serving.model.denoise, items)
     except ValueError as exc:
         raise InvalidInput(f"the model rejected the items: {exc}", "items") from None
+    if state.modality != "text":  # term weights are bounded; pixels and values can overflow
+        _check_finite(np.asarray(out), state.modality)
     if state.modality == "text":
         result = [Denoised(terms=[Term(term=t, weight=float(w)) for t, w in row]) for row in out]
     elif state.modality == "image":
@@ -35,3 +38,15 @@ async def denoise_items(
     else:
         result = [Denoised(vector=np.asarray(v, dtype=np.float64).tolist()) for v in out]
     return DenoiseResponse(model_version=serving.version, items=result)
+
+
+def _check_finite(out: np.ndarray, modality: str) -> None:
+    """A float32 input near its range overflows inside the network: refuse, don't send nulls."""
+    finite = np.isfinite(out.reshape(len(out), -1)).all(axis=1)
+    if not finite.all():
+        i = int(np.argmin(finite))
+        raise InvalidInput(
+            "the model cannot reconstruct this item: its values are so far from the training"
+            " data that the reconstruction is not finite",
+            f"items[{i}].{modality}",
+        )

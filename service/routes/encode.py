@@ -9,9 +9,10 @@ from service.codes import to_hex
 from service.deps import RuntimeDep
 from service.errors import InvalidInput
 from service.routes.common import CollectionPath, serving_batch
+from service.routes.utf8 import Utf8Route
 from service.schemas import EncodeRequest, EncodeResponse
 
-router = APIRouter(prefix="/collections/{collection}", tags=["encode"])
+router = APIRouter(prefix="/collections/{collection}", tags=["encode"], route_class=Utf8Route)
 
 
 @router.post("/encode", response_model=EncodeResponse)

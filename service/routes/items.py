@@ -12,6 +12,7 @@ from service.errors import InvalidInput
 from service.payloads import decode_image_bytes, encode_png, image_shape
 from service.registry import NewItem
 from service.routes.common import CollectionPath, ItemPath, check_batch, payload_value
+from service.routes.utf8 import Utf8Route
 from service.schemas import (
     METADATA,
     ItemPublic,
@@ -21,7 +22,7 @@ from service.schemas import (
     unicode_problem,
 )
 
-router = APIRouter(prefix="/collections/{collection}/items", tags=["items"])
+router = APIRouter(prefix="/collections/{collection}/items", tags=["items"], route_class=Utf8Route)
 
 
 @router.post("", response_model=UpsertResponse)

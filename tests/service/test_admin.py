@@ -6,13 +6,14 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service.main import create_app
-from tests.conftest import ADMIN, FakeBackend, make_settings
+from tests.conftest import ADMIN, FakeBackend, FakeModel, make_settings
 
 
 def _wait(client: TestClient, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
@@ -242,3 +243,102 @@ def test_cancel_and_apply_cannot_both_win(client: TestClient) -> None:
     jobs._transition(job_id, ("applying",), "cancelling")  # let the test end quickly
     jobs._procs[job_id].terminate()
     assert _wait(client, job_id)["state"] in ("cancelled", "failed")
+
+
+def test_deleting_a_retraining_collection_spares_a_new_one_of_the_same_name(
+    data_dir: Path, client: TestClient
+) -> None:
+    jobs = client.app.state.runtime.jobs  # type: ignore[attr-defined]
+    body = {"name": "x", "modality": "vector", "dim": 8}
+    assert client.post("/v1/collections", json=body, headers=ADMIN).status_code == 201
+    items = [{"id": str(i), "vector": [float(i)] * 8} for i in range(5)]
+    client.post("/v1/collections/x/items", json={"items": items})
+    retrain = {"settings": {"epochs": 50, "sleep": 0.2}}
+    assert client.post("/v1/admin/collections/x/retrain", json=retrain, headers=ADMIN).is_success
+    assert client.delete("/v1/collections/x", headers=ADMIN).status_code == 200
+    again = {"name": "x", "modality": "vector", "model_from": "vecs"}
+    r = client.post("/v1/collections", json=again, headers=ADMIN)
+    assert r.status_code == 201 and r.json()["active_version"] == 1
+    deadline = time.monotonic() + 30
+    while jobs.finished == 0:  # the cancelled job's monitor has run to its end
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert (data_dir / "collections" / "x" / "models" / "v1").is_dir()
+    assert client.get("/v1/admin/collections/x/models", headers=ADMIN).json()["count"] == 1
+
+
+class _Unstartable:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def start(self) -> None:
+        raise OSError("Resource temporarily unavailable")
+
+    def is_alive(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("failure", ["store", "process"])
+def test_a_job_that_cannot_start_leaves_the_collection_free_to_retrain(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    if failure == "store":
+        put_job = runtime.store.put_job
+
+        def locked_put_job(job: dict[str, Any]) -> None:
+            if job["state"] == "queued":
+                raise sqlite3.OperationalError("database is locked")
+            put_job(job)
+
+        monkeypatch.setattr(runtime.store, "put_job", locked_put_job)
+    else:
+        ctx = SimpleNamespace(Queue=runtime.jobs._ctx.Queue, Process=_Unstartable)
+        monkeypatch.setattr(runtime.jobs, "_ctx", ctx)
+    r = client.post("/v1/admin/collections/vecs/retrain", json={}, headers=ADMIN)
+    assert r.status_code == 503 and "try again" in r.json()["error"]["message"]
+    assert not runtime.jobs.running_for("vecs")
+    monkeypatch.undo()
+    r = client.post("/v1/admin/collections/vecs/retrain", json={}, headers=ADMIN)
+    assert r.status_code == 202, r.text
+    assert _wait(client, r.json()["id"])["state"] == "succeeded"
+
+
+def test_activations_of_one_collection_run_one_at_a_time(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime.registry.install_model("docs", FakeModel("text", 16, (), seed=3))
+    store = runtime.store
+    write_codes = store.write_codes
+    staging: list[int] = []
+    most = 0
+    lock = threading.Lock()
+
+    def slow_write_codes(*args: Any, **kwargs: Any) -> None:
+        nonlocal most
+        with lock:
+            staging.append(1)
+            most = max(most, len(staging))
+        time.sleep(0.3)  # long enough for another activation to get here too, if it may
+        write_codes(*args, **kwargs)
+        with lock:
+            staging.pop()
+
+    monkeypatch.setattr(store, "write_codes", slow_write_codes)
+    barrier = threading.Barrier(2)
+    statuses: list[int] = []
+
+    def activate(version: int) -> None:
+        barrier.wait()
+        url = f"/v1/admin/collections/docs/models/{version}/activate"
+        statuses.append(client.post(url, headers=ADMIN).status_code)
+
+    threads = [threading.Thread(target=activate, args=(v,)) for v in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200, 200] and most == 1
+    active = client.get("/v1/collections/docs").json()["active_version"]
+    assert store.stale_nums("docs", active) == set()  # every stored code is the active model's

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from service.main import create_app
@@ -155,3 +160,84 @@ def test_a_database_level_duplicate_is_a_409(client: TestClient) -> None:
     runtime.store.create_collection("ghost", "text", {})
     r = client.post("/v1/collections", json={"name": "ghost", "modality": "text"}, headers=ADMIN)
     assert r.status_code == 409 and r.json()["error"]["field"] == "name"
+
+
+MODEL_FROM_SHAPES = [
+    ({"name": "v2", "modality": "vector", "dim": 3, "model_from": "vecs"}, "dim"),
+    (
+        {"name": "i2", "modality": "image", "image_shape": [8, 8], "model_from": "digits"},
+        "image_shape",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), MODEL_FROM_SHAPES)
+def test_model_from_refuses_a_shape_its_model_does_not_take(
+    client: TestClient, body: dict[str, Any], field: str
+) -> None:
+    r = client.post("/v1/collections", json=body, headers=ADMIN)
+    assert r.status_code == 422 and r.json()["error"]["field"] == field, r.text
+    assert client.get(f"/v1/collections/{body['name']}").status_code == 404
+    del body[field]  # left out, it is the model's
+    r = client.post("/v1/collections", json=body, headers=ADMIN)
+    assert r.status_code == 201, r.text
+    source = client.get(f"/v1/collections/{body['model_from']}").json()
+    assert r.json()[field] == source[field]
+
+
+@pytest.mark.parametrize("failure", ["copy", "commit"])
+def test_a_model_from_create_that_fails_leaves_nothing_and_can_be_retried(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    app = create_app(make_settings(data_dir), backend=FakeBackend())
+    with TestClient(app, raise_server_exceptions=False) as client:
+        if failure == "copy":
+
+            def no_space(*args: Any, **kwargs: Any) -> None:
+                raise OSError(28, "No space left on device")
+
+            monkeypatch.setattr(shutil, "copytree", no_space)
+        else:
+
+            def locked(*args: Any, **kwargs: Any) -> None:
+                raise sqlite3.OperationalError("database is locked")
+
+            monkeypatch.setattr(app.state.runtime.store, "set_codes", locked)
+        body = {"name": "copy", "modality": "text", "model_from": "docs"}
+        assert client.post("/v1/collections", json=body, headers=ADMIN).status_code == 500
+        assert client.get("/v1/collections/copy").status_code == 404
+        assert not (data_dir / "collections" / "copy").exists()
+        monkeypatch.undo()
+        r = client.post("/v1/collections", json=body, headers=ADMIN)
+        assert r.status_code == 201 and r.json()["active_version"] == 1
+    with TestClient(create_app(make_settings(data_dir), backend=FakeBackend())) as client:
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/v1/collections/copy").json()["ready"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name an fd")
+def test_model_from_is_on_disk_before_its_version_is_committed(
+    data_dir: Path, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    fsync = os.fsync
+
+    def record(fd: int) -> None:
+        events.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    store = client.app.state.runtime.store  # type: ignore[attr-defined]
+    set_codes = store.set_codes
+
+    def committing(*args: Any, **kwargs: Any) -> None:
+        events.append("commit")
+        set_codes(*args, **kwargs)
+
+    monkeypatch.setattr(store, "set_codes", committing)
+    body = {"name": "copy", "modality": "text", "model_from": "docs"}
+    assert client.post("/v1/collections", json=body, headers=ADMIN).status_code == 201
+    model = data_dir / "collections" / "copy" / "models" / "v1"
+    synced = set(events[: events.index("commit")])
+    wanted = {*model.iterdir(), model, model.parent, model.parent.parent, data_dir / "collections"}
+    assert {str(p) for p in wanted} <= synced

@@ -6,6 +6,7 @@ import base64
 import io
 
 import numpy as np
+import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -57,3 +58,22 @@ def test_denoise_images_text_vectors(client: TestClient) -> None:
     assert len(r.json()["items"][0]["vector"]) == 8
     r = client.post("/v1/collections/digits/denoise", json={"items": [{"image": "aGVsbG8="}]})
     assert r.status_code == 422 and r.json()["error"]["field"] == "items[0].image"
+
+
+def test_denoise_refuses_an_item_whose_reconstruction_is_not_finite(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = client.app.state.runtime.registry.get("vecs").serving.model  # type: ignore[attr-defined]
+
+    def overflowing(items: np.ndarray) -> np.ndarray:
+        # what the trained network does: a float32 input near 3.4e38 overflows inside it to NaN
+        x = np.asarray(items, dtype=np.float32)
+        return np.where(np.abs(x) > 1e30, np.float32(np.nan), x)
+
+    monkeypatch.setattr(model, "denoise", overflowing)
+    huge = {"items": [{"vector": [0.5] * 8}, {"vector": [3e38] * 8}]}
+    r = client.post("/v1/collections/vecs/denoise", json=huge)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "items[1].vector"
+    r = client.post("/v1/collections/vecs/denoise", json={"items": [{"vector": [0.5] * 8}]})
+    assert r.status_code == 200 and r.json()["items"][0]["vector"] == [0.5] * 8

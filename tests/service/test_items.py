@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,45 @@ def test_upload_metadata_is_as_strict_as_the_json_route(client: TestClient, meta
         "/v1/collections/digits/items", content=body, headers={"content-type": "application/json"}
     )
     assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize(
+    ("fields", "bad"),
+    [
+        ({"id": "caf\xe9".encode("latin-1")}, "id"),
+        ({"id": "m", "metadata": '{"k": "caf\xe9"}'.encode("latin-1")}, "metadata"),
+    ],
+)
+def test_upload_fields_that_are_not_utf8_are_refused_by_name(
+    client: TestClient, fields: dict[str, bytes | str], bad: str
+) -> None:
+    raw = base64.b64decode(png_b64(make_images(1)[0]))
+    before = _count(client, "digits")
+    r = client.post(
+        "/v1/collections/digits/items/upload",
+        files={"file": ("a.png", raw, "image/png")},
+        data=fields,
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == bad and "UTF-8" in r.json()["error"]["message"]
+    assert _count(client, "digits") == before
+    # the same text in UTF-8 is stored as sent
+    good = {k: v.decode("latin-1") if isinstance(v, bytes) else v for k, v in fields.items()}
+    r = client.post(
+        "/v1/collections/digits/items/upload",
+        files={"file": ("a.png", raw, "image/png")},
+        data=good,
+    )
+    assert r.status_code == 200, r.text
+    item = client.get(f"/v1/collections/digits/items/{good['id']}").json()
+    assert item["metadata"] == json.loads(good.get("metadata", "{}"))
+
+
+def test_a_json_body_that_is_not_utf8_is_refused_naming_the_body(client: TestClient) -> None:
+    body = '{"items": [{"id": "x", "text": "caf\xe9"}]}'.encode("latin-1")
+    r = client.post(
+        "/v1/collections/docs/items", content=body, headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == "body" and "UTF-8" in r.json()["error"]["message"]
+    assert client.get("/v1/collections/docs/items/x").status_code == 404

@@ -135,6 +135,25 @@ def test_radius_widening_and_filter(client: TestClient) -> None:
     assert len(r["hits"]) == 10  # default k
 
 
+FILTERS: list[tuple[dict[str, Any], set[str]]] = [
+    ({"even": 1}, set()),  # JSON true is not 1 ...
+    ({"topic": True}, set()),  # ... nor 1 true
+    ({"topic": 1.0}, {f"t{i:03d}" for i in range(1, 40, 4)}),  # but 1.0 is 1
+    ({"flag": None}, {"null-flag"}),  # null matches null, not a missing key
+]
+
+
+@pytest.mark.parametrize(("where", "expect"), FILTERS)
+def test_filters_match_json_values_exactly(
+    client: TestClient, where: dict[str, Any], expect: set[str]
+) -> None:
+    item = {"id": "null-flag", "text": "space orbit", "metadata": {"flag": None}}
+    assert client.post("/v1/collections/docs/items", json={"items": [item]}).status_code == 200
+    r = client.post("/v1/collections/docs/search", json={"id": "t005", "k": 100, "filter": where})
+    assert r.status_code == 200, r.text
+    assert {h["id"] for h in r.json()["hits"]} == expect
+
+
 BAD_SEARCHES: list[tuple[dict[str, Any], int, str]] = [
     ({"text": "x", "k": 0}, 422, "k"),
     ({"text": "x", "k": 100_000}, 422, "k"),
@@ -211,3 +230,39 @@ def test_radius_only_rank_cut_to_a_limit_is_the_exact_prefix(limit: int) -> None
         expect = _brute(codes, ids, [{}] * n, q, radius, None, None)
         assert [(d, i) for d, i, _ in got.hits] == expect[:limit]
         assert got.matched == len(expect)
+
+
+class _DeletingIndex:
+    """A HammingIndex that loses an item right after every count, as if a client deleted one
+    each time: a widening search must still stop once it has seen every remaining item."""
+
+    def __init__(self, index: HammingIndex) -> None:
+        self.index = index
+        self.knn_calls = 0
+
+    def __len__(self) -> int:
+        n = len(self.index)
+        ids, _ = self.index.codes()
+        if len(ids):
+            self.index.remove(ids[:1])
+        return n
+
+    def search_radius(self, code: np.ndarray, max_distance: int) -> Any:
+        return self.index.search_radius(code, max_distance)
+
+    def search_knn(self, code: np.ndarray, k: int) -> Any:
+        self.knn_calls += 1
+        assert self.knn_calls < 100, "the search does not terminate"
+        return self.index.search_knn(code, k)
+
+
+@pytest.mark.parametrize("max_distance", [None, 2])
+def test_a_widening_search_ends_when_items_are_deleted_meanwhile(max_distance: int | None) -> None:
+    rng = np.random.RandomState(0)
+    n = 200
+    index = HammingIndex(16)
+    index.add(np.arange(n, dtype=np.int64), rng.randint(0, 256, size=(n, 2)).astype(np.uint8))
+    deleting = _DeletingIndex(index)
+    q = rng.randint(0, 256, size=(1, 2)).astype(np.uint8)
+    got = rank(deleting, q, max_distance, 5, lambda num: False, str, {})  # the filter: no match
+    assert got.hits == [] and deleting.knn_calls < 100

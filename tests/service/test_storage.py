@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 
-from service.storage import ItemWrite, Store
+from service.storage import ItemWrite, Store, connect
 
 
 def test_wal_and_synchronous_full_by_default(tmp_path: Path) -> None:
@@ -73,3 +74,21 @@ def test_unfinished_jobs_are_failed_at_start(tmp_path: Path) -> None:
     j2 = store.get_job("j2")
     assert j2 is not None and j2["state"] == "succeeded"
     store.close()
+
+
+@pytest.mark.parametrize("name", ["data #1", "100%25 data", "a?b"])
+def test_read_only_connection_opens_the_store_whatever_its_path(tmp_path: Path, name: str) -> None:
+    """The retraining worker reads through this connection; a '#', '%' or '?' in the data
+    dir must not make SQLite open (or create) some other file."""
+    path = tmp_path / name / "bitseek.sqlite3"
+    store = Store(path)
+    store.create_collection("c", "text", {})
+    conn = connect(path, readonly=True)
+    try:
+        assert conn.execute("SELECT name FROM collections").fetchall() == [("c",)]
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            conn.execute("DELETE FROM collections")
+    finally:
+        conn.close()
+        store.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]

@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -163,3 +165,33 @@ def test_moving_a_model_keeps_its_denoiser(image_model) -> None:
     moved = model.to("cpu")
     assert moved.denoiser is model.denoiser
     np.testing.assert_array_equal(moved.denoise(imgs), model.denoise(imgs))
+
+
+def _record_fsyncs(monkeypatch) -> list[str]:
+    """The path behind every fd that os.fsync is given, in order."""
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def record(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    return synced
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name an fd")
+def test_save_fsyncs_the_files_before_the_rename_and_the_rename_itself(
+    tmp_path, text_model, monkeypatch
+) -> None:
+    model, _ = text_model
+    fsynced = _record_fsyncs(monkeypatch)
+    target = tmp_path / "models" / "v1"
+    model.save(target)
+    synced = [Path(p) for p in fsynced]
+    # every file, and the temporary directory, while it still had its temporary name
+    in_tmp = [p for p in synced if p.parent.name.startswith(".v1.")]
+    assert sorted(p.name for p in in_tmp) == sorted(p.name for p in target.iterdir())
+    assert any(p.name.startswith(".v1.") and p.parent == target.parent for p in synced)
+    assert synced[-1] == target.parent  # the rename, last
+    assert tmp_path in synced  # the directory "models" that save created
