@@ -44,7 +44,7 @@ def _sublinear_tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(inv.astype(np.float32)) @ x, dtype=np.float32)
 
 
-def _idf(counts: sp.csr_matrix) -> np.ndarray:
+def idf_of(counts: sp.csr_matrix) -> np.ndarray:
     n = counts.shape[0]
     df = np.bincount(counts.indices, minlength=counts.shape[1])
     return (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)  # scikit-learn's smooth idf
@@ -111,7 +111,7 @@ class TextFeaturizer:
         # CountVectorizer keeps the most frequent terms by total count; that is our "most useful"
         vocab = [str(w) for w in cv.get_feature_names_out()]
         LOG.info("text vocabulary: %d terms from %d documents", len(vocab), len(texts))
-        return cls(vocab, _idf(sp.csr_matrix(counts)))
+        return cls(vocab, idf_of(sp.csr_matrix(counts)))
 
     def counts(self, items: Any) -> sp.csr_matrix:
         return sp.csr_matrix(self._vectorizer.transform(_check_texts(items)), dtype=np.float32)
@@ -163,7 +163,7 @@ class CountVectorFeaturizer:
         df = np.bincount(counts.indices, minlength=n_features)
         keep = n_features if vocab_size is None else min(vocab_size, n_features)
         columns = np.sort(np.argsort(-df, kind="stable")[:keep])
-        return cls(_idf(sp.csr_matrix(counts[:, columns])), columns, n_features)
+        return cls(idf_of(sp.csr_matrix(counts[:, columns])), columns, n_features)
 
     def targets(self, items: Any) -> Matrix:
         counts = sp.csr_matrix(_check_vectors(items, self.n_features), dtype=np.float32)

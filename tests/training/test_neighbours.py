@@ -72,7 +72,7 @@ def test_two_neighbour_graphs_together_separate_what_each_alone_merges() -> None
     assert separation(alone, 0, 2) > 1.5 and abs(separation(alone, 0, 1)) < 0.5
 
 
-def test_word_counts_get_a_tfidf_and_a_bm25_graph_other_data_one() -> None:
+def test_word_counts_get_tfidf_bm25_and_word_vector_graphs_other_data_one() -> None:
     rng = np.random.default_rng(0)
     counts = sp.csr_matrix(rng.poisson(0.3, size=(40, 30)).astype(np.float32))
     cfg = TrainConfig(**TINY)
@@ -80,10 +80,12 @@ def test_word_counts_get_a_tfidf_and_a_bm25_graph_other_data_one() -> None:
     target = featurizer.targets(counts)
     knns = neighbour_lists(counts, featurizer, featurizer.inputs_from_targets(target), target,
                            cfg, "cpu")  # fmt: skip
-    assert [k.shape for k in knns] == [(40, 3), (40, 3)]
+    assert [k.shape for k in knns] == [(40, 3)] * 3  # tf-idf, BM25, word vectors
     assert not np.array_equal(knns[0], knns[1])  # the two weightings disagree somewhere
+    assert not np.array_equal(knns[0], knns[2])
+    off = TrainConfig(**{**TINY, "bm25_graph": False, "word_vector_graph": False})
     alone = neighbour_lists(counts, featurizer, featurizer.inputs_from_targets(target), target,
-                            TrainConfig(**{**TINY, "bm25_graph": False}), "cpu")  # fmt: skip
+                            off, "cpu")  # fmt: skip
     np.testing.assert_array_equal(alone[0], knns[0])
     assert len(alone) == 1
 
