@@ -19,6 +19,7 @@ from scipy.sparse.linalg import svds
 WORD_VECTOR_DIM = 100
 MAX_TERMS = 10000  # the most frequent terms get vectors; co-occurrence grows with their square
 CONTEXT_SMOOTHING = 0.75
+DENSE_SVD_TERMS = 1000  # small vocabularies: an exact dense SVD, no iterative solver to fail
 
 
 def ppmi_word_vectors(
@@ -47,9 +48,15 @@ def ppmi_word_vectors(
     ppmi = sp.csr_matrix(
         (pmi[positive], (rows[positive], cols[positive])), shape=(n_terms, n_terms)
     )
+    if ppmi.nnz == 0:
+        return columns, np.zeros((n_terms, 1))
     k = min(dim, n_terms - 2)
-    v0 = np.random.default_rng(0).normal(size=n_terms)  # fixed start: deterministic vectors
-    u, s, _ = svds(ppmi, k=k, v0=v0)
+    if n_terms <= DENSE_SVD_TERMS:
+        u, s, _ = np.linalg.svd(ppmi.toarray())
+        u, s = u[:, :k], s[:k]
+    else:
+        v0 = np.random.default_rng(0).normal(size=n_terms)  # fixed start: deterministic vectors
+        u, s, _ = svds(ppmi, k=k, v0=v0)
     return columns, u * np.sqrt(s)
 
 

@@ -42,3 +42,11 @@ def test_word_vectors_are_deterministic_and_skip_unknown_documents() -> None:
     empty = sp.csr_matrix(np.vstack([counts.toarray()[:5], np.zeros((1, TERMS), np.float32)]))
     docs = document_vectors(empty, *ppmi_word_vectors(counts, dim=4), np.ones(TERMS))
     assert np.all(docs[-1] == 0) and np.all(np.linalg.norm(docs[:5], axis=1) > 0.99)
+
+
+def test_degenerate_vocabularies_give_zero_vectors_not_errors() -> None:
+    one_term = sp.csr_matrix(np.ones((5, 1), np.float32))
+    columns, vectors = ppmi_word_vectors(one_term)
+    assert len(columns) == 1 and not vectors.any()
+    independent = sp.csr_matrix(np.eye(6, dtype=np.float32))  # no two terms ever meet
+    assert not ppmi_word_vectors(independent)[1].any()
