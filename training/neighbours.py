@@ -47,7 +47,7 @@ def _cosine_blocks(x: Matrix, device: str) -> Callable[[int, int], torch.Tensor]
 
         return sparse_sims
     dense = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
-    if dense.shape[1] > _KNN_DIM:
+    if dense.shape[1] > _KNN_DIM and dense.shape[0] > _KNN_DIM:
         centred = dense - dense.mean(0)
         _, _, v = torch.pca_lowrank(centred, q=_KNN_DIM, center=False, niter=3)
         dense = centred @ v  # (n, 64) principal components

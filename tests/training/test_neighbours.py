@@ -25,6 +25,15 @@ def test_nearest_neighbours_dense_and_sparse_agree_and_exclude_self() -> None:
     np.testing.assert_array_equal(np.sort(dense, 1), np.sort(np.argsort(-sims, 1)[:, :5], 1))
 
 
+def test_wide_dense_data_with_few_rows_is_searched_unprojected() -> None:
+    x = np.random.default_rng(0).random((20, 100)).astype(np.float32)  # fewer rows than 64 axes
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = xn @ xn.T
+    np.fill_diagonal(sims, -np.inf)
+    expected = np.sort(np.argsort(-sims, 1)[:, :3], 1)
+    np.testing.assert_array_equal(np.sort(nearest_neighbours(x, 3), 1), expected)
+
+
 def test_neighbour_targets_average_word_shares() -> None:
     counts = sp.csr_matrix(np.array([[2, 0], [0, 5], [1, 1]], dtype=np.float32))
     knn = np.array([[1], [2], [0]])
