@@ -61,6 +61,10 @@ class TrainConfig:
     # mean of 3 seeds) and 0.741 -> 0.746 (64), 20 Newsgroups 0.637 -> 0.654 (64), its 32 bits
     # unchanged within seed noise (0.620 / 0.616 -> 0.615 / 0.614)
     bm25_graph: bool = True
+    # text and word counts: a third k-NN graph between documents' mean PPMI word vectors learned
+    # from the training split (training/word_vectors.py); links on-topic documents that share few
+    # terms (short texts above all)
+    word_vector_graph: bool = True
     neighbour_weight: float = 0.0  # pull each code towards a random neighbour's code
     balance_weight: float = 1.0
     decorrelation_weight: float = 1.0

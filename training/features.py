@@ -8,8 +8,8 @@ Each featuriser turns a Split's ``items`` into two float32 matrices:
 Text: a vocabulary of the ``vocab_size`` terms with the highest document frequency among those in
 at least ``min_df`` documents and at most ``max_df`` of them, English stop words removed; input
 log(1 + tf) * idf, L2-normalised (sublinear tf-idf, the strongest simple input for text retrieval);
-target the raw counts. Count-valued vectors (all entries non-negative integers, like TMC's word
-counts) get the same treatment over their given vocabulary. Other vectors are standardised per
+target the raw counts. Word-count vectors (non-negative integers, stored sparse or mostly zeros,
+like TMC's) get the same treatment over their given vocabulary. Other vectors are standardised per
 feature and decoded by a Gaussian. Images: pixels / 255, flattened, decoded by a Bernoulli.
 
 A featuriser serialises to a JSON-safe dict plus named numpy arrays (no pickle).
@@ -32,6 +32,7 @@ Matrix: TypeAlias = np.ndarray | sp.csr_matrix
 # On 20 Newsgroups' raw posts the tf-idf 20-NN graph's precision went 0.528 -> 0.583 with it.
 TOKEN_PATTERN = r"(?u)[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b\w\w+\b"
 SKLEARN_TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # what models saved before TOKEN_PATTERN used
+MAX_COUNT_DENSITY = 0.25  # dense integer vectors above this share of non-zeros are not word counts
 
 
 def _sublinear_tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
@@ -43,7 +44,7 @@ def _sublinear_tfidf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(inv.astype(np.float32)) @ x, dtype=np.float32)
 
 
-def _idf(counts: sp.csr_matrix) -> np.ndarray:
+def idf_of(counts: sp.csr_matrix) -> np.ndarray:
     n = counts.shape[0]
     df = np.bincount(counts.indices, minlength=counts.shape[1])
     return (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)  # scikit-learn's smooth idf
@@ -110,7 +111,7 @@ class TextFeaturizer:
         # CountVectorizer keeps the most frequent terms by total count; that is our "most useful"
         vocab = [str(w) for w in cv.get_feature_names_out()]
         LOG.info("text vocabulary: %d terms from %d documents", len(vocab), len(texts))
-        return cls(vocab, _idf(sp.csr_matrix(counts)))
+        return cls(vocab, idf_of(sp.csr_matrix(counts)))
 
     def counts(self, items: Any) -> sp.csr_matrix:
         return sp.csr_matrix(self._vectorizer.transform(_check_texts(items)), dtype=np.float32)
@@ -162,7 +163,7 @@ class CountVectorFeaturizer:
         df = np.bincount(counts.indices, minlength=n_features)
         keep = n_features if vocab_size is None else min(vocab_size, n_features)
         columns = np.sort(np.argsort(-df, kind="stable")[:keep])
-        return cls(_idf(sp.csr_matrix(counts[:, columns])), columns, n_features)
+        return cls(idf_of(sp.csr_matrix(counts[:, columns])), columns, n_features)
 
     def targets(self, items: Any) -> Matrix:
         counts = sp.csr_matrix(_check_vectors(items, self.n_features), dtype=np.float32)
@@ -180,7 +181,14 @@ class CountVectorFeaturizer:
 
 
 class VectorFeaturizer:
-    """Real-valued vectors: per-feature standardisation, Gaussian decoder."""
+    """Real-valued vectors: per-feature standardisation, Gaussian decoder.
+
+    A feature's scale is its standard deviation, but never below the median one's: dividing a
+    nearly constant feature (a border pixel, a rare flag) by its tiny spread would make its rare
+    values dominate every distance. On scikit-learn's digits as 64-d vectors p@100 at 32 bits went
+    0.741 -> 0.780, on its breast-cancer data (30 features on scales from 1e-3 to 1e3) 0.864 ->
+    0.896; features with a wide spread are standardised exactly as before.
+    """
 
     kind = "vector"
     likelihood = "gaussian"
@@ -197,7 +205,9 @@ class VectorFeaturizer:
     def fit(cls, x: Matrix) -> VectorFeaturizer:
         x = _dense(_check_vectors(x, None))
         std = x.std(0)
-        return cls(x.mean(0), np.where(std > 1e-8, std, 1.0))  # constant features stay constant
+        varying = std > 1e-8
+        floor = float(np.median(std[varying])) if varying.any() else 1.0
+        return cls(x.mean(0), np.maximum(std, floor))
 
     def transform(self, items: Any) -> Matrix:
         x = _dense(_check_vectors(items, self.dim))
@@ -256,14 +266,25 @@ class ImageFeaturizer:
 Featurizer = TextFeaturizer | CountVectorFeaturizer | VectorFeaturizer | ImageFeaturizer
 
 
-def fit_featurizer(modality: str, items: Any, vocab_size: int = 2000) -> Featurizer:
-    """Learn the featuriser for ``modality`` from the training split's items."""
+def fit_featurizer(
+    modality: str, items: Any, vocab_size: int = 2000, likelihood: str = ""
+) -> Featurizer:
+    """Learn the featuriser for ``modality`` from the training split's items.
+
+    Vectors are word counts when ``likelihood`` is "multinomial", real values when it is another
+    one, and otherwise when `looks_like_word_counts` says so.
+    """
     if modality == "text":
         return TextFeaturizer.fit(items, vocab_size=vocab_size)
     if modality == "image":
         return ImageFeaturizer.fit(items)
     if modality == "vector":
-        if is_count_valued(items):
+        counts = looks_like_word_counts(items) if not likelihood else likelihood == "multinomial"
+        if counts and not is_count_valued(items):
+            raise ValueError(
+                "likelihood 'multinomial' needs word counts (non-negative integers) in every row"
+            )
+        if counts:
             return CountVectorFeaturizer.fit(items, vocab_size=vocab_size)
         return VectorFeaturizer.fit(items)
     raise ValueError(f"unknown modality {modality!r}; expected text, image or vector")
@@ -284,11 +305,25 @@ def featurizer_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -
 
 
 def is_count_valued(x: Matrix) -> bool:
-    """True when every stored entry is a non-negative integer (a bag of words)."""
+    """True when every stored entry is a non-negative integer."""
     values = np.asarray(x.data if isinstance(x, sp.spmatrix) else x).ravel()
     if values.size == 0:
         return False
     return bool(np.all(values >= 0) and np.all(np.floor(values) == values))
+
+
+def looks_like_word_counts(x: Matrix) -> bool:
+    """Non-negative integers stored sparse, or dense with at most MAX_COUNT_DENSITY of the entries
+    non-zero: a document uses few of its vocabulary's terms, while dense integer data (pixel
+    intensities, ratings, measurements) is better standardised than read as a bag of words
+    (scikit-learn's digits as 64-d integer vectors, 51% non-zero: p@100 0.635 as word counts,
+    0.78 standardised, 32 bits)."""
+    if not is_count_valued(x):
+        return False
+    if isinstance(x, sp.spmatrix):
+        return True
+    dense = np.asarray(x)
+    return bool(np.count_nonzero(dense) <= MAX_COUNT_DENSITY * dense.size)
 
 
 def _check_texts(items: Any) -> list[str]:

@@ -5,8 +5,10 @@ only) in two ways: the decoder rebuilds the mean of an item and its neighbours, 
 learn target bits read off the k-NN graph. Those bits are the graph's leading non-trivial
 eigenvectors (a Laplacian eigenmap, as in spectral hashing / self-taught hashing) scaled by their
 eigenvalues squared (diffusion-map coordinates), rotated by ITQ to lose least when thresholded.
-Word counts get two graphs, under tf-idf and under BM25 weights, summed after normalisation: the
-two weightings disagree on many neighbours and their union is the better guide.
+Word counts get three graphs, summed after normalisation: under tf-idf and under BM25 weights (the
+two weightings disagree on many neighbours and their union is the better guide), and between
+documents' mean word vectors learned from the corpus itself, which link documents on one topic
+that share few terms.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import torch
 from scipy.sparse.linalg import eigsh
 
 from training.config import TrainConfig
-from training.features import CountVectorFeaturizer, Featurizer, TextFeaturizer, bm25_rows
+from training.features import CountVectorFeaturizer, Featurizer, TextFeaturizer, bm25_rows, idf_of
+from training.word_vectors import document_vectors, ppmi_word_vectors
 
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
 _KNN_DIM = 64  # dense inputs are projected on their top principal axes before the k-NN search
@@ -44,7 +47,7 @@ def _cosine_blocks(x: Matrix, device: str) -> Callable[[int, int], torch.Tensor]
 
         return sparse_sims
     dense = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
-    if dense.shape[1] > _KNN_DIM:
+    if dense.shape[1] > _KNN_DIM and dense.shape[0] > _KNN_DIM:
         centred = dense - dense.mean(0)
         _, _, v = torch.pca_lowrank(centred, q=_KNN_DIM, center=False, niter=3)
         dense = centred @ v  # (n, 64) principal components
@@ -145,7 +148,8 @@ def neighbour_lists(
     items: Any, featurizer: Featurizer, x: Matrix, counts: Matrix, config: TrainConfig, device: str
 ) -> list[np.ndarray]:
     """The training items' k-NN lists (n, k), one per view: the network's input features (tf-idf
-    or pixels) first, then BM25 weights for word counts. Empty when ``config.neighbours`` is 0.
+    or pixels) first, then for word counts BM25 weights and corpus word vectors
+    (`training.word_vectors`). Empty when ``config.neighbours`` is 0.
 
     items: the training split as given; x: the network's inputs; counts: the featurizer's targets.
     """
@@ -163,7 +167,13 @@ def neighbour_lists(
         graph_counts = counts_featurizer.targets(items)
         graph_x = counts_featurizer.inputs_from_targets(graph_counts)
     knns = [nearest_neighbours(graph_x, config.neighbours, device)]
-    word_counts = isinstance(featurizer, TextFeaturizer | CountVectorFeaturizer)
-    if config.bm25_graph and word_counts:
+    if not isinstance(featurizer, TextFeaturizer | CountVectorFeaturizer):
+        return knns
+    if config.bm25_graph:
         knns.append(nearest_neighbours(bm25_rows(graph_counts), config.neighbours, device))
+    if config.word_vector_graph:
+        columns, vectors = ppmi_word_vectors(sp.csr_matrix(graph_counts))
+        idf = idf_of(sp.csr_matrix(graph_counts)).astype(np.float64)
+        docs = document_vectors(graph_counts, columns, vectors, idf)
+        knns.append(nearest_neighbours(docs, config.neighbours, device))
     return knns

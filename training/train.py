@@ -74,7 +74,9 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
     n = len(dataset.train)
     if n < 2:
         raise ValueError(f"{dataset.source}: the training split needs at least 2 items, got {n}")
-    featurizer = fit_featurizer(dataset.modality, items, vocab_size=min(config.vocab_size, n))
+    featurizer = fit_featurizer(
+        dataset.modality, items, min(config.vocab_size, n), likelihood=config.likelihood
+    )
     raw_target = featurizer.targets(items)
     x = featurizer.inputs_from_targets(raw_target)  # tokenise once
     acfg = autoencoder_config(config, dataset.modality, featurizer.dim, featurizer.likelihood)

@@ -10,6 +10,7 @@ from training.features import (
     featurizer_from_state,
     fit_featurizer,
     is_count_valued,
+    looks_like_word_counts,
 )
 
 TRAIN_TEXTS = [
@@ -106,12 +107,42 @@ def test_real_vectors_are_standardised_with_train_statistics() -> None:
     assert isinstance(f, VectorFeaturizer) and f.likelihood == "gaussian"
     x = f.transform(train)
     np.testing.assert_allclose(x[:, :3].mean(0), 0.0, atol=1e-4)
-    np.testing.assert_allclose(x[:, :3].std(0), 1.0, atol=1e-3)
+    spread = x[:, :3].std(0)  # unit spread, except a feature narrower than the median one
+    np.testing.assert_allclose(np.sort(spread)[1:], 1.0, atol=1e-3)
+    assert spread.min() > 0.8 and np.all(spread < 1 + 1e-3)
     assert np.all(x[:, 3] == 0)
     with pytest.raises(ValueError, match="4 columns"):
         f.transform(np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match="NaN"):
         f.transform(np.full((2, 4), np.nan, np.float32))
+
+
+def test_nearly_constant_features_are_not_blown_up() -> None:
+    rng = np.random.default_rng(0)
+    train = rng.normal(0.0, 1.0, size=(1000, 5)).astype(np.float32)
+    train[:, 4] = 0.0
+    train[:3, 4] = 1.0  # a rare flag: std 0.05 against 1 for the others
+    f = fit_featurizer("vector", train)
+    x = f.transform(train)
+    np.testing.assert_allclose(x[:, :4].std(0), 1.0, atol=0.05)  # wide features: standardised
+    assert np.abs(x[:, 4]).max() < 1.5  # divided by the median spread (~1), not by 0.05
+
+
+def test_dense_integer_data_is_word_counts_only_when_mostly_zero() -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 17, size=(200, 64)).astype(np.float32)  # 94% non-zero
+    assert is_count_valued(pixels) and not looks_like_word_counts(pixels)
+    assert isinstance(fit_featurizer("vector", pixels), VectorFeaturizer)
+    words = rng.poisson(0.05, size=(200, 300)).astype(np.float32)  # 5% non-zero
+    assert looks_like_word_counts(words)
+    assert isinstance(fit_featurizer("vector", words), CountVectorFeaturizer)
+    assert looks_like_word_counts(sp.csr_matrix(pixels))  # sparse storage says bag of words
+    # the likelihood setting decides over the guess, both ways
+    assert isinstance(fit_featurizer("vector", words, likelihood="gaussian"), VectorFeaturizer)
+    forced = fit_featurizer("vector", pixels, likelihood="multinomial")
+    assert isinstance(forced, CountVectorFeaturizer)
+    with pytest.raises(ValueError, match="multinomial.*non-negative integers"):
+        fit_featurizer("vector", pixels + 0.5, likelihood="multinomial")
 
 
 @pytest.mark.parametrize(

@@ -25,6 +25,15 @@ def test_nearest_neighbours_dense_and_sparse_agree_and_exclude_self() -> None:
     np.testing.assert_array_equal(np.sort(dense, 1), np.sort(np.argsort(-sims, 1)[:, :5], 1))
 
 
+def test_wide_dense_data_with_few_rows_is_searched_unprojected() -> None:
+    x = np.random.default_rng(0).random((20, 100)).astype(np.float32)  # fewer rows than 64 axes
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    sims = xn @ xn.T
+    np.fill_diagonal(sims, -np.inf)
+    expected = np.sort(np.argsort(-sims, 1)[:, :3], 1)
+    np.testing.assert_array_equal(np.sort(nearest_neighbours(x, 3), 1), expected)
+
+
 def test_neighbour_targets_average_word_shares() -> None:
     counts = sp.csr_matrix(np.array([[2, 0], [0, 5], [1, 1]], dtype=np.float32))
     knn = np.array([[1], [2], [0]])
@@ -72,7 +81,7 @@ def test_two_neighbour_graphs_together_separate_what_each_alone_merges() -> None
     assert separation(alone, 0, 2) > 1.5 and abs(separation(alone, 0, 1)) < 0.5
 
 
-def test_word_counts_get_a_tfidf_and_a_bm25_graph_other_data_one() -> None:
+def test_word_counts_get_tfidf_bm25_and_word_vector_graphs_other_data_one() -> None:
     rng = np.random.default_rng(0)
     counts = sp.csr_matrix(rng.poisson(0.3, size=(40, 30)).astype(np.float32))
     cfg = TrainConfig(**TINY)
@@ -80,10 +89,12 @@ def test_word_counts_get_a_tfidf_and_a_bm25_graph_other_data_one() -> None:
     target = featurizer.targets(counts)
     knns = neighbour_lists(counts, featurizer, featurizer.inputs_from_targets(target), target,
                            cfg, "cpu")  # fmt: skip
-    assert [k.shape for k in knns] == [(40, 3), (40, 3)]
+    assert [k.shape for k in knns] == [(40, 3)] * 3  # tf-idf, BM25, word vectors
     assert not np.array_equal(knns[0], knns[1])  # the two weightings disagree somewhere
+    assert not np.array_equal(knns[0], knns[2])
+    off = TrainConfig(**{**TINY, "bm25_graph": False, "word_vector_graph": False})
     alone = neighbour_lists(counts, featurizer, featurizer.inputs_from_targets(target), target,
-                            TrainConfig(**{**TINY, "bm25_graph": False}), "cpu")  # fmt: skip
+                            off, "cpu")  # fmt: skip
     np.testing.assert_array_equal(alone[0], knns[0])
     assert len(alone) == 1
 
