@@ -13,6 +13,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import re
 import time
 from collections.abc import Iterator, Sequence
@@ -260,3 +261,20 @@ def client(data_dir: Path) -> Iterator[Any]:
     app = create_app(make_settings(data_dir), backend=FakeBackend())
     with TestClient(app) as c:
         yield c
+
+
+@pytest.fixture
+def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The path behind every fd os.fsync is given, in order; tests may append markers of their
+    own to the same list. Needs /proc to name an fd."""
+    if not Path("/proc/self/fd").is_dir():
+        pytest.skip("needs /proc to name an fd")
+    paths: list[str] = []
+    fsync = os.fsync
+
+    def record(fd: int) -> None:
+        paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", record)
+    return paths

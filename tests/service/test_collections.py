@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import threading
@@ -215,18 +214,10 @@ def test_a_model_from_create_that_fails_leaves_nothing_and_can_be_retried(
         assert client.get("/v1/collections/copy").json()["ready"]
 
 
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name an fd")
 def test_model_from_is_on_disk_before_its_version_is_committed(
-    data_dir: Path, client: TestClient, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, client: TestClient, monkeypatch: pytest.MonkeyPatch, fsynced: list[str]
 ) -> None:
-    events: list[str] = []
-    fsync = os.fsync
-
-    def record(fd: int) -> None:
-        events.append(os.readlink(f"/proc/self/fd/{fd}"))
-        fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", record)
+    events = fsynced  # fsynced paths, then "commit" when the version is committed
     store = client.app.state.runtime.store  # type: ignore[attr-defined]
     set_codes = store.set_codes
 

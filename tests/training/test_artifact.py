@@ -1,5 +1,4 @@
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -167,25 +166,10 @@ def test_moving_a_model_keeps_its_denoiser(image_model) -> None:
     np.testing.assert_array_equal(moved.denoise(imgs), model.denoise(imgs))
 
 
-def _record_fsyncs(monkeypatch) -> list[str]:
-    """The path behind every fd that os.fsync is given, in order."""
-    synced: list[str] = []
-    fsync = os.fsync
-
-    def record(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", record)
-    return synced
-
-
-@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name an fd")
 def test_save_fsyncs_the_files_before_the_rename_and_the_rename_itself(
-    tmp_path, text_model, monkeypatch
+    tmp_path, text_model, fsynced
 ) -> None:
     model, _ = text_model
-    fsynced = _record_fsyncs(monkeypatch)
     target = tmp_path / "models" / "v1"
     model.save(target)
     synced = [Path(p) for p in fsynced]
