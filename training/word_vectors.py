@@ -32,22 +32,28 @@ def ppmi_word_vectors(
     df = np.asarray(present.sum(0)).ravel()
     columns = np.sort(np.argsort(-df, kind="stable")[:max_terms])
     columns = columns[df[columns] > 0]
-    docs_terms = sp.csr_matrix(present[:, columns])
-    cooc = sp.coo_matrix(docs_terms.T @ docs_terms)
-    off_diagonal = cooc.row != cooc.col
-    rows, cols, joint = cooc.row[off_diagonal], cooc.col[off_diagonal], cooc.data[off_diagonal]
+    # float32 and in place: the co-occurrence matrix is the big object (20NG: ~2 GB as float64 COO)
+    docs_terms = sp.csr_matrix(present[:, columns], dtype=np.float32)
+    ppmi = sp.csr_matrix(docs_terms.T @ docs_terms)  # co-occurrence counts, exact in float32
+    ppmi.setdiag(0)
+    ppmi.eliminate_zeros()
     n_terms = len(columns)
-    if len(joint) == 0 or n_terms < 3:
+    if ppmi.nnz == 0 or n_terms < 3:
         return columns, np.zeros((n_terms, 1))
-    total = joint.sum()
-    word = np.bincount(rows, weights=joint, minlength=n_terms)
-    context = np.bincount(cols, weights=joint, minlength=n_terms) ** CONTEXT_SMOOTHING
+    word = np.asarray(ppmi.sum(axis=1, dtype=np.float64)).ravel()
+    total = word.sum()
+    context = np.asarray(ppmi.sum(axis=0, dtype=np.float64)).ravel() ** CONTEXT_SMOOTHING
     context = context / context.sum() * total
-    pmi = np.log(joint * total / (word[rows] * context[cols]))
-    positive = pmi > 0
-    ppmi = sp.csr_matrix(
-        (pmi[positive], (rows[positive], cols[positive])), shape=(n_terms, n_terms)
-    )
+    rows = np.repeat(np.arange(n_terms), np.diff(ppmi.indptr))
+    log_word = np.log(np.maximum(word, 1e-300)).astype(np.float32)
+    log_context = np.log(np.maximum(context, 1e-300)).astype(np.float32)
+    ppmi.data = np.log(ppmi.data) + np.float32(np.log(total))  # log(joint * total / ...)
+    ppmi.data -= log_word[rows]
+    del rows
+    ppmi.data -= log_context[ppmi.indices]
+    ppmi.data[ppmi.data < 0] = 0  # positive PMI only
+    ppmi.eliminate_zeros()
+    ppmi = ppmi.astype(np.float64)  # SVD in double precision; only positive entries are left
     if ppmi.nnz == 0:
         return columns, np.zeros((n_terms, 1))
     k = min(dim, n_terms - 2)
