@@ -138,10 +138,14 @@ class JobManager:
         shutil.rmtree(spec.job_dir, ignore_errors=True)
         shutil.rmtree(spec.model_dir, ignore_errors=True)
         with self._lock:
-            self._by_collection.pop(spec.collection, None)
-            self._procs.pop(spec.job_id, None)
-            self._jobs.pop(spec.job_id, None)
-            self._monitors.pop(spec.job_id, None)
+            self._forget(spec)
+
+    def _forget(self, spec: JobSpec) -> None:
+        """Drop the job's in-memory bookkeeping; the caller holds ``_lock``."""
+        self._by_collection.pop(spec.collection, None)
+        self._procs.pop(spec.job_id, None)
+        self._jobs.pop(spec.job_id, None)
+        self._monitors.pop(spec.job_id, None)
 
     def _with_defaults(self, spec: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]:
         out = dict(settings)
@@ -270,10 +274,7 @@ class JobManager:
         finally:
             shutil.rmtree(spec.job_dir, ignore_errors=True)
             with self._lock:
-                self._by_collection.pop(spec.collection, None)
-                self._procs.pop(spec.job_id, None)
-                self._jobs.pop(spec.job_id, None)
-                self._monitors.pop(spec.job_id, None)
+                self._forget(spec)
                 self.finished += 1
 
     def _conclude(

@@ -172,8 +172,9 @@ def neighbour_lists(
     if config.bm25_graph:
         knns.append(nearest_neighbours(bm25_rows(graph_counts), config.neighbours, device))
     if config.word_vector_graph:
-        columns, vectors = ppmi_word_vectors(sp.csr_matrix(graph_counts))
-        idf = idf_of(sp.csr_matrix(graph_counts)).astype(np.float64)
-        docs = document_vectors(graph_counts, columns, vectors, idf)
+        sparse_counts = sp.csr_matrix(graph_counts)
+        columns, vectors = ppmi_word_vectors(sparse_counts)
+        idf = idf_of(sparse_counts).astype(np.float64)
+        docs = document_vectors(sparse_counts, columns, vectors, idf)
         knns.append(nearest_neighbours(docs, config.neighbours, device))
     return knns
