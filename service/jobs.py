@@ -179,25 +179,30 @@ class JobManager:
         if not self._transition(job_id, ("queued", "training"), "cancelling"):
             state = self.get(job_id)["state"] if job["state"] not in FINAL else job["state"]
             raise Conflict(f"job {job_id} is {state}; it can no longer be cancelled", "job_id")
-        proc = self._procs.get(job_id)
-        if proc is not None and proc.is_alive():
-            proc.terminate()
+        self._terminate(job_id)
         return self.get(job_id)
 
     def cancel_collection(self, collection: str) -> None:
         """Cancel the collection's job and wait for its monitor to be done with it, so that
-        nothing the job leaves behind lands in a collection re-created under the same name."""
+        nothing the job leaves behind lands in a collection re-created under the same name.
+        A job already applying its result is waited for, not refused: only the swap is left."""
         with self._lock:
             job_id = self._by_collection.get(collection)
             monitor = self._monitors.get(job_id) if job_id is not None else None
-        if job_id is not None:
-            if self.get(job_id)["state"] != "cancelling":  # already cancelled: just wait
-                self.cancel(job_id)
-            proc = self._procs.get(job_id)
-            if proc is not None:
-                proc.join(timeout=10)
-            if monitor is not None:
-                monitor.join(timeout=30)
+        if job_id is None:
+            return
+        if self._transition(job_id, ("queued", "training"), "cancelling"):
+            self._terminate(job_id)
+        proc = self._procs.get(job_id)
+        if proc is not None:
+            proc.join(timeout=10)
+        if monitor is not None:
+            monitor.join(timeout=30)
+
+    def _terminate(self, job_id: str) -> None:
+        proc = self._procs.get(job_id)
+        if proc is not None and proc.is_alive():
+            proc.terminate()
 
     def shutdown(self, timeout: float = 60.0) -> None:
         """Cancel training jobs and wait for every monitor to record its job's final state,

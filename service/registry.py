@@ -222,7 +222,7 @@ class Registry:
                     f"model_from {model_from!r} holds {source.modality} items, not {modality}",
                     "model_from",
                 )
-            _check_input_shape(spec, source)
+            _check_copied_spec(spec, source)
             spec = {**source.spec, **{k: v for k, v in spec.items() if k == "description"}}
         try:
             self.store.create_collection(name, modality, spec)
@@ -399,9 +399,9 @@ class Registry:
         return version
 
 
-def _check_input_shape(spec: dict[str, Any], source: CollectionState) -> None:
-    """A dim or image_shape given with model_from must be the copied model's."""
-    for key in ("dim", "image_shape"):
+def _check_copied_spec(spec: dict[str, Any], source: CollectionState) -> None:
+    """A bits, dim or image_shape given with model_from must be the copied model's."""
+    for key in ("bits", "dim", "image_shape"):
         asked, model = spec.get(key), source.spec.get(key)
         if asked is not None and asked != model:
             raise InvalidInput(

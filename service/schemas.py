@@ -119,7 +119,8 @@ class CollectionCreate(Strict):
         ge=8,
         le=128,  # the Hamming index's limit
         multiple_of=8,
-        description="Code length for retraining: a multiple of 8 in 8..128.",
+        description="Code length for retraining: a multiple of 8 in 8..128 (with model_from:"
+        " the copied model's, which is the default there).",
     )
     dim: int | None = Field(
         default=None,

@@ -55,6 +55,8 @@ def read_collection(collection: CollectionPath, runtime: RuntimeDep) -> Collecti
 def create_collection(body: CollectionCreate, runtime: RuntimeDep) -> CollectionPublic:
     """Create an empty collection (admin); retrain it, or start from another's model."""
     spec: dict[str, Any] = {"bits": body.bits, "description": body.description}
+    if body.model_from is not None and "bits" not in body.model_fields_set:
+        spec["bits"] = None  # left out, the bits are the copied model's, not the default
     if body.modality == "vector":
         if body.dim is None and body.model_from is None:
             raise InvalidInput("vector collections need 'dim' (the vector length)", "dim")

@@ -267,6 +267,39 @@ def test_deleting_a_retraining_collection_spares_a_new_one_of_the_same_name(
     assert client.get("/v1/admin/collections/x/models", headers=ADMIN).json()["count"] == 1
 
 
+def test_deleting_a_collection_whose_job_is_applying_waits_for_the_swap(
+    data_dir: Path, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    write_codes = runtime.store.write_codes
+    staging, release = threading.Event(), threading.Event()
+
+    def held_write_codes(*args: Any, **kwargs: Any) -> None:
+        staging.set()
+        assert release.wait(timeout=30)
+        write_codes(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.store, "write_codes", held_write_codes)
+    job_id = client.post("/v1/admin/collections/vecs/retrain", json={}, headers=ADMIN).json()["id"]
+    assert staging.wait(timeout=60)
+    assert client.get(f"/v1/admin/jobs/{job_id}", headers=ADMIN).json()["state"] == "applying"
+    deleted: list[int] = []
+    deleter = threading.Thread(
+        target=lambda: deleted.append(
+            client.delete("/v1/collections/vecs", headers=ADMIN).status_code
+        )
+    )
+    deleter.start()
+    time.sleep(0.3)
+    assert deleted == []  # waiting for the swap, not refusing
+    release.set()
+    deleter.join(timeout=60)
+    assert deleted == [200]
+    assert client.get("/v1/collections/vecs").status_code == 404
+    assert not (data_dir / "collections" / "vecs").exists()
+    assert client.get(f"/v1/admin/jobs/{job_id}", headers=ADMIN).status_code == 404
+
+
 class _Unstartable:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass

@@ -162,6 +162,7 @@ def test_a_database_level_duplicate_is_a_409(client: TestClient) -> None:
 
 
 MODEL_FROM_SHAPES = [
+    ({"name": "v3", "modality": "vector", "bits": 32, "model_from": "vecs"}, "bits"),
     ({"name": "v2", "modality": "vector", "dim": 3, "model_from": "vecs"}, "dim"),
     (
         {"name": "i2", "modality": "image", "image_shape": [8, 8], "model_from": "digits"},
