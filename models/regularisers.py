@@ -4,7 +4,8 @@
   Gaussian noise, or salt-and-pepper noise.
 - ``sparse_penalty``: L1 on the hidden activations, or KL(rho || mean activation) to a target rate.
 - ``contractive_penalty``: ||df/dx||_F^2 for a sigmoid layer h = sigmoid(W x + b), computed exactly:
-  dh_j/dx_i = h_j (1 - h_j) W_ji, so the squared Frobenius norm is sum_j (h_j(1-h_j))^2 ||W_j||^2.
+  dh_j/dx_i = h_j (1 - h_j) W_ji, so the squared Frobenius norm is sum_j (h_j(1-h_j))^2 ||W_j||^2;
+  optionally with x measured in units of each feature's spread.
 - ``bit_balance`` and ``bit_decorrelation``: keep every code bit used about half the time and the
   bits uncorrelated, so a short code spends all its capacity (as in spectral hashing / SNUH).
 """
@@ -56,13 +57,19 @@ def sparse_penalty(h: torch.Tensor, kind: str = "l1", target_rate: float = 0.05)
     raise ValueError(f"unknown sparsity {kind!r}; choose 'l1' or 'kl'")
 
 
-def contractive_penalty(h: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def contractive_penalty(
+    h: torch.Tensor, weight: torch.Tensor, input_scale: torch.Tensor | None = None
+) -> torch.Tensor:
     """Exact ||J||_F^2 of h = sigmoid(W x + b), averaged over the batch.
 
     h : (batch, out) sigmoid activations; weight : (out, in) as in ``nn.Linear``.
+    input_scale : (in,) spread of each input feature; given, the Jacobian is taken with respect to
+    the input in those units, J diag(input_scale), so one weight means the same contraction for
+    pixels, tf-idf and hidden features, whose spreads differ by orders of magnitude.
     """
     slope = (h * (1 - h)).pow(2)  # (batch, out)
-    row_norms = weight.pow(2).sum(1)  # (out,)
+    w2 = weight.pow(2) if input_scale is None else weight.pow(2) * input_scale.pow(2)
+    row_norms = w2.sum(1)  # (out,)
     return (slope * row_norms).sum(-1).mean()
 
 

@@ -60,6 +60,8 @@ class ShallowOutput(NamedTuple):
 
 
 class ShallowAutoencoder(nn.Module):
+    input_scale: torch.Tensor
+
     def __init__(
         self, in_dim: int, out_dim: int, likelihood: str, reg: LayerRegularisation | None = None
     ) -> None:
@@ -69,6 +71,8 @@ class ShallowAutoencoder(nn.Module):
         self.likelihood = likelihood
         self.reg = reg or LayerRegularisation()
         self.drop = nn.Dropout(self.reg.dropout)
+        # spread of each input feature: the contractive penalty's unit (ones: raw input units)
+        self.register_buffer("input_scale", torch.ones(in_dim))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.encoder(x))
@@ -91,7 +95,9 @@ class ShallowAutoencoder(nn.Module):
         if reg.sparse_weight > 0:
             loss = loss + reg.sparse_weight * sparse_penalty(h, reg.sparse_kind, reg.sparse_target)
         if reg.contractive_weight > 0:
-            loss = loss + reg.contractive_weight * contractive_penalty(h, self.encoder.weight)
+            loss = loss + reg.contractive_weight * contractive_penalty(
+                h, self.encoder.weight, self.input_scale
+            )
         return ShallowOutput(recon, h, loss)
 
     def encoder_weights(self) -> tuple[torch.Tensor, torch.Tensor]:

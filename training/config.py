@@ -42,6 +42,9 @@ class TrainConfig:
     corruption_level: float = 0.3
     sparse_weight: float = 0.1  # sparse pretraining (KL to sparse_target)
     sparse_target: float = 0.05
+    # ||df/dx||_F^2 with x in units of each input feature's spread (the same weight for pixels,
+    # tf-idf and hidden features); in raw units 0.1 gave 20NG 0.557 against 0.641 now, MNIST 0.937
+    # against 0.934
     contractive_weight: float = 0.1
     psd_sparsity: float = 0.1
     # fine-tuning of the unrolled deep autoencoder

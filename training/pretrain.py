@@ -113,6 +113,8 @@ def pretrain_layer(
         learner.init_visible_bias(sample)
     else:
         data_dependent_init(learner.encoder, sample)
+    if isinstance(learner, ShallowAutoencoder):
+        learner.input_scale.copy_(sample.std(0))
     opt = (
         None
         if isinstance(learner, RBM)

@@ -56,6 +56,28 @@ def test_contractive_penalty_equals_autograd_jacobian() -> None:
     torch.testing.assert_close(contractive_penalty(h, layer.weight), exact)
 
 
+def test_scaled_contractive_penalty_is_the_jacobian_in_units_of_each_features_spread() -> None:
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(5, 3)
+    scale = torch.tensor([0.01, 0.1, 1.0, 2.0, 0.0])
+    x = torch.randn(4, 5) * scale
+    by_autograd = torch.stack(
+        [
+            (torch.autograd.functional.jacobian(lambda v: torch.sigmoid(layer(v)), xi) * scale)
+            .pow(2)
+            .sum()
+            for xi in x
+        ]
+    ).mean()
+    h = torch.sigmoid(layer(x))
+    torch.testing.assert_close(contractive_penalty(h, layer.weight, scale), by_autograd)
+    # rescaling a feature and its weights the other way leaves the penalty as it was
+    stretch = torch.tensor([100.0, 1.0, 1.0, 1.0, 1.0])
+    torch.testing.assert_close(
+        contractive_penalty(h, layer.weight / stretch, scale * stretch), by_autograd
+    )
+
+
 def test_contractive_penalty_lowers_encoder_jacobian_norm() -> None:
     x = _patterns()
     plain = _fit(LayerRegularisation())

@@ -6,7 +6,7 @@ from models.autoencoder import DeepBinaryAutoencoder
 from training.config import PRETRAIN_MODES, TrainConfig
 from training.data import Dataset, Split
 from training.finetune import finetune_batch_size
-from training.pretrain import pretrain_stack, rbm_for
+from training.pretrain import pretrain_layer, pretrain_stack, rbm_for
 from training.train import autoencoder_config, train
 
 TINY = {"hidden_dims": (16,), "bits": 8, "epochs": 2, "pretrain_epochs": 1, "neighbours": 3,
@@ -95,6 +95,13 @@ def test_pretraining_lowers_reconstruction_loss(mode: str) -> None:
     before = recon_loss(fresh)
     pretrain_stack(fresh, x, x, cfg, "cpu")
     assert recon_loss(fresh) < 0.9 * before
+
+
+def test_contractive_pretraining_measures_the_jacobian_in_units_of_each_inputs_spread() -> None:
+    x = clustered_vectors(n=200).train.items * np.geomspace(1e-3, 10, 12, dtype=np.float32)
+    cfg = TrainConfig(hidden_dims=(16,), bits=8, pretrain="contractive", pretrain_epochs=1)
+    learner = pretrain_layer(x, x, 16, "gaussian", cfg, "cpu")
+    np.testing.assert_allclose(learner.input_scale.numpy(), x.std(0, ddof=1), rtol=1e-4)
 
 
 def test_rbm_pretraining_on_word_counts_lowers_the_multinomial_loss() -> None:
