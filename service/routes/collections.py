@@ -80,7 +80,8 @@ def create_collection(body: CollectionCreate, runtime: RuntimeDep) -> Collection
 
 @router.delete("/{collection}", response_model=Message, dependencies=[AdminDep])
 def delete_collection(collection: CollectionPath, runtime: RuntimeDep) -> Message:
-    """Delete a collection, its items and model versions (admin); cancels its retraining."""
+    """Delete a collection, its items and model versions (admin); cancels its retraining (a
+    retrain already swapping in its model is let finish first, then deleted with the rest)."""
     runtime.registry.get(collection)
     runtime.jobs.cancel_collection(collection)
     runtime.registry.delete(collection)
