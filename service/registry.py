@@ -222,7 +222,7 @@ class Registry:
                     f"model_from {model_from!r} holds {source.modality} items, not {modality}",
                     "model_from",
                 )
-            _check_copied_spec(spec, source)
+            _check_copied_spec(spec, source, serving.model.bits)
             spec = {**source.spec, **{k: v for k, v in spec.items() if k == "description"}}
         try:
             self.store.create_collection(name, modality, spec)
@@ -399,10 +399,15 @@ class Registry:
         return version
 
 
-def _check_copied_spec(spec: dict[str, Any], source: CollectionState) -> None:
+def _check_copied_spec(spec: dict[str, Any], source: CollectionState, bits: int) -> None:
     """A bits, dim or image_shape given with model_from must be the copied model's."""
-    for key in ("bits", "dim", "image_shape"):
-        asked, model = spec.get(key), source.spec.get(key)
+    copied = {
+        "bits": bits,
+        "dim": source.spec.get("dim"),
+        "image_shape": source.spec.get("image_shape"),
+    }
+    for key, model in copied.items():
+        asked = spec.get(key)
         if asked is not None and asked != model:
             raise InvalidInput(
                 f"{key} {asked} is not the {key} of model_from {source.name!r} ({model}); leave"
