@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from service.config import Settings
 from service.payloads import encode_png
 from service.registry import NewItem, Registry
 from service.storage import Store
+from training.durable import fsync_path
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,7 @@ DEMO_IMAGES = "demo-images"
 # (PCA-ITQ 0.650) in a few seconds.
 TEXT_CONFIG: dict[str, Any] = {"bits": 32, "epochs": 20}
 IMAGE_CONFIG: dict[str, Any] = {"bits": 16, "hidden_dims": [256], "epochs": 20}
+DONE_MARK = "demo-complete"  # in the collection's directory, written after its last item
 
 
 def _metadata(labels: np.ndarray | None, names: list[str], i: int) -> dict[str, Any]:
@@ -36,6 +39,18 @@ def _metadata(labels: np.ndarray | None, names: list[str], i: int) -> dict[str, 
         return {}
     picked = [names[j] for j in np.flatnonzero(labels[i])]
     return {"label": picked[0] if len(picked) == 1 else ",".join(picked)}
+
+
+def _is_kept(registry: Registry, name: str, demo_ids: list[str], done_mark: Path) -> bool:
+    """A marked build is complete. An unmarked one (interrupted, or built before the mark existed)
+    is redone only when it is neither whole nor holds items a user wrote into it."""
+    if done_mark.exists():
+        return True
+    state = registry.states[name]
+    if state.serving is not None and state.size == len(demo_ids):
+        return True
+    ours = set(demo_ids)
+    return any(item_id not in ours for _, item_id, _, _ in registry.store.item_keys(name))
 
 
 def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
@@ -64,10 +79,9 @@ def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
             start = time.perf_counter()
             dataset = make()
             split = dataset.train
+            done_mark = registry.data_dir / "collections" / name / DONE_MARK
             if name in registry.states:
-                state = registry.states[name]
-                # complete = a model and every item: an interrupted build is redone
-                if if_missing and state.serving is not None and state.size == len(split.ids):
+                if if_missing and _is_kept(registry, name, split.ids, done_mark):
                     report.append(f"{name}: exists, left as is")
                     continue
                 registry.delete(name)
@@ -87,6 +101,9 @@ def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
                 items.append(NewItem(item_id, value, meta, f"items[{i}]"))
             for start_row in range(0, len(items), 500):
                 registry.upsert(name, items[start_row : start_row + 500])
+            done_mark.touch()
+            fsync_path(done_mark)
+            fsync_path(done_mark.parent)
             took = time.perf_counter() - start
             report.append(
                 f"{name}: {len(items)} {dataset.modality} items, {model.bits}-bit model,"

@@ -28,7 +28,7 @@ def readyz(runtime: RuntimeDep) -> Response:
             if s.serving
             else registry.broken.get(name, "no model yet")
         )
-        for name, s in registry.states.items()
+        for name, s in list(registry.states.items())  # a snapshot: creates and deletes go on
     }
     ok = not registry.broken
     body = Health(status="ok" if ok else "degraded", device=runtime.device, collections=states)

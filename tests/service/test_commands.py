@@ -63,15 +63,29 @@ def test_demo_builds_once_and_repairs_an_interrupted_build(
         "demo-images: exists, left as is",
     ]
     assert trained == ["text", "image"]
-    # an interrupted build (items missing) is redone
-    from service.storage import Store
+    # an interrupted build (never marked complete, items missing) is redone
+    from service.demo import DONE_MARK
+    from service.storage import ItemWrite, Store
 
+    mark = tmp_path / "collections" / "demo-text" / DONE_MARK
+    mark.unlink()
     store = Store(tmp_path / "bitseek.sqlite3")
     store.delete_item("demo-text", "t3")
     store.close()
     build_demo(settings, if_missing=True)
-    assert trained == ["text", "image", "text"]
+    assert trained == ["text", "image", "text"] and mark.exists()
     store = Store(tmp_path / "bitseek.sqlite3")
     item = store.get_item("demo-text", "t3")
     assert item is not None and item.metadata == {"label": "b"}
+    # items a user wrote into a demo collection survive every later start, marked or not
+    store.upsert_items("demo-text", [ItemWrite("note-1", b"open a file", {}, None)], None)
+    store.delete_item("demo-text", "t4")
     store.close()
+    for unmarked in (False, True):
+        if unmarked:
+            mark.unlink()
+        build_demo(settings, if_missing=True)
+        assert trained == ["text", "image", "text"]
+        store = Store(tmp_path / "bitseek.sqlite3")
+        assert store.get_item("demo-text", "note-1") is not None
+        store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from service.config import Settings
 from service.main import create_app
+from service.routes.health import readyz
 from tests.conftest import FakeBackend, make_settings
 
 
@@ -69,3 +71,27 @@ def test_unavailable_cuda_is_a_clear_start_up_error(data_dir: Path) -> None:
     app = create_app(make_settings(data_dir, device="cuda"), backend=FakeBackend())
     with pytest.raises(RuntimeError, match="CUDA is not available"), TestClient(app):
         pass
+
+
+def test_readyz_survives_collections_created_and_deleted_meanwhile(client: TestClient) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    registry = runtime.registry
+    for i in range(300):
+        registry.create(f"pad{i}", "text", {"bits": 32})
+    stop = threading.Event()
+
+    def churn() -> None:
+        i = 0
+        while not stop.is_set():
+            registry.create(f"churn{i}", "text", {"bits": 32})
+            registry.delete(f"churn{i}")
+            i += 1
+
+    worker = threading.Thread(target=churn)
+    worker.start()
+    try:
+        for _ in range(2000):
+            readyz(runtime)  # raised "dictionary changed size during iteration" (a 500)
+    finally:
+        stop.set()
+        worker.join()
