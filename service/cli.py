@@ -18,7 +18,13 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bitseek",
         description="Semantic hashing: train binary-code autoencoders, evaluate, serve search.",
     )
-    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"),
+        help="logging level (default: INFO)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register_training(subparsers)
     register_evaluate(subparsers)

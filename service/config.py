@@ -23,7 +23,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="SQLite database, model versions, jobs.")
     device: str = Field("auto", description="auto (CUDA when available), cpu, cuda or cuda:N.")
     admin_token: str | None = Field(None, description="Bearer token; admin routes off if unset.")
-    log_level: str = Field("info", description="uvicorn / logging level.")
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] = Field(
+        "info", description="uvicorn / logging level."
+    )
 
     # Limits: every one is enforced before anything is stored.
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="Larger bodies get 413.")
@@ -41,6 +43,11 @@ class Settings(BaseSettings):
     # SQLite durability: FULL fsyncs the WAL at every commit (survives power loss as well as a
     # killed process); NORMAL survives a killed process but may lose the last commits on power loss.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field("FULL", description="PRAGMA synchronous.")
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower_log_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("device")
     @classmethod

@@ -58,8 +58,9 @@ def create_app(
     app.include_router(denoise.router, prefix="/v1")
     app.include_router(admin.router, prefix="/v1")
     app.include_router(health.router)
-    app.add_middleware(RequestMetrics, metrics=metrics)
+    # the last added is outermost: requests refused for their size are still counted
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
     return app
 
 

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from service import cli
 from service.config import Settings
 from service.main import create_app
 from service.routes.health import readyz
@@ -61,6 +62,32 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BITSEEK_DEVICE", "gpu")
     with pytest.raises(ValidationError, match="device must be auto, cpu, cuda or cuda:N"):
         Settings.model_validate({})
+    monkeypatch.setenv("BITSEEK_DEVICE", "cpu")
+    monkeypatch.setenv("BITSEEK_LOG_LEVEL", "DEBUG")
+    assert Settings.model_validate({}).log_level == "debug"
+    monkeypatch.setenv("BITSEEK_LOG_LEVEL", "bogus")  # was a KeyError traceback from uvicorn
+    with pytest.raises(ValidationError, match="log_level"):
+        Settings.model_validate({})
+
+
+def test_a_bad_log_level_is_a_one_line_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("BITSEEK_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BITSEEK_LOG_LEVEL", "bogus")
+    assert cli.main(["serve", "--port", "1"]) == 2
+    assert "log_level" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--log-level", "bogus", "serve"])
+    assert exited.value.code == 2 and "--log-level" in capsys.readouterr().err
+
+
+def test_bodies_refused_for_their_size_are_counted(data_dir: Path) -> None:
+    app = create_app(make_settings(data_dir, max_body_bytes=100), backend=FakeBackend())
+    with TestClient(app) as client:
+        big = {"items": [{"id": "a", "text": "x" * 200}]}
+        assert client.post("/v1/collections/docs/items", json=big).status_code == 413
+        assert 'status="413"' in client.get("/metrics").text
 
 
 def test_unavailable_cuda_is_a_clear_start_up_error(data_dir: Path) -> None:
