@@ -79,7 +79,7 @@ def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
             start = time.perf_counter()
             dataset = make()
             split = dataset.train
-            done_mark = registry.data_dir / "collections" / name / DONE_MARK
+            done_mark = registry.collection_dir(name) / DONE_MARK
             if name in registry.states:
                 if if_missing and _is_kept(registry, name, split.ids, done_mark):
                     report.append(f"{name}: exists, left as is")

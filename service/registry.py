@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from training.durable import fsync_path, fsync_tree, make_dirs
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+DELETED_PREFIX = ".deleted-"  # no collection name starts with '.'
 IndexFactory = Callable[[int], Any]
 
 
@@ -94,18 +97,24 @@ class Registry:
             )
         return state, serving
 
+    def collection_dir(self, name: str) -> Path:
+        return self.data_dir / "collections" / name
+
     def model_dir(self, name: str, version: int) -> Path:
-        return self.data_dir / "collections" / name / "models" / f"v{version}"
+        return self.collection_dir(name) / "models" / f"v{version}"
 
     def next_version(self, name: str) -> int:
         used = [v["version"] for v in self.store.versions(name)]
-        root = self.data_dir / "collections" / name / "models"
+        root = self.collection_dir(name) / "models"
         if root.exists():
             used += [int(p.name[1:]) for p in root.iterdir() if re.fullmatch(r"v\d+", p.name)]
         return max(used, default=0) + 1
 
     # start-up -------------------------------------------------------------------------------
     def load(self) -> None:
+        root = self.data_dir / "collections"
+        for doomed in root.glob(f"{DELETED_PREFIX}*") if root.exists() else ():
+            self._remove_dir(doomed)  # set aside by a delete that stopped before removing it
         for row in self.store.collections():
             state = self._new_state(row.name, row.modality, row.spec, row.created_at)
             keys = self.store.item_keys(row.name)
@@ -224,10 +233,13 @@ class Registry:
                 )
             _check_copied_spec(spec, source, serving.model.bits)
             spec = {**source.spec, **{k: v for k, v in spec.items() if k == "description"}}
+            spec["bits"] = serving.model.bits  # retrains keep the copied code length
         try:
             self.store.create_collection(name, modality, spec)
         except sqlite3.IntegrityError:  # another process sharing the database got there first
             raise Conflict(f"collection {name!r} already exists", "name") from None
+        # the name had no row, so a directory under it was left by a delete that was cut short
+        self._remove_dir(self._set_aside(name))
         state = self._new_state(name, modality, spec, time.time())
         if source is None or serving is None:
             self.states[name] = state
@@ -259,24 +271,44 @@ class Registry:
             self.store.delete_collection(name)
         except Exception:
             log.exception("collection %s: cannot remove it after its creation failed", name)
-        shutil.rmtree(self.data_dir / "collections" / name, ignore_errors=True)
+        self._remove_dir(self._set_aside(name))
 
     def delete(self, name: str) -> None:
         state = self.get(name)
-        with state.write_lock:  # no write of this collection is half-way through
+        # no write of this collection is half-way through, and no create of the name starts
+        # before its directory is out of the way
+        with self._create_lock, state.write_lock:
             self.store.delete_collection(name)
             self.states.pop(name, None)
             self.broken.pop(name, None)
-        shutil.rmtree(self.data_dir / "collections" / name, ignore_errors=True)
+            doomed = self._set_aside(name)
+        self._remove_dir(doomed)
+
+    def _set_aside(self, name: str) -> Path | None:
+        """Rename a collection's directory out of its name's way (atomic); None if it has none."""
+        directory = self.collection_dir(name)
+        if not directory.exists():
+            return None
+        doomed = directory.with_name(f"{DELETED_PREFIX}{name}.{uuid.uuid4().hex[:8]}")
+        os.replace(directory, doomed)
+        return doomed
+
+    @staticmethod
+    def _remove_dir(directory: Path | None) -> None:
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
 
     # items ----------------------------------------------------------------------------------
     def upsert(self, name: str, items: Sequence[NewItem]) -> tuple[int, int | None]:
         """Validate everything, encode, commit, then update memory. Returns (count, version)."""
         state = self.get(name)
-        latest: dict[str, NewItem] = {item.id: item for item in items}  # same id: last one wins
-        batch = list(latest.values())
-        fields = [f"{i.field}.{state.modality}" for i in batch]
-        decoded = state.codec.decode([i.value for i in batch], fields)
+        # every item is checked, an overwritten duplicate too; then the last of an id wins
+        checked = state.codec.decode(
+            [i.value for i in items], [f"{i.field}.{state.modality}" for i in items]
+        )
+        kept = sorted({item.id: k for k, item in enumerate(items)}.values())
+        batch = [items[k] for k in kept]
+        decoded = [checked[k] for k in kept]
         payloads = [state.codec.to_bytes(v) for v in decoded]
         while True:
             serving = state.serving

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.main import create_app
-from tests.conftest import ADMIN, FakeBackend, make_settings, make_texts
+from tests.conftest import ADMIN, FakeBackend, FakeModel, make_settings, make_texts
 
 
 def test_list_and_read_collections(client: TestClient) -> None:
@@ -124,6 +125,14 @@ def test_model_from_copies_the_model(client: TestClient) -> None:
     assert a["codes"] == b["codes"]
 
 
+def test_a_copy_retrains_at_the_copied_models_code_length(client: TestClient) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    runtime.registry.install_model("docs", FakeModel("text", 16, ()))  # created at 32 bits
+    body = {"name": "copy", "modality": "text", "model_from": "docs"}
+    assert client.post("/v1/collections", json=body, headers=ADMIN).json()["bits"] == 16
+    assert runtime.registry.get("copy").spec["bits"] == 16
+
+
 def test_delete_collection(client: TestClient) -> None:
     assert client.delete("/v1/collections/docs").status_code == 401
     r = client.delete("/v1/collections/docs", headers=ADMIN)
@@ -233,3 +242,45 @@ def test_model_from_is_on_disk_before_its_version_is_committed(
     synced = set(events[: events.index("commit")])
     wanted = {*model.iterdir(), model, model.parent, model.parent.parent, data_dir / "collections"}
     assert {str(p) for p in wanted} <= synced
+
+
+def test_a_delete_racing_a_create_of_the_same_name_spares_the_new_collections_files(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = client.app.state.runtime.registry  # type: ignore[attr-defined]
+    registry.create("victim", "text", {"bits": 32}, model_from="docs")
+    remove = shutil.rmtree
+    raced: list[int] = []
+
+    def rmtree_racing_a_create(path: Any, *args: Any, **kwargs: Any) -> None:
+        if not raced:  # a create of the name arrives while the old directory is being removed
+            raced.append(1)
+            threading.Thread(
+                target=registry.create, args=("victim", "text", {"bits": 32}, "docs")
+            ).start()
+            time.sleep(0.3)
+        remove(path, *args, **kwargs)
+
+    monkeypatch.setattr("service.registry.shutil.rmtree", rmtree_racing_a_create)
+    registry.delete("victim")
+    deadline = time.monotonic() + 10
+    while registry.states.get("victim") is None or registry.states["victim"].serving is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert raced and (registry.model_dir("victim", 1) / "fake.json").exists()
+
+
+def test_directories_left_by_an_interrupted_delete_are_cleared(data_dir: Path) -> None:
+    leftover = data_dir / "collections" / "again" / "models" / "v1"
+    leftover.mkdir(parents=True)  # the row was deleted, the process died before the files
+    set_aside = data_dir / "collections" / ".deleted-old.1234abcd" / "models" / "v1"
+    set_aside.mkdir(parents=True)
+    app = create_app(make_settings(data_dir), backend=FakeBackend())
+    with TestClient(app) as client:
+        assert not set_aside.exists()
+        body = {"name": "again", "modality": "text", "model_from": "docs"}
+        r = client.post("/v1/collections", json=body, headers=ADMIN)
+        assert r.status_code == 201, r.text
+        assert sorted(
+            p.name for p in (data_dir / "collections" / "again" / "models").iterdir()
+        ) == ["v1"]

@@ -35,6 +35,11 @@ def test_upsert_read_overwrite_delete(client: TestClient) -> None:
     assert r.json()["upserted"] == 1
     assert client.get("/v1/collections/docs/items/new/1").json()["text"] == "hockey puck goal"
     assert _count(client, "docs") == 41
+    # an overwritten duplicate is checked too, and refused by its own field
+    items = [{"id": "new/1", "text": "   "}, {"id": "new/1", "text": "fine"}]
+    r = client.post("/v1/collections/docs/items", json={"items": items})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "items[0].text"
+    assert client.get("/v1/collections/docs/items/new/1").json()["text"] == "hockey puck goal"
     hit = client.post("/v1/collections/docs/search", json={"text": "hockey puck goal", "k": 1})
     assert hit.json()["hits"][0]["distance"] == 0
     assert client.delete("/v1/collections/docs/items/new/1").status_code == 200
