@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import ValidationError
 
+from service.backend import infer
 from service.deps import RuntimeDep
 from service.errors import InvalidInput
 from service.payloads import decode_image_bytes, encode_png, image_shape
@@ -85,14 +86,21 @@ def _metadata_problem(exc: ValidationError) -> str:
 def read_item(collection: CollectionPath, item_id: ItemPath, runtime: RuntimeDep) -> ItemPublic:
     """One stored item, with its code under the active model."""
     state, row = runtime.registry.get_item(collection, item_id)
-    value = state.codec.to_json(state.codec.from_bytes(row.payload))
-    code = bytes(row.code).hex() if row.code is not None else None
+    decoded = state.codec.from_bytes(row.payload)
+    serving = state.serving
+    code, version = None, None
+    if serving is not None:
+        version = serving.version
+        if row.code is not None and row.version == serving.version:
+            code = bytes(row.code)
+        else:  # staged by an activation not committed (or never to be): the serving model's
+            code = bytes(infer(serving.model.encode, state.codec.batch([decoded]))[0])
     return ItemPublic(
         id=row.id,
         metadata=row.metadata,
-        code=code,
-        model_version=row.version,
-        **{state.modality: value},
+        code=code.hex() if code is not None else None,
+        model_version=version,
+        **{state.modality: state.codec.to_json(decoded)},
     )
 
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.main import create_app
-from tests.conftest import FakeBackend, make_images, make_settings, png_b64
+from tests.conftest import FakeBackend, FakeModel, make_images, make_settings, png_b64
 
 
 def _count(client: TestClient, collection: str) -> int:
@@ -266,3 +266,23 @@ def test_a_json_body_that_is_not_utf8_is_refused_naming_the_body(client: TestCli
     assert r.status_code == 422, r.text
     assert r.json()["error"]["field"] == "body" and "UTF-8" in r.json()["error"]["message"]
     assert client.get("/v1/collections/docs/items/x").status_code == 404
+
+
+def test_an_item_reports_the_serving_models_code_after_a_failed_activation(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = client.app.state.runtime.registry  # type: ignore[attr-defined]
+    before = client.get("/v1/collections/vecs/items/v1").json()
+    version = registry.next_version("vecs")
+    FakeModel("vector", 16, (8,), seed=42).save(registry.model_dir("vecs", version))
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError("database or disk is full")
+
+    # the new version's codes are staged in the item rows, then its commit fails
+    monkeypatch.setattr(registry.store, "set_codes", disk_full)
+    with pytest.raises(OSError):
+        registry.activate("vecs", version)
+    assert client.get("/v1/collections/vecs").json()["active_version"] == 1
+    after = client.get("/v1/collections/vecs/items/v1").json()
+    assert (after["model_version"], after["code"]) == (1, before["code"])
