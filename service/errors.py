@@ -21,6 +21,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from training.rejection import ItemRejected
+
 log = logging.getLogger(__name__)
 
 
@@ -65,6 +67,13 @@ class AdminDisabled(BitseekError):
 
 class Unavailable(BitseekError):
     status = 503
+
+
+def model_rejected(exc: ValueError, fields: Sequence[str], batch_field: str) -> InvalidInput:
+    """A model's ValueError as a 422 naming the item it refused (its entry in ``fields``), or
+    ``batch_field`` when the model does not say which item."""
+    field = fields[exc.index] if isinstance(exc, ItemRejected) else batch_field
+    return InvalidInput(f"the model rejected the items: {exc}", field)
 
 
 _UNION_TAGS = {"str", "int", "float", "bool", "none", "list[float]", "function-after"}

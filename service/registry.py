@@ -25,7 +25,7 @@ import numpy as np
 
 from service.backend import Backend, Model, infer
 from service.collection import CollectionState, Serving
-from service.errors import Conflict, InvalidInput, NotFound
+from service.errors import Conflict, InvalidInput, NotFound, model_rejected
 from service.payloads import Codec
 from service.storage import ItemRow, ItemWrite, Store, VersionRecord
 from training.durable import fsync_path, fsync_tree, make_dirs
@@ -317,7 +317,7 @@ class Registry:
                 try:
                     packed = infer(serving.model.encode, state.codec.batch(decoded))
                 except ValueError as exc:
-                    raise InvalidInput(f"the model rejected the items: {exc}", "items") from None
+                    raise model_rejected(exc, fields, "items") from None
                 codes = [bytes(c) for c in packed]
             with state.write_lock:
                 if self.states.get(name) is not state:

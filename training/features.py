@@ -25,6 +25,8 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
 
+from training.rejection import ItemRejected
+
 LOG = logging.getLogger(__name__)
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
 # e-mail addresses are kept whole (one term, not "john", "cs", "edu"), then words of 2+ characters:
@@ -158,7 +160,7 @@ class CountVectorFeaturizer:
 
     @classmethod
     def fit(cls, x: Matrix, vocab_size: int | None = None) -> CountVectorFeaturizer:
-        counts = sp.csr_matrix(_check_vectors(x, None), dtype=np.float32)
+        counts = _check_counts(x, None)
         n_features = counts.shape[1]
         df = np.bincount(counts.indices, minlength=n_features)
         keep = n_features if vocab_size is None else min(vocab_size, n_features)
@@ -166,7 +168,7 @@ class CountVectorFeaturizer:
         return cls(idf_of(sp.csr_matrix(counts[:, columns])), columns, n_features)
 
     def targets(self, items: Any) -> Matrix:
-        counts = sp.csr_matrix(_check_vectors(items, self.n_features), dtype=np.float32)
+        counts = _check_counts(items, self.n_features)
         return sp.csr_matrix(counts[:, self.columns])
 
     def transform(self, items: Any) -> Matrix:
@@ -211,7 +213,11 @@ class VectorFeaturizer:
 
     def transform(self, items: Any) -> Matrix:
         x = _dense(_check_vectors(items, self.dim))
-        return ((x - self.mean) / self.scale).astype(np.float32)
+        with np.errstate(over="ignore"):  # refused below, naming the item
+            z = ((x - self.mean) / self.scale).astype(np.float32)
+        # the network turns an infinite feature into NaN activations: a code of nothing
+        _check_finite_rows(z, "its values are so far from the training data that they overflow")
+        return z
 
     def targets(self, items: Any) -> Matrix:
         return self.transform(items)
@@ -340,11 +346,26 @@ def _check_vectors(x: Any, dim: int | None) -> Matrix:
         x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2:
             raise ValueError(f"vectors must be a 2-D array (n, dim), got shape {x.shape}")
-        if not np.isfinite(x).all():
-            raise ValueError("vectors contain NaN or infinite values")
+        _check_finite_rows(x, "it contains NaN or infinite values")
     if dim is not None and x.shape[1] != dim:
         raise ValueError(f"vectors must have {dim} columns, got {x.shape[1]}")
     return x
+
+
+def _check_counts(x: Any, dim: int | None) -> sp.csr_matrix:
+    """Word counts as float32 CSR; a negative count would vanish as log1p's NaN in tf-idf."""
+    counts = sp.csr_matrix(_check_vectors(x, dim), dtype=np.float32)
+    bad = ~np.isfinite(counts.data) | (counts.data < 0)
+    if bad.any():
+        row = int(np.searchsorted(counts.indptr, np.argmax(bad), side="right")) - 1
+        raise ItemRejected(row, "word counts must be finite and non-negative")
+    return counts
+
+
+def _check_finite_rows(x: np.ndarray, reason: str) -> None:
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        raise ItemRejected(int(np.argmin(finite)), reason)
 
 
 def _dense(x: Matrix) -> np.ndarray:

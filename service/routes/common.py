@@ -48,10 +48,13 @@ def decode_queries(state: CollectionState, payloads: list[Payload], field: str) 
         value = payload_value(payloads[0], state, "query")
         return state.codec.batch(state.codec.decode([value], [state.modality]))
     values = [payload_value(p, state, f"{field}[{i}]") for i, p in enumerate(payloads)]
-    decoded = state.codec.decode(
-        values, [f"{field}[{i}].{state.modality}" for i in range(len(values))]
-    )
+    decoded = state.codec.decode(values, item_fields(state, len(values), field))
     return state.codec.batch(decoded)
+
+
+def item_fields(state: CollectionState, n: int, field: str = "items") -> list[str]:
+    """How errors name the values of a batch: ``items[0].text``, ``items[1].text``, ..."""
+    return [f"{field}[{i}].{state.modality}" for i in range(n)]
 
 
 def serving_batch(

@@ -9,9 +9,9 @@ from fastapi import APIRouter
 
 from service.backend import infer
 from service.deps import RuntimeDep
-from service.errors import InvalidInput
+from service.errors import InvalidInput, model_rejected
 from service.payloads import encode_png
-from service.routes.common import CollectionPath, serving_batch
+from service.routes.common import CollectionPath, item_fields, serving_batch
 from service.routes.utf8 import Utf8Route
 from service.schemas import Denoised, DenoiseRequest, DenoiseResponse, Term
 
@@ -28,7 +28,7 @@ async def denoise_items(
     try:
         out = await loop.run_in_executor(runtime.executor, infer, serving.model.denoise, items)
     except ValueError as exc:
-        raise InvalidInput(f"the model rejected the items: {exc}", "items") from None
+        raise model_rejected(exc, item_fields(state, len(body.items)), "items") from None
     if state.modality != "text":  # term weights are bounded; pixels and values can overflow
         _check_finite(np.asarray(out), state.modality)
     if state.modality == "text":

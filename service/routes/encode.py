@@ -7,8 +7,8 @@ from fastapi import APIRouter
 
 from service.codes import to_hex
 from service.deps import RuntimeDep
-from service.errors import InvalidInput
-from service.routes.common import CollectionPath, serving_batch
+from service.errors import model_rejected
+from service.routes.common import CollectionPath, item_fields, serving_batch
 from service.routes.utf8 import Utf8Route
 from service.schemas import EncodeRequest, EncodeResponse
 
@@ -20,7 +20,7 @@ async def encode_items(
     collection: CollectionPath, body: EncodeRequest, runtime: RuntimeDep
 ) -> EncodeResponse:
     """Binary codes (hex) of the given items under the active model."""
-    _, serving, items = serving_batch(collection, body.items, runtime)
+    state, serving, items = serving_batch(collection, body.items, runtime)
     model = serving.model
     try:
         codes = await runtime.batcher.submit((id(model), "encode"), model.encode, items)
@@ -31,7 +31,7 @@ async def encode_items(
             )
             continuous = np.asarray(values, dtype=np.float64).round(6).tolist()
     except ValueError as exc:
-        raise InvalidInput(f"the model rejected the items: {exc}", "items") from None
+        raise model_rejected(exc, item_fields(state, len(body.items)), "items") from None
     return EncodeResponse(
         bits=model.bits, model_version=serving.version, codes=to_hex(codes), continuous=continuous
     )

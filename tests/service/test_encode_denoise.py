@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from tests.conftest import FakeModel, make_images, make_texts, png_b64
+from training.features import VectorFeaturizer
 
 
 def test_encode_matches_the_model_and_packbits_order(client: TestClient) -> None:
@@ -38,6 +39,31 @@ def test_encode_errors(client: TestClient) -> None:
     assert r.status_code == 422 and r.json()["error"]["field"] == "items"
     r = client.post("/v1/collections/vecs/encode", json={"items": [{"vector": [1.0] * 9}]})
     assert r.status_code == 422 and r.json()["error"]["field"] == "items[0].vector"
+
+
+def test_a_vector_the_featuriser_refuses_is_a_422_naming_it_and_is_not_stored(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = client.app.state.runtime.registry.get("vecs").serving.model  # type: ignore[attr-defined]
+    # a Gaussian model's standardisation over a tiny spread: 1e37 overflows to inf in it
+    narrow = VectorFeaturizer(np.zeros(8, np.float32), np.full(8, 0.01, np.float32))
+    monkeypatch.setattr(model, "featurize", narrow.transform)
+    near, far = [0.001] * 8, [1e37, -1e37] * 4
+    r = client.post(
+        "/v1/collections/vecs/encode",
+        json={"items": [{"vector": near}, {"vector": far}], "continuous": True},
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "items[1].vector", r.text
+    r = client.post(
+        "/v1/collections/vecs/items",
+        json={"items": [{"id": "near", "vector": near}, {"id": "far", "vector": far}]},
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "items[1].vector", r.text
+    assert client.get("/v1/collections/vecs/items/near").status_code == 404  # all or nothing
+    r = client.post("/v1/collections/vecs/search", json={"vector": far, "k": 3})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "vector", r.text
+    r = client.post("/v1/collections/vecs/encode", json={"items": [{"vector": near}]})
+    assert r.status_code == 200
 
 
 def test_denoise_images_text_vectors(client: TestClient) -> None:

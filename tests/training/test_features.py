@@ -12,6 +12,7 @@ from training.features import (
     is_count_valued,
     looks_like_word_counts,
 )
+from training.rejection import ItemRejected
 
 TRAIN_TEXTS = [
     "the rocket launch was delayed by the weather",
@@ -115,6 +116,30 @@ def test_real_vectors_are_standardised_with_train_statistics() -> None:
         f.transform(np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError, match="NaN"):
         f.transform(np.full((2, 4), np.nan, np.float32))
+
+
+def test_a_vector_that_overflows_when_standardised_is_refused_by_its_index() -> None:
+    # 1e37 is a finite float32, but over a 0.01 spread it is inf: the network would give NaN
+    f = VectorFeaturizer(np.zeros(4, np.float32), np.full(4, 0.01, np.float32))
+    far = np.array([[0.5] * 4, [1e37, -1e37, 0.0, 0.0]], np.float32)
+    with pytest.raises(ItemRejected, match="item 1: .*far from the training data") as caught:
+        f.transform(far)
+    assert caught.value.index == 1
+    assert np.isfinite(f.transform(far[:1])).all()
+
+
+@pytest.mark.parametrize("bad", [-5.0, np.nan, np.inf])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_word_counts_must_be_finite_and_non_negative(bad: float, sparse: bool) -> None:
+    counts = np.array([[1, 0, 2], [0, 3, 0], [1, 1, 1]], dtype=np.float32)
+    f = CountVectorFeaturizer.fit(counts)
+    items = counts.copy()
+    items[2, 1] = bad  # log1p(-5) is NaN: the term would silently drop out of the tf-idf
+    with pytest.raises(ItemRejected, match="item 2: ") as caught:
+        f.transform(sp.csr_matrix(items) if sparse else items)
+    assert caught.value.index == 2
+    with pytest.raises(ItemRejected, match="item 2: "):
+        CountVectorFeaturizer.fit(sp.csr_matrix(items) if sparse else items)
 
 
 def test_nearly_constant_features_are_not_blown_up() -> None:
