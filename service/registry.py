@@ -303,12 +303,12 @@ class Registry:
         """Validate everything, encode, commit, then update memory. Returns (count, version)."""
         state = self.get(name)
         # every item is checked, an overwritten duplicate too; then the last of an id wins
-        checked = state.codec.decode(
-            [i.value for i in items], [f"{i.field}.{state.modality}" for i in items]
-        )
+        fields = [f"{i.field}.{state.modality}" for i in items]
+        checked = state.codec.decode([i.value for i in items], fields)
         kept = sorted({item.id: k for k, item in enumerate(items)}.values())
         batch = [items[k] for k in kept]
         decoded = [checked[k] for k in kept]
+        fields = [fields[k] for k in kept]  # as the model sees the batch
         payloads = [state.codec.to_bytes(v) for v in decoded]
         while True:
             serving = state.serving

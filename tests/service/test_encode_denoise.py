@@ -60,6 +60,12 @@ def test_a_vector_the_featuriser_refuses_is_a_422_naming_it_and_is_not_stored(
     )
     assert r.status_code == 422 and r.json()["error"]["field"] == "items[1].vector", r.text
     assert client.get("/v1/collections/vecs/items/near").status_code == 404  # all or nothing
+    # named by its place in the request, when an earlier duplicate was dropped before encoding
+    dup = [{"id": "near", "vector": near}, {"id": "near", "vector": near}]
+    r = client.post(
+        "/v1/collections/vecs/items", json={"items": [*dup, {"id": "f", "vector": far}]}
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "items[2].vector", r.text
     r = client.post("/v1/collections/vecs/search", json={"vector": far, "k": 3})
     assert r.status_code == 422 and r.json()["error"]["field"] == "vector", r.text
     r = client.post("/v1/collections/vecs/encode", json={"items": [{"vector": near}]})
