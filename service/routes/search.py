@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import scipy.sparse as sp
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
+from service.backend import Model
 from service.codes import from_hex, to_hex
 from service.collection import CollectionState, Serving
 from service.deps import RuntimeDep
@@ -44,11 +46,25 @@ async def query_code(
     else:
         payload = Payload(text=body.text, image=body.image, vector=body.vector)
         items = decode_queries(state, [payload], "")
+        if body.text is not None:
+            await run_in_threadpool(_check_known_terms, model, items)
     try:
         codes = await runtime.batcher.submit((id(model), "encode"), model.encode, items)
     except ValueError as exc:
         raise InvalidInput(f"the model rejected the query: {exc}", given[0]) from None
     return np.asarray(codes, dtype=np.uint8).reshape(1, -1)
+
+
+def _check_known_terms(model: Model, texts: list[str]) -> None:
+    """A text with no term the model knows has the code of the empty document: searching with it
+    would return the same arbitrary hits for every such query."""
+    features = model.featurize(texts)
+    if features.nnz == 0 if sp.issparse(features) else not np.any(features):
+        raise InvalidInput(
+            "no word of this text is in the model's vocabulary, so it cannot be searched for;"
+            " retrain the collection once it holds documents with these words",
+            "text",
+        )
 
 
 @router.post("/search", response_model=SearchResponse)

@@ -165,6 +165,9 @@ def test_end_to_end_with_real_models(server: str, data_dir: Path) -> None:
         json={"items": [{"text": news[3]["text"]}], "continuous": True},
     ).json()
     assert len(code["codes"][0]) == 4 and len(code["continuous"][0]) == 16
+    # a text with no word of the vocabulary would get the empty document's arbitrary hits
+    unknown = client.post("/v1/collections/news/search", json={"text": "qzxv wvqz", "k": 5})
+    assert unknown.status_code == 422 and unknown.json()["error"]["field"] == "text"
     by_code = client.post("/v1/collections/news/search", json={"code": code["codes"][0], "k": 5})
     by_id = client.post("/v1/collections/news/search", json={"id": news[3]["id"], "k": 5})
     assert by_code.json()["hits"] == by_id.json()["hits"] == hits

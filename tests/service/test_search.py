@@ -164,6 +164,7 @@ BAD_SEARCHES: list[tuple[dict[str, Any], int, str]] = [
     ({"k": 3}, 422, "query"),
     ({"text": "x", "id": "t001"}, 422, "query"),
     ({"text": ""}, 422, "text"),
+    ({"text": "?! ..."}, 422, "text"),  # no word the model knows
     ({"vector": [1.0, 2.0]}, 422, "vector"),
     ({"image": png_b64(make_images(1)[0])}, 422, "image"),
     ({"id": "missing"}, 404, "id"),
