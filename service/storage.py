@@ -83,6 +83,11 @@ class ItemRow:
     seq: int
     version: int | None
 
+    def code_under(self, version: int) -> bytes | None:
+        """The stored code if ``version`` made it; one staged by an activation that has not
+        committed (or never will) is not that version's."""
+        return self.code if self.version == version else None
+
 
 @dataclass(frozen=True)
 class ItemWrite:

@@ -91,9 +91,8 @@ def read_item(collection: CollectionPath, item_id: ItemPath, runtime: RuntimeDep
     code, version = None, None
     if serving is not None:
         version = serving.version
-        if row.code is not None and row.version == serving.version:
-            code = bytes(row.code)
-        else:  # staged by an activation not committed (or never to be): the serving model's
+        code = row.code_under(serving.version)
+        if code is None:
             code = bytes(infer(serving.model.encode, state.codec.batch([decoded]))[0])
     return ItemPublic(
         id=row.id,

@@ -40,8 +40,9 @@ async def query_code(
         row = await run_in_threadpool(runtime.store.get_item, state.name, body.id)
         if row is None:
             raise NotFound(f"collection {state.name!r} has no item {body.id!r}", "id")
-        if row.code is not None and row.version == serving.version:
-            return np.frombuffer(row.code, dtype=np.uint8).reshape(1, -1)
+        stored = row.code_under(serving.version)
+        if stored is not None:
+            return np.frombuffer(stored, dtype=np.uint8).reshape(1, -1)
         items = state.codec.batch([state.codec.from_bytes(row.payload)])
     else:
         payload = Payload(text=body.text, image=body.image, vector=body.vector)
