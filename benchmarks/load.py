@@ -75,8 +75,9 @@ def free_port() -> int:
 def build_data_dir(data_dir: Path, texts: list[str]) -> dict[str, Any]:
     """Train the model and create an empty collection `bench` that serves it."""
     from service.backend import TrainingBackend
+    from service.config import InputLimits
     from service.registry import Registry
-    from service.storage import Store
+    from service.sqlite_store import SqliteStore
     from training.config import TrainConfig
     from training.data import Dataset, Split
     from training.train import train
@@ -91,9 +92,8 @@ def build_data_dir(data_dir: Path, texts: list[str]) -> dict[str, Any]:
         model = train(dataset, TrainConfig.from_dict(MODEL_SETTINGS))
         model.save(MODEL_CACHE)
     took = time.perf_counter() - start
-    store = Store(data_dir / "bitseek.sqlite3")
-    limits = {"max_text_chars": 100_000, "max_image_pixels": 1 << 24}
-    registry = Registry(store, TrainingBackend(), data_dir, "cpu", limits)
+    store = SqliteStore(data_dir / "bitseek.sqlite3")
+    registry = Registry(store, TrainingBackend(), data_dir, "cpu", InputLimits())
     registry.create("bench", "text", {"bits": 32})
     registry.install_model("bench", model)
     store.close()

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.code_width import CODE_WIDTHS
 from models.config_io import config_from_dict, config_to_dict
 from models.likelihoods import LIKELIHOODS, mean_reconstruction, negative_log_likelihood
 from models.regularisers import bit_balance, bit_decorrelation, sparse_penalty
@@ -27,7 +28,7 @@ from models.regularisers import bit_balance, bit_decorrelation, sparse_penalty
 class AutoencoderConfig:
     input_dim: int
     hidden_dims: tuple[int, ...] = (500, 500)
-    n_bits: int = 32  # multiple of 8 so codes pack into whole bytes
+    n_bits: int = 32  # see models.code_width
     likelihood: str = "bernoulli"  # bernoulli | gaussian | multinomial
     dropout: float = 0.0  # on hidden layers, fine-tuning only
     code_noise: float = 4.0  # std of the noise added to the code units' inputs when training
@@ -44,11 +45,9 @@ class AutoencoderConfig:
         object.__setattr__(self, "hidden_dims", tuple(int(d) for d in self.hidden_dims))
         if self.input_dim < 1:
             raise ValueError(f"input_dim must be >= 1, got {self.input_dim}")
-        if self.n_bits < 8 or self.n_bits % 8:
-            nearest = max(8, (self.n_bits + 7) // 8 * 8)
-            raise ValueError(
-                f"n_bits must be a positive multiple of 8, got {self.n_bits}; try {nearest}"
-            )
+        problem = CODE_WIDTHS.problem(self.n_bits)
+        if problem is not None:
+            raise ValueError(f"n_{problem}")
         if any(d < 1 for d in self.hidden_dims):
             raise ValueError(f"hidden_dims must all be >= 1, got {self.hidden_dims}")
         if self.likelihood not in LIKELIHOODS:

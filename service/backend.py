@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from service.errors import InvalidInput
 
@@ -52,27 +51,6 @@ class Backend(Protocol):
         settings: dict[str, Any],
         progress: Progress,
     ) -> Model: ...
-
-
-def resolve_device(requested: str) -> str:
-    """auto -> cuda when available else cpu; an unavailable cuda is an error that says so."""
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"BITSEEK_DEVICE={requested} but CUDA is not available here")
-        index = int(requested.split(":")[1]) if ":" in requested else 0
-        if index >= torch.cuda.device_count():
-            raise RuntimeError(
-                f"BITSEEK_DEVICE={requested} but only {torch.cuda.device_count()} GPU(s) exist"
-            )
-    return requested
-
-
-def infer(fn: Callable[[Any], Any], items: Any) -> Any:
-    """Run one model call without autograd bookkeeping (thread-local, so entered per call)."""
-    with torch.inference_mode():
-        return fn(items)
 
 
 class TrainingBackend:

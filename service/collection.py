@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from service.backend import Model
-from service.payloads import Codec
+from service.modalities import Modality
 from service.ranking import Ranked, rank
 
 
@@ -30,9 +30,7 @@ class Serving:
 @dataclass
 class CollectionState:
     name: str
-    modality: str
-    spec: dict[str, Any]
-    codec: Codec
+    modality: Modality
     created_at: float
     serving: Serving | None = None
     ids: dict[int, str] = field(default_factory=dict)  # num -> user id
@@ -40,6 +38,10 @@ class CollectionState:
     meta: dict[int, dict[str, Any]] = field(default_factory=dict)
     write_lock: threading.RLock = field(default_factory=threading.RLock)
     activation_lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.modality.spec
 
     @property
     def size(self) -> int:

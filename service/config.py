@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,14 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """How large one item may be; checked when a payload is decoded, before anything is stored."""
+
+    max_text_chars: int = 100_000
+    max_image_pixels: int = 4096 * 4096
 
 
 class Settings(BaseSettings):
@@ -30,8 +39,12 @@ class Settings(BaseSettings):
     # Limits: every one is enforced before anything is stored.
     max_body_bytes: int = Field(16 * 1024 * 1024, gt=0, description="Larger bodies get 413.")
     max_batch_items: int = Field(1000, gt=0, description="Items per upsert/encode/denoise request.")
-    max_text_chars: int = Field(100_000, gt=0, description="Characters per text item.")
-    max_image_pixels: int = Field(4096 * 4096, gt=0, description="Pixels per decoded image.")
+    max_text_chars: int = Field(
+        InputLimits.max_text_chars, gt=0, description="Characters per text item."
+    )
+    max_image_pixels: int = Field(
+        InputLimits.max_image_pixels, gt=0, description="Pixels per decoded image."
+    )
     max_k: int = Field(1000, gt=0, description="Largest k a search may ask for.")
     default_k: int = Field(10, gt=0, description="k used when a search gives neither k nor radius.")
 
@@ -43,6 +56,10 @@ class Settings(BaseSettings):
     # SQLite durability: FULL fsyncs the WAL at every commit (survives power loss as well as a
     # killed process); NORMAL survives a killed process but may lose the last commits on power loss.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field("FULL", description="PRAGMA synchronous.")
+
+    @property
+    def input_limits(self) -> InputLimits:
+        return InputLimits(self.max_text_chars, self.max_image_pixels)
 
     @field_validator("log_level", mode="before")
     @classmethod

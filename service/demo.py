@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.backend import TrainingBackend, resolve_device
+from service.backend import TrainingBackend
 from service.config import Settings
-from service.payloads import encode_png
+from service.modalities import MODALITIES
 from service.registry import NewItem, Registry
-from service.storage import Store
+from service.sqlite_store import SqliteStore
+from training.device import resolve_device
 from training.durable import fsync_path
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,8 @@ def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
     # 2-core machine (threads spin on each other), and this process exits after the build.
     torch.set_num_threads(1)
     device = resolve_device(settings.device)
-    store = Store(settings.data_dir / "bitseek.sqlite3", settings.sqlite_synchronous)
-    limits = {
-        "max_text_chars": settings.max_text_chars,
-        "max_image_pixels": settings.max_image_pixels,
-    }
-    registry = Registry(store, TrainingBackend(), settings.data_dir, device, limits)
+    store = SqliteStore(settings.data_dir / "bitseek.sqlite3", settings.sqlite_synchronous)
+    registry = Registry(store, TrainingBackend(), settings.data_dir, device, settings.input_limits)
     registry.load()
     report = []
     try:
@@ -87,18 +84,22 @@ def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
                 registry.delete(name)
             train_device = "cuda" if device.startswith("cuda") else "cpu"
             model = train(dataset, TrainConfig.from_dict({**config, "device": train_device}))
-            spec: dict[str, Any] = {"bits": model.bits, "description": f"demo ({dataset.source})"}
-            if dataset.modality == "image":
-                spec["image_shape"] = list(np.asarray(split.items).shape[1:])
-            registry.create(name, dataset.modality, spec)
+            spec: dict[str, Any] = {
+                "bits": model.bits,
+                "description": f"demo ({dataset.source})",
+                **MODALITIES[dataset.modality].spec_of_items(split.items),
+            }
+            modality = registry.create(name, dataset.modality, spec).modality
             registry.install_model(name, model)
-            items = []
-            for i, item_id in enumerate(split.ids):
-                value: Any = split.items[i]
-                if dataset.modality == "image":
-                    value = encode_png(np.asarray(value))
-                meta = _metadata(split.labels, dataset.label_names, i)
-                items.append(NewItem(item_id, value, meta, f"items[{i}]"))
+            items = [
+                NewItem(
+                    item_id,
+                    modality.to_json(split.items[i]),
+                    _metadata(split.labels, dataset.label_names, i),
+                    f"items[{i}]",
+                )
+                for i, item_id in enumerate(split.ids)
+            ]
             for start_row in range(0, len(items), 500):
                 registry.upsert(name, items[start_row : start_row + 500])
             done_mark.touch()

@@ -18,32 +18,23 @@ from typing import Any
 
 import numpy as np
 
+from models.code_width import CODE_WIDTHS
 from service.collection import CollectionState
 from service.errors import Conflict, InvalidInput, NotFound, Unavailable
 from service.registry import Precomputed, Registry
-from service.storage import VersionRecord
+from service.sqlite_store import VersionRecord
 from service.worker import JobSpec, run_job
 
 log = logging.getLogger(__name__)
 
 FINAL = ("succeeded", "failed", "cancelled")
-MIN_BITS, MAX_BITS = 8, 128  # what service.index.HammingIndex supports, in multiples of 8
 
 
 def _check_bits(bits: Any) -> None:
     """Refuse a code length the index cannot hold now, not after training."""
-    if bits is None:
-        return
-    if (
-        isinstance(bits, bool)
-        or not isinstance(bits, int)
-        or bits % 8
-        or not (MIN_BITS <= bits <= MAX_BITS)
-    ):
-        raise InvalidInput(
-            f"bits must be a multiple of 8 in {MIN_BITS}..{MAX_BITS}, got {bits!r}",
-            "settings.bits",
-        )
+    problem = None if bits is None else CODE_WIDTHS.problem(bits)
+    if problem is not None:
+        raise InvalidInput(problem, "settings.bits")
 
 
 class JobManager:
@@ -87,13 +78,10 @@ class JobManager:
             }
             self._jobs[job_id] = job
             self._by_collection[collection] = job_id
-        limits = self.registry.limits
         spec = JobSpec(
             job_id=job_id,
             collection=collection,
             modality=state.modality,
-            spec=dict(state.spec),
-            limits=dict(limits),
             settings=self._with_defaults(state.spec, settings),
             db_path=self.registry.store.path,
             model_dir=self.registry.model_dir(collection, version),

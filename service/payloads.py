@@ -1,4 +1,4 @@
-"""JSON payloads <-> what the models eat <-> the bytes we store.
+"""Decoding JSON payloads into what the models eat (``service.modalities`` picks which).
 
 A text is a non-empty string; an image is base64 PNG/JPEG, converted and resized to the
 collection's image shape (16-bit grey scaled to 8 bits, transparency over white unless the
@@ -13,18 +13,11 @@ import binascii
 import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from service.errors import InvalidInput
-
-Items = list[str] | np.ndarray
-
-
-def image_shape(spec: dict[str, Any]) -> tuple[int, ...]:
-    return tuple(int(v) for v in spec["image_shape"])
 
 
 def decode_text(value: str, field: str, max_chars: int) -> str:
@@ -128,54 +121,3 @@ def encode_png(pixels: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-class Codec:
-    """Per-collection conversion between JSON values, model inputs and stored bytes."""
-
-    def __init__(self, modality: str, spec: dict[str, Any], limits: dict[str, int]) -> None:
-        self.modality = modality
-        self.spec = spec
-        self.limits = limits
-
-    def decode(self, values: Sequence[Any], fields: Sequence[str]) -> list[Any]:
-        if self.modality == "text":
-            return [
-                decode_text(v, f, self.limits["max_text_chars"])
-                for v, f in zip(values, fields, strict=True)
-            ]
-        if self.modality == "image":
-            shape = image_shape(self.spec)
-            px = self.limits["max_image_pixels"]
-            return [decode_image(v, f, shape, px) for v, f in zip(values, fields, strict=True)]
-        return [
-            decode_vector(v, f, int(self.spec["dim"])) for v, f in zip(values, fields, strict=True)
-        ]
-
-    def batch(self, decoded: Sequence[Any]) -> Items:
-        """Decoded values -> the ``items`` a model takes."""
-        if self.modality == "text":
-            return list(decoded)
-        if self.modality == "image":
-            return np.stack(decoded).astype(np.uint8)
-        return np.stack(decoded).astype(np.float32)
-
-    def to_bytes(self, value: Any) -> bytes:
-        if self.modality == "text":
-            return str(value).encode("utf-8")
-        return np.ascontiguousarray(value).tobytes()
-
-    def from_bytes(self, raw: bytes) -> Any:
-        if self.modality == "text":
-            return raw.decode("utf-8")
-        if self.modality == "image":
-            return np.frombuffer(raw, dtype=np.uint8).reshape(image_shape(self.spec))
-        return np.frombuffer(raw, dtype=np.float32)
-
-    def to_json(self, value: Any) -> Any:
-        """Stored value -> what GET item returns (text, base64 PNG, list of floats)."""
-        if self.modality == "text":
-            return value
-        if self.modality == "image":
-            return encode_png(np.asarray(value))
-        return [float(v) for v in value]

@@ -23,11 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from service.backend import Backend, Model, infer
+from service.backend import Backend, Model
 from service.collection import CollectionState, Serving
+from service.config import InputLimits
 from service.errors import Conflict, InvalidInput, NotFound, model_rejected
-from service.payloads import Codec
-from service.storage import ItemRow, ItemWrite, Store, VersionRecord
+from service.modalities import modality_of
+from service.model_runner import infer
+from service.sqlite_store import ItemRow, ItemWrite, SqliteStore, VersionRecord
 from training.durable import fsync_path, fsync_tree, make_dirs
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DELETED_PREFIX = ".deleted-"  # no collection name starts with '.'
 IndexFactory = Callable[[int], Any]
+RunModel = Callable[[Callable[[Any], Any], Any], Any]  # (model method, items) -> its result
 
 
 @dataclass(frozen=True)
@@ -62,12 +65,13 @@ def default_index_factory(bits: int) -> Any:
 class Registry:
     def __init__(
         self,
-        store: Store,
+        store: SqliteStore,
         backend: Backend,
         data_dir: Path,
         device: str,
-        limits: dict[str, int],
+        limits: InputLimits,
         index_factory: IndexFactory = default_index_factory,
+        run_model: RunModel = infer,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -75,6 +79,7 @@ class Registry:
         self.device = device
         self.limits = limits
         self.index_factory = index_factory
+        self.run_model = run_model  # the server's ModelRunner.call; offline, a direct call
         self.states: dict[str, CollectionState] = {}
         self.broken: dict[str, str] = {}  # collection -> why its model could not be loaded
         self._create_lock = threading.Lock()
@@ -149,21 +154,20 @@ class Registry:
     def _new_state(
         self, name: str, modality: str, spec: dict[str, Any], created_at: float
     ) -> CollectionState:
-        codec = Codec(modality, spec, self.limits)
-        return CollectionState(name, modality, spec, codec, created_at)
+        return CollectionState(name, modality_of(modality, spec, self.limits), created_at)
 
     def _load_model(self, state: CollectionState, version: int) -> Model:
         directory = self.model_dir(state.name, version)
         if not directory.exists():
             raise NotFound(f"collection {state.name!r} has no model version {version}", "version")
         model = self.backend.load(directory, self.device)
-        if model.modality != state.modality:
+        if model.modality != state.modality.name:
             raise Conflict(
                 f"model v{version} is for {model.modality} items; {state.name!r} holds"
-                f" {state.modality}",
+                f" {state.modality.name}",
                 "version",
             )
-        shape = _spec_shape(state)
+        shape = state.modality.input_shape
         if shape is not None and tuple(model.input_shape) != shape:
             raise Conflict(
                 f"model v{version} takes input shape {tuple(model.input_shape)}; the collection's"
@@ -185,8 +189,8 @@ class Registry:
     ) -> dict[int, bytes]:
         out: dict[int, bytes] = {}
         for chunk in rows:
-            values = [state.codec.from_bytes(row.payload) for row in chunk]
-            codes = infer(model.encode, state.codec.batch(values))
+            values = [state.modality.from_bytes(row.payload) for row in chunk]
+            codes = self.run_model(model.encode, state.modality.batch(values))
             out.update((row.num, bytes(code)) for row, code in zip(chunk, codes, strict=True))
         return out
 
@@ -226,9 +230,9 @@ class Registry:
         if source is not None:
             if serving is None:
                 raise Conflict(f"collection {model_from!r} has no model to copy", "model_from")
-            if source.modality != modality:
+            if source.modality.name != modality:
                 raise InvalidInput(
-                    f"model_from {model_from!r} holds {source.modality} items, not {modality}",
+                    f"model_from {model_from!r} holds {source.modality.name} items, not {modality}",
                     "model_from",
                 )
             _check_copied_spec(spec, source, serving.model.bits)
@@ -303,19 +307,19 @@ class Registry:
         """Validate everything, encode, commit, then update memory. Returns (count, version)."""
         state = self.get(name)
         # every item is checked, an overwritten duplicate too; then the last of an id wins
-        fields = [f"{i.field}.{state.modality}" for i in items]
-        checked = state.codec.decode([i.value for i in items], fields)
+        fields = [f"{i.field}.{state.modality.name}" for i in items]
+        checked = state.modality.decode_all([i.value for i in items], fields)
         kept = sorted({item.id: k for k, item in enumerate(items)}.values())
         batch = [items[k] for k in kept]
         decoded = [checked[k] for k in kept]
         fields = [fields[k] for k in kept]  # as the model sees the batch
-        payloads = [state.codec.to_bytes(v) for v in decoded]
+        payloads = [state.modality.to_bytes(v) for v in decoded]
         while True:
             serving = state.serving
             codes: list[bytes | None] = [None] * len(batch)
             if serving is not None:
                 try:
-                    packed = infer(serving.model.encode, state.codec.batch(decoded))
+                    packed = self.run_model(serving.model.encode, state.modality.batch(decoded))
                 except ValueError as exc:
                     raise model_rejected(exc, fields, "items") from None
                 codes = [bytes(c) for c in packed]
@@ -446,14 +450,6 @@ def _check_copied_spec(spec: dict[str, Any], source: CollectionState, bits: int)
                 " it out to take the model's",
                 key,
             )
-
-
-def _spec_shape(state: CollectionState) -> tuple[int, ...] | None:
-    if state.modality == "image":
-        return tuple(int(v) for v in state.spec["image_shape"])
-    if state.modality == "vector":
-        return (int(state.spec["dim"]),)
-    return None
 
 
 def _loads(text: str) -> dict[str, Any]:

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from service.backend import Backend, resolve_device
-from service.batcher import MicroBatcher
+from service.backend import Backend
 from service.config import Settings
 from service.jobs import JobManager
 from service.metrics import Metrics
+from service.model_runner import ModelRunner
 from service.registry import IndexFactory, Registry, default_index_factory
-from service.storage import Store
+from service.sqlite_store import SqliteStore
+from training.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,10 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     device: str
-    store: Store
+    store: SqliteStore
     registry: Registry
     jobs: JobManager
-    batcher: MicroBatcher
-    executor: ThreadPoolExecutor
+    models: ModelRunner
     metrics: Metrics
 
     @classmethod
@@ -44,40 +43,34 @@ class Runtime:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = Store(settings.data_dir / "bitseek.sqlite3", settings.sqlite_synchronous)
+        store = SqliteStore(settings.data_dir / "bitseek.sqlite3", settings.sqlite_synchronous)
         failed = store.fail_unfinished_jobs()
         if failed:
             log.warning("%d retraining job(s) were interrupted by the last shutdown", failed)
-        limits = {
-            "max_text_chars": settings.max_text_chars,
-            "max_image_pixels": settings.max_image_pixels,
-        }
+        models = ModelRunner(
+            settings.batch_max_size,
+            settings.batch_max_wait_ms / 1000.0,
+            on_batch=metrics.batch_size.observe,
+        )
         registry = Registry(
             store,
             backend,
             settings.data_dir,
             device,
-            limits,
+            settings.input_limits,
             index_factory or default_index_factory,
+            run_model=models.call,
         )
         registry.load()
         _warm_up(registry.index_factory)
         jobs = JobManager(registry, settings.torch_threads)
-        # one model thread: torch parallelises inside a call; two callers would just contend
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
-        batcher = MicroBatcher(
-            executor,
-            settings.batch_max_size,
-            settings.batch_max_wait_ms / 1000.0,
-            on_batch=metrics.batch_size.observe,
-        )
         log.info(
             "bitseek ready on %s: %d collection(s) in %s",
             device,
             len(registry.states),
             settings.data_dir,
         )
-        return cls(settings, device, store, registry, jobs, batcher, executor, metrics)
+        return cls(settings, device, store, registry, jobs, models, metrics)
 
     def snapshot(self) -> dict[str, Any]:
         states = list(self.registry.states.values())
@@ -90,9 +83,8 @@ class Runtime:
         }
 
     async def close(self) -> None:
-        await self.batcher.close()
-        self.jobs.shutdown()
-        self.executor.shutdown(wait=True)
+        self.jobs.shutdown()  # before the models: a job applying its result still encodes
+        await self.models.close()
         self.store.close()
 
 

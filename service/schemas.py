@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from models.code_width import CODE_WIDTHS
+
 MetaValue = str | int | float | bool | None
 Modality = Literal["text", "image", "vector"]
 
@@ -116,9 +118,9 @@ class CollectionCreate(Strict):
     modality: Modality = Field(description="What the items are: text, image or vector.")
     bits: int = Field(
         default=32,
-        ge=8,
-        le=128,  # the Hamming index's limit
-        multiple_of=8,
+        ge=CODE_WIDTHS.smallest,
+        le=CODE_WIDTHS.largest,
+        multiple_of=CODE_WIDTHS.step,
         description="Code length for retraining: a multiple of 8 in 8..128 (with model_from:"
         " the copied model's, which is the default there).",
     )

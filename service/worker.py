@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from service.backend import Backend, infer
-from service.payloads import Codec
-from service.storage import connect
+from service.backend import Backend
+from service.modalities import Modality
+from service.model_runner import infer
+from service.sqlite_store import connect
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +29,7 @@ log = logging.getLogger(__name__)
 class JobSpec:
     job_id: str
     collection: str
-    modality: str
-    spec: dict[str, Any]
-    limits: dict[str, int]
+    modality: Modality
     settings: dict[str, Any]
     db_path: Path
     model_dir: Path
@@ -59,7 +58,6 @@ def run_job(job: JobSpec, queue: Any) -> None:
 
 
 def _run(job: JobSpec, queue: Any, parent: int) -> None:
-    codec = Codec(job.modality, job.spec, job.limits)
     conn = connect(job.db_path, readonly=True)
     try:
         rows = conn.execute(  # one statement: a consistent snapshot
@@ -73,7 +71,7 @@ def _run(job: JobSpec, queue: Any, parent: int) -> None:
     nums = np.asarray([r[0] for r in rows], dtype=np.int64)
     ids = [r[1] for r in rows]
     snapshot_seq = max(int(r[3]) for r in rows)
-    items = codec.batch([codec.from_bytes(bytes(r[2])) for r in rows])
+    items = job.modality.batch([job.modality.from_bytes(bytes(r[2])) for r in rows])
     queue.put({"type": "progress", "stage": "loaded", "items": len(ids)})
 
     def progress(info: dict[str, Any]) -> None:
@@ -81,7 +79,7 @@ def _run(job: JobSpec, queue: Any, parent: int) -> None:
             os._exit(1)
         queue.put({"type": "progress", **{k: _plain(v) for k, v in info.items()}})
 
-    model = job.backend.train(job.modality, items, ids, job.settings, progress)
+    model = job.backend.train(job.modality.name, items, ids, job.settings, progress)
     job.model_dir.parent.mkdir(parents=True, exist_ok=True)
     model.save(job.model_dir)
     queue.put({"type": "progress", "stage": "encoding", "items": len(ids)})

@@ -24,6 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from models.code_width import CODE_WIDTHS
+
 TEXT_DIM = 256
 
 
@@ -146,9 +148,9 @@ class FakeBackend:
         for key in settings:
             if key not in self.KNOWN:
                 raise InvalidInput(f"unknown training setting {key!r}", f"settings.{key}")
-        bits = settings.get("bits", 16)
-        if not isinstance(bits, int) or bits % 8 or not 8 <= bits <= 128:
-            raise InvalidInput("bits must be a multiple of 8 in 8..128", "settings.bits")
+        problem = CODE_WIDTHS.problem(settings.get("bits", 16))
+        if problem is not None:
+            raise InvalidInput(problem, "settings.bits")
 
     def train(
         self,
@@ -202,12 +204,12 @@ ADMIN = {"Authorization": "Bearer test-token"}
 def seed_collections(data_dir: Path) -> None:
     """A data dir with three served collections: docs (text, 32 bits), digits (28x28 images,
     16 bits), vecs (8-d vectors, 16 bits), each with a few items."""
+    from service.config import InputLimits
     from service.registry import NewItem, Registry
-    from service.storage import Store
+    from service.sqlite_store import SqliteStore
 
-    store = Store(data_dir / "bitseek.sqlite3")
-    limits = {"max_text_chars": 100_000, "max_image_pixels": 1 << 24}
-    registry = Registry(store, FakeBackend(), data_dir, "cpu", limits)
+    store = SqliteStore(data_dir / "bitseek.sqlite3")
+    registry = Registry(store, FakeBackend(), data_dir, "cpu", InputLimits())
     registry.create("docs", "text", {"bits": 32, "description": "test texts"})
     registry.install_model("docs", FakeModel("text", 32, ()))
     texts = make_texts(40)

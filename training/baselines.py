@@ -22,6 +22,8 @@ import scipy.sparse as sp
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_limits
 
+from models.code_width import CODE_WIDTHS
+
 LOG = logging.getLogger(__name__)
 
 Features: TypeAlias = np.ndarray | sp.spmatrix  # dense or SciPy sparse, (n, n_features)
@@ -65,8 +67,7 @@ def _check_features(x: Features, name: str) -> None:
 
 
 def _check_bits(bits: int, x: Features) -> None:
-    if bits < 8 or bits % 8:
-        raise ValueError(f"bits must be a positive multiple of 8, got {bits}")
+    CODE_WIDTHS.check(bits)
     if bits > min(x.shape):
         raise ValueError(
             f"bits={bits} exceeds min(n_samples, n_features)={min(x.shape)}; "
@@ -88,8 +89,7 @@ def _mean(x: Features) -> np.ndarray:
 def fit_lsh(x: Features, bits: int, seed: int = 0) -> LinearHash:
     """Random-hyperplane LSH on the centred training features."""
     _check_features(x, "x")
-    if bits < 8 or bits % 8:
-        raise ValueError(f"bits must be a positive multiple of 8, got {bits}")
+    CODE_WIDTHS.check(bits)
     rng = np.random.default_rng(seed)
     projection = rng.standard_normal((x.shape[1], bits))
     return LinearHash("lsh", _mean(x), projection)

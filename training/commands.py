@@ -16,7 +16,8 @@ import torch
 from training.artifact import load_model
 from training.config import PRETRAIN_MODES, TrainConfig
 from training.data import load_dataset
-from training.train import resolve_device, train
+from training.device import resolve_device
+from training.train import train
 
 LOG = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from models.code_width import CODE_WIDTHS
 from models.config_io import config_from_dict, config_to_dict
 
 PRETRAIN_MODES = ("none", "autoencoder", "denoising", "contractive", "sparse", "psd", "rbm")
@@ -85,10 +86,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden_dims", tuple(int(d) for d in self.hidden_dims))
         object.__setattr__(self, "denoiser_hidden", tuple(int(d) for d in self.denoiser_hidden))
-        if self.bits < 8 or self.bits % 8:
-            raise ValueError(
-                f"bits must be a positive multiple of 8 (16, 32, 64, 128), got {self.bits}"
-            )
+        CODE_WIDTHS.check(self.bits)
         if self.pretrain not in PRETRAIN_MODES:
             raise ValueError(
                 f"pretrain must be one of {', '.join(PRETRAIN_MODES)}, got {self.pretrain!r}"

@@ -22,6 +22,7 @@ from training.artifact import TrainedModel
 from training.config import TrainConfig
 from training.data import Dataset
 from training.denoiser import fit_denoiser
+from training.device import resolve_device
 from training.features import fit_featurizer
 from training.finetune import finetune
 from training.neighbours import neighbour_lists, neighbour_targets, spectral_codes
@@ -29,16 +30,6 @@ from training.pretrain import pretrain_stack
 
 LOG = logging.getLogger(__name__)
 Progress = Callable[[dict[str, Any]], None]
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "device 'cuda' was asked for but no CUDA GPU is available; use --device cpu"
-        )
-    return device
 
 
 def seed_everything(seed: int) -> None:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, status
 
 from service.collection import CollectionState
 from service.deps import AdminDep, RuntimeDep
-from service.errors import InvalidInput
+from service.modalities import MODALITIES
 from service.routes.common import CollectionPath
 from service.routes.utf8 import Utf8Route
 from service.schemas import CollectionCreate, CollectionPublic, CollectionsPublic, Message
@@ -21,7 +21,7 @@ def public(state: CollectionState) -> CollectionPublic:
     shape = state.spec.get("image_shape")
     return CollectionPublic(
         name=state.name,
-        modality=state.modality,  # type: ignore[arg-type]
+        modality=state.modality.name,  # type: ignore[arg-type]
         items=state.size,
         bits=serving.model.bits if serving else None,
         active_version=serving.version if serving else None,
@@ -57,23 +57,8 @@ def create_collection(body: CollectionCreate, runtime: RuntimeDep) -> Collection
     spec: dict[str, Any] = {"bits": body.bits, "description": body.description}
     if body.model_from is not None and "bits" not in body.model_fields_set:
         spec["bits"] = None  # left out, the bits are the copied model's, not the default
-    if body.modality == "vector":
-        if body.dim is None and body.model_from is None:
-            raise InvalidInput("vector collections need 'dim' (the vector length)", "dim")
-        spec["dim"] = body.dim
-    elif body.dim is not None:
-        raise InvalidInput("'dim' is only for vector collections", "dim")
-    if body.modality == "image":
-        shape = body.image_shape or [28, 28]
-        if any(v < 1 or v > 4096 for v in shape) or (len(shape) == 3 and shape[2] not in (1, 3, 4)):
-            raise InvalidInput(
-                "image_shape must be [H, W] or [H, W, C] with 1..4096 pixels a side, C 1, 3 or 4",
-                "image_shape",
-            )
-        # with model_from, an image_shape left out is the model's, not the default
-        spec["image_shape"] = body.image_shape if body.model_from is not None else shape
-    elif body.image_shape is not None:
-        raise InvalidInput("'image_shape' is only for image collections", "image_shape")
+    modality = MODALITIES[body.modality]
+    spec.update(modality.spec_keys(body.dim, body.image_shape, body.model_from is not None))
     state = runtime.registry.create(body.name, body.modality, spec, body.model_from)
     return public(state)
 

@@ -16,21 +16,18 @@ ItemPath = Annotated[str, Path(description="Item id (may contain '/').")]
 JobPath = Annotated[str, Path(description="Job id, as returned by retrain.")]
 VersionPath = Annotated[int, Path(description="Model version number.")]
 
-FIELD_OF = {"text": "text", "image": "image", "vector": "vector"}
-
 
 def payload_value(payload: Payload, state: CollectionState, field: str) -> Any:
     """The one value given (text, image or vector); it must be the collection's modality."""
     given = [name for name in ("text", "image", "vector") if getattr(payload, name) is not None]
-    want = FIELD_OF[state.modality]
+    want = state.modality.name  # the JSON field of an item is its modality's name
     if not given:
-        raise InvalidInput(f"give the item as {want!r} ({state.modality} collection)", field)
+        raise InvalidInput(f"give the item as {want!r} ({want} collection)", field)
     if len(given) > 1:
         raise InvalidInput(f"give exactly one of text, image, vector; got {given}", field)
     if given[0] != want:
         raise InvalidInput(
-            f"collection {state.name!r} holds {state.modality} items; send {want!r}, not"
-            f" {given[0]!r}",
+            f"collection {state.name!r} holds {want} items; send {want!r}, not {given[0]!r}",
             f"{field}.{given[0]}" if field != "query" else given[0],
         )
     return getattr(payload, want)
@@ -46,15 +43,15 @@ def decode_queries(state: CollectionState, payloads: list[Payload], field: str) 
     fields as top-level ones (a search query), else as ``field[i].text`` and so on."""
     if not field:
         value = payload_value(payloads[0], state, "query")
-        return state.codec.batch(state.codec.decode([value], [state.modality]))
+        return state.modality.batch([state.modality.decode(value, state.modality.name)])
     values = [payload_value(p, state, f"{field}[{i}]") for i, p in enumerate(payloads)]
-    decoded = state.codec.decode(values, item_fields(state, len(values), field))
-    return state.codec.batch(decoded)
+    decoded = state.modality.decode_all(values, item_fields(state, len(values), field))
+    return state.modality.batch(decoded)
 
 
 def item_fields(state: CollectionState, n: int, field: str = "items") -> list[str]:
     """How errors name the values of a batch: ``items[0].text``, ``items[1].text``, ..."""
-    return [f"{field}[{i}].{state.modality}" for i in range(n)]
+    return [f"{field}[{i}].{state.modality.name}" for i in range(n)]
 
 
 def serving_batch(

@@ -23,10 +23,10 @@ async def encode_items(
     state, serving, items = serving_batch(collection, body.items, runtime)
     model = serving.model
     try:
-        codes = await runtime.batcher.submit((id(model), "encode"), model.encode, items)
+        codes = await runtime.models.batched((id(model), "encode"), model.encode, items)
         continuous = None
         if body.continuous:
-            values = await runtime.batcher.submit(
+            values = await runtime.models.batched(
                 (id(model), "continuous"), model.encode_continuous, items
             )
             continuous = np.asarray(values, dtype=np.float64).round(6).tolist()

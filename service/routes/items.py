@@ -7,10 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, UploadFile
 from pydantic import ValidationError
 
-from service.backend import infer
 from service.deps import RuntimeDep
 from service.errors import InvalidInput
-from service.payloads import decode_image_bytes, encode_png, image_shape
 from service.registry import NewItem
 from service.routes.common import CollectionPath, ItemPath, check_batch, payload_value
 from service.routes.utf8 import Utf8Route
@@ -51,8 +49,8 @@ def upload_image(
 ) -> UpsertResponse:
     """Upsert one image item sent as a multipart upload (image collections)."""
     state = runtime.registry.get(collection)
-    if state.modality != "image":
-        raise InvalidInput(f"collection {collection!r} holds {state.modality} items", "file")
+    if not state.modality.takes_files:
+        raise InvalidInput(f"collection {collection!r} holds {state.modality.name} items", "file")
     try:  # the JSON route's rules: a flat object of finite numbers, strings, booleans, null
         meta = METADATA.validate_json(metadata)
     except ValidationError as exc:
@@ -62,10 +60,7 @@ def upload_image(
         if problem is not None:
             raise InvalidInput(f"not valid Unicode: {problem}", field)
     raw = file.file.read(runtime.settings.max_body_bytes + 1)
-    limits = runtime.registry.limits
-    pixels = decode_image_bytes(raw, "file", image_shape(state.spec), limits["max_image_pixels"])
-    # re-encode losslessly so the one upsert path validates and stores it like JSON uploads
-    item = NewItem(id, encode_png(pixels), meta, "file")
+    item = NewItem(id, state.modality.decode_upload(raw, "file"), meta, "file")
     count, version = runtime.registry.upsert(collection, [item])
     return UpsertResponse(upserted=count, model_version=version)
 
@@ -86,20 +81,22 @@ def _metadata_problem(exc: ValidationError) -> str:
 def read_item(collection: CollectionPath, item_id: ItemPath, runtime: RuntimeDep) -> ItemPublic:
     """One stored item, with its code under the active model."""
     state, row = runtime.registry.get_item(collection, item_id)
-    decoded = state.codec.from_bytes(row.payload)
+    decoded = state.modality.from_bytes(row.payload)
     serving = state.serving
     code, version = None, None
     if serving is not None:
         version = serving.version
         code = row.code_under(serving.version)
         if code is None:
-            code = bytes(infer(serving.model.encode, state.codec.batch([decoded]))[0])
+            code = bytes(
+                runtime.models.call(serving.model.encode, state.modality.batch([decoded]))[0]
+            )
     return ItemPublic(
         id=row.id,
         metadata=row.metadata,
         code=code.hex() if code is not None else None,
         model_version=version,
-        **{state.modality: state.codec.to_json(decoded)},
+        **{state.modality.name: state.modality.to_json(decoded)},
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -43,14 +44,14 @@ async def query_code(
         stored = row.code_under(serving.version)
         if stored is not None:
             return np.frombuffer(stored, dtype=np.uint8).reshape(1, -1)
-        items = state.codec.batch([state.codec.from_bytes(row.payload)])
+        items = state.modality.batch([state.modality.from_bytes(row.payload)])
     else:
         payload = Payload(text=body.text, image=body.image, vector=body.vector)
         items = decode_queries(state, [payload], "")
         if body.text is not None:
-            await run_in_threadpool(_check_known_terms, model, items)
+            await runtime.models.run(partial(_check_known_terms, model), items)
     try:
-        codes = await runtime.batcher.submit((id(model), "encode"), model.encode, items)
+        codes = await runtime.models.batched((id(model), "encode"), model.encode, items)
     except ValueError as exc:
         raise InvalidInput(f"the model rejected the query: {exc}", given[0]) from None
     return np.asarray(codes, dtype=np.uint8).reshape(1, -1)

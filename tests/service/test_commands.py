@@ -65,16 +65,16 @@ def test_demo_builds_once_and_repairs_an_interrupted_build(
     assert trained == ["text", "image"]
     # an interrupted build (never marked complete, items missing) is redone
     from service.demo import DONE_MARK
-    from service.storage import ItemWrite, Store
+    from service.sqlite_store import ItemWrite, SqliteStore
 
     mark = tmp_path / "collections" / "demo-text" / DONE_MARK
     mark.unlink()
-    store = Store(tmp_path / "bitseek.sqlite3")
+    store = SqliteStore(tmp_path / "bitseek.sqlite3")
     store.delete_item("demo-text", "t3")
     store.close()
     build_demo(settings, if_missing=True)
     assert trained == ["text", "image", "text"] and mark.exists()
-    store = Store(tmp_path / "bitseek.sqlite3")
+    store = SqliteStore(tmp_path / "bitseek.sqlite3")
     item = store.get_item("demo-text", "t3")
     assert item is not None and item.metadata == {"label": "b"}
     # items a user wrote into a demo collection survive every later start, marked or not
@@ -86,6 +86,6 @@ def test_demo_builds_once_and_repairs_an_interrupted_build(
             mark.unlink()
         build_demo(settings, if_missing=True)
         assert trained == ["text", "image", "text"]
-        store = Store(tmp_path / "bitseek.sqlite3")
+        store = SqliteStore(tmp_path / "bitseek.sqlite3")
         assert store.get_item("demo-text", "note-1") is not None
         store.close()

@@ -83,15 +83,15 @@ def _prebuild(data_dir: Path) -> None:
     """Image and vector collections with real tiny models, trained in this process before the
     server starts (the text collection gets its models from the admin API instead)."""
     from service.backend import TrainingBackend
+    from service.config import InputLimits
     from service.registry import Registry
-    from service.storage import Store
+    from service.sqlite_store import SqliteStore
     from training.config import TrainConfig
     from training.data import Dataset, Split
     from training.train import train
 
-    store = Store(data_dir / "bitseek.sqlite3")
-    limits = {"max_text_chars": 100_000, "max_image_pixels": 1 << 24}
-    registry = Registry(store, TrainingBackend(), data_dir, "cpu", limits)
+    store = SqliteStore(data_dir / "bitseek.sqlite3")
+    registry = Registry(store, TrainingBackend(), data_dir, "cpu", InputLimits())
     digits, _ = _mnist()
     vectors = _tmc().astype(np.float32)
     for name, modality, items, spec in (

@@ -96,7 +96,7 @@ def test_unavailable_cuda_is_a_clear_start_up_error(data_dir: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     app = create_app(make_settings(data_dir, device="cuda"), backend=FakeBackend())
-    with pytest.raises(RuntimeError, match="CUDA is not available"), TestClient(app):
+    with pytest.raises(ValueError, match="CUDA is not available"), TestClient(app):
         pass
 
 

@@ -10,15 +10,16 @@ from typing import Any
 import numpy as np
 import pytest
 
+from service.config import InputLimits
 from service.registry import NewItem, Registry
-from service.storage import Store
+from service.sqlite_store import SqliteStore
 from tests.conftest import FakeBackend, FakeModel
-
-LIMITS = {"max_text_chars": 100_000, "max_image_pixels": 1 << 24}
 
 
 def _open(data_dir: Path) -> Registry:
-    registry = Registry(Store(data_dir / "bitseek.sqlite3"), FakeBackend(), data_dir, "cpu", LIMITS)
+    registry = Registry(
+        SqliteStore(data_dir / "bitseek.sqlite3"), FakeBackend(), data_dir, "cpu", InputLimits()
+    )
     registry.load()
     return registry
 

@@ -158,5 +158,5 @@ def test_text_vocabulary_is_capped_by_the_training_items() -> None:
 def test_cuda_request_without_gpu_is_a_clear_error() -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    with pytest.raises(ValueError, match="no CUDA GPU"):
+    with pytest.raises(ValueError, match="CUDA is not available"):
         train(clustered_vectors(), TrainConfig(**TINY, device="cuda"))

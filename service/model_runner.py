@@ -1,8 +1,13 @@
-"""Micro-batching of query encoding: concurrent requests share one model call.
+"""Where the server's model calls run: one thread, and micro-batches for concurrent queries.
 
-Requests queue up while the model is busy with the previous batch, so under load batches grow by
-themselves; an idle request waits at most ``max_wait_s`` for company. Batches are bounded by
-``max_size`` items and grouped by (model, operation), so a model swap mid-stream is harmless.
+Every model call of the serving process (encoding items as they are written, queries, denoising,
+re-encoding a collection for a new version) goes through one ``ModelRunner``: one thread, since
+torch parallelises inside a call and two callers would only contend.
+
+Micro-batching: requests queue up while the model is busy with the previous batch, so under load
+batches grow by themselves; an idle request waits at most ``max_wait_s`` for company. Batches
+are bounded by ``max_size`` items and grouped by (model, operation), so a model swap mid-stream
+is harmless.
 If a batched call fails (one bad item), each request is retried alone so it gets its own error.
 """
 
@@ -11,15 +16,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from service.backend import infer
+import torch
 
 log = logging.getLogger(__name__)
+
+
+def infer(fn: Callable[[Any], Any], items: Any) -> Any:
+    """Run one model call without autograd bookkeeping (thread-local, so entered per call)."""
+    with torch.inference_mode():
+        return fn(items)
 
 
 @dataclass
@@ -124,3 +134,30 @@ def _settle(pending: _Pending, value: Any, error: BaseException | None) -> None:
         pending.future.set_exception(error)
     else:
         pending.future.set_result(value)
+
+
+class ModelRunner:
+    """The one executor of model calls: ``call`` from worker threads, ``run`` and ``batched``
+    from the event loop."""
+
+    def __init__(
+        self, max_batch: int, max_wait_s: float, on_batch: Callable[[int], None] | None = None
+    ) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+        self._batcher = MicroBatcher(self._executor, max_batch, max_wait_s, on_batch)
+
+    def call(self, fn: Callable[[Any], Any], items: Any) -> Any:
+        """``fn(items)`` on the model thread, waited for; never from the model thread itself."""
+        return self._executor.submit(infer, fn, items).result()
+
+    async def run(self, fn: Callable[[Any], Any], items: Any) -> Any:
+        """``fn(items)`` on the model thread, alone."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, infer, fn, items)
+
+    async def batched(self, key: Any, fn: Callable[[Any], Any], items: Any) -> Any:
+        """``fn(items)`` in a batch shared with concurrent requests of the same ``key``."""
+        return await self._batcher.submit(key, fn, items)
+
+    async def close(self) -> None:
+        await self._batcher.close()
+        self._executor.shutdown(wait=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from service.batcher import MicroBatcher
+from service.model_runner import MicroBatcher
 
 
 def test_concurrent_requests_are_batched_and_split_back() -> None:

@@ -119,7 +119,7 @@ def connect(path: Path, synchronous: str = "FULL", readonly: bool = False) -> sq
     return conn
 
 
-class Store:
+class SqliteStore:
     """All SQL lives here; callers see rows as frozen dataclasses."""
 
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
@@ -272,7 +272,7 @@ class Store:
         active: int,
         record: VersionRecord | None = None,
     ) -> None:
-        """Store a whole version's codes and make it active, in one transaction; with
+        """SqliteStore a whole version's codes and make it active, in one transaction; with
         ``record``, register the version in that same transaction, so a version can never be
         active without being listed (or listed and then deleted as a failed job's leftovers)."""
         with self.transaction() as c:

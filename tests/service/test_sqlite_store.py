@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from service.storage import ItemWrite, Store, connect
+from service.sqlite_store import ItemWrite, SqliteStore, connect
 
 
 def test_wal_and_synchronous_full_by_default(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite3")
+    store = SqliteStore(tmp_path / "db.sqlite3")
     conn = store._conn
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -19,7 +19,7 @@ def test_wal_and_synchronous_full_by_default(tmp_path: Path) -> None:
 
 
 def test_upsert_keeps_num_and_bumps_seq(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite3", "NORMAL")
+    store = SqliteStore(tmp_path / "db.sqlite3", "NORMAL")
     store.create_collection("c", "text", {})
     rows = store.upsert_items(
         "c", [ItemWrite("a", b"x", {}, b"\x01"), ItemWrite("b", b"y", {}, None)], 1
@@ -37,14 +37,14 @@ def test_upsert_keeps_num_and_bumps_seq(tmp_path: Path) -> None:
     assert store.delete_item("c", "a") is None
     store.close()
     # reopened: the counter continues, nothing is lost
-    reopened = Store(tmp_path / "db.sqlite3")
+    reopened = SqliteStore(tmp_path / "db.sqlite3")
     assert reopened.max_seq() == store.max_seq()
     assert [k[1] for k in reopened.item_keys("c")] == ["b"]
     reopened.close()
 
 
 def test_failed_transaction_changes_nothing(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite3")
+    store = SqliteStore(tmp_path / "db.sqlite3")
     store.create_collection("c", "text", {})
     with pytest.raises(RuntimeError, match="boom"), store.transaction() as c:
         c.execute(
@@ -57,7 +57,7 @@ def test_failed_transaction_changes_nothing(tmp_path: Path) -> None:
 
 
 def test_unfinished_jobs_are_failed_at_start(tmp_path: Path) -> None:
-    store = Store(tmp_path / "db.sqlite3")
+    store = SqliteStore(tmp_path / "db.sqlite3")
     job = {
         "id": "j1",
         "collection": "c",
@@ -81,7 +81,7 @@ def test_read_only_connection_opens_the_store_whatever_its_path(tmp_path: Path, 
     """The retraining worker reads through this connection; a '#', '%' or '?' in the data
     dir must not make SQLite open (or create) some other file."""
     path = tmp_path / name / "bitseek.sqlite3"
-    store = Store(path)
+    store = SqliteStore(path)
     store.create_collection("c", "text", {})
     conn = connect(path, readonly=True)
     try:
