@@ -18,13 +18,14 @@ import numpy as np
 from service.backend import Model
 from service.modalities import Modality
 from service.ranking import Ranked, rank
+from service.store import CodeIndex
 
 
 @dataclass
 class Serving:
     version: int
     model: Model
-    index: Any  # service.index.HammingIndex; mutated only under CollectionState.write_lock
+    index: CodeIndex  # mutated only under CollectionState.write_lock
 
 
 @dataclass

@@ -1,13 +1,7 @@
 """Domain errors and the one place that maps them (and framework errors) to HTTP.
 
-BitseekError                   every error the API reports on purpose; carries the HTTP status
-├── NotFound (404)             unknown collection, item, job or model version
-├── Conflict (409)             collection exists, a job already runs, collection has no model
-├── InvalidInput (422)         a field is malformed: wrong modality, bad image, wrong width, ...
-├── PayloadTooLarge (413)      body over ``max_body_bytes``
-├── Unauthorized (401)         admin route without the right Bearer token
-├── AdminDisabled (404)        admin routes when no token is configured
-└── Unavailable (503)          the server cannot do it now (e.g. start a job); nothing changed
+Every error the API reports on purpose is a ``BitseekError`` carrying its HTTP status; each
+subclass's docstring says when it is raised.
 """
 
 from __future__ import annotations
@@ -42,30 +36,44 @@ class BitseekError(Exception):
 
 
 class NotFound(BitseekError):
+    """404: an unknown collection, item, job or model version."""
+
     status = 404
 
 
 class Conflict(BitseekError):
+    """409: the collection exists, a job already runs, the collection has no model yet."""
+
     status = 409
 
 
 class InvalidInput(BitseekError):
+    """422: a field is malformed (wrong modality, bad image, wrong code width, ...)."""
+
     status = 422
 
 
 class PayloadTooLarge(BitseekError):
+    """413: a request body over ``max_body_bytes`` (raised by ``middleware.BodyLimit``)."""
+
     status = 413
 
 
 class Unauthorized(BitseekError):
+    """401: an admin route without the right Bearer token."""
+
     status = 401
 
 
 class AdminDisabled(BitseekError):
+    """404: an admin route while no admin token is configured."""
+
     status = 404
 
 
 class Unavailable(BitseekError):
+    """503: the server cannot do it now (e.g. start a job); nothing changed."""
+
     status = 503
 
 

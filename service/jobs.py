@@ -22,7 +22,7 @@ from models.code_width import CODE_WIDTHS
 from service.collection import CollectionState
 from service.errors import Conflict, InvalidInput, NotFound, Unavailable
 from service.registry import Precomputed, Registry
-from service.sqlite_store import VersionRecord
+from service.store import VersionRecord
 from service.worker import JobSpec, run_job
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class JobManager:
             collection=collection,
             modality=state.modality,
             settings=self._with_defaults(state.spec, settings),
-            db_path=self.registry.store.path,
+            snapshot=self.registry.store.snapshot_reader(collection),
             model_dir=self.registry.model_dir(collection, version),
             job_dir=self.registry.data_dir / "jobs" / job_id,
             backend=self.registry.backend,

@@ -12,8 +12,8 @@ from fastapi import FastAPI
 from service.backend import Backend, TrainingBackend
 from service.config import Settings, get_settings
 from service.errors import install_error_handlers
-from service.metrics import Metrics
 from service.middleware import BodyLimit, RequestMetrics
+from service.prometheus import Metrics
 from service.registry import IndexFactory
 from service.routes import admin, collections, denoise, encode, health, items, search
 from service.runtime import Runtime

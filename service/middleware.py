@@ -8,7 +8,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.metrics import Metrics
+from service.errors import PayloadTooLarge
+from service.prometheus import Metrics
 
 API_PREFIX = "/v1"
 
@@ -23,13 +24,15 @@ class BodyLimit:
     def _body(self, size: int | None) -> bytes:
         got = f" ({size} bytes)" if size is not None else ""
         msg = f"request body{got} is larger than the limit of {self.max_bytes} bytes"
-        error = {"type": "PayloadTooLarge", "message": msg, "field": "body"}
-        return json.dumps({"error": error, "limit_bytes": self.max_bytes}).encode()
+        error = PayloadTooLarge(msg, "body")
+        return json.dumps({**error.body(), "limit_bytes": self.max_bytes}).encode()
 
     async def _reject(self, send: Send, size: int | None) -> None:
         body = self._body(size)
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send(
+            {"type": "http.response.start", "status": PayloadTooLarge.status, "headers": headers}
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from service.index import SearchResult
+from service.store import CodeIndex
+
 Hit = tuple[int, str, dict[str, Any]]  # (distance, id, metadata)
 
 
@@ -29,14 +32,14 @@ def _order(hit: tuple[int, str, int]) -> tuple[int, str]:
     return hit[0], hit[1]
 
 
-def _unpack(result: Any) -> tuple[np.ndarray, np.ndarray, int]:
-    hits = result[0]  # service.index.SearchResult: CSR over queries; we send one
+def _unpack(result: SearchResult) -> tuple[np.ndarray, np.ndarray, int]:
+    hits = result[0]  # CSR over queries; we send one
     ids = np.asarray(hits.ids, dtype=np.int64)
     return ids, np.asarray(hits.distances, dtype=np.int64), int(result.stats.probes)
 
 
 def rank(
-    index: Any,
+    index: CodeIndex,
     code: np.ndarray,
     max_distance: int | None,
     k: int | None,

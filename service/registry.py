@@ -12,7 +12,6 @@ import logging
 import os
 import re
 import shutil
-import sqlite3
 import threading
 import time
 import uuid
@@ -29,14 +28,14 @@ from service.config import InputLimits
 from service.errors import Conflict, InvalidInput, NotFound, model_rejected
 from service.modalities import modality_of
 from service.model_runner import infer
-from service.sqlite_store import ItemRow, ItemWrite, SqliteStore, VersionRecord
-from training.durable import fsync_path, fsync_tree, make_dirs
+from service.store import CodeIndex, ItemRow, ItemStore, ItemWrite, NameTaken, VersionRecord
+from training.artifact import copy_model
 
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 DELETED_PREFIX = ".deleted-"  # no collection name starts with '.'
-IndexFactory = Callable[[int], Any]
+IndexFactory = Callable[[int], CodeIndex]
 RunModel = Callable[[Callable[[Any], Any], Any], Any]  # (model method, items) -> its result
 
 
@@ -56,7 +55,7 @@ class Precomputed:
     codes: dict[int, bytes]
 
 
-def default_index_factory(bits: int) -> Any:
+def default_index_factory(bits: int) -> CodeIndex:
     from service.index import HammingIndex
 
     return HammingIndex(bits)
@@ -65,7 +64,7 @@ def default_index_factory(bits: int) -> Any:
 class Registry:
     def __init__(
         self,
-        store: SqliteStore,
+        store: ItemStore,
         backend: Backend,
         data_dir: Path,
         device: str,
@@ -176,7 +175,7 @@ class Registry:
             )
         return model
 
-    def _build_index(self, bits: int, codes: Sequence[tuple[int, bytes]]) -> Any:
+    def _build_index(self, bits: int, codes: Sequence[tuple[int, bytes]]) -> CodeIndex:
         index = self.index_factory(bits)
         if codes:
             ids = np.fromiter((num for num, _ in codes), dtype=np.int64, count=len(codes))
@@ -240,7 +239,7 @@ class Registry:
             spec["bits"] = serving.model.bits  # retrains keep the copied code length
         try:
             self.store.create_collection(name, modality, spec)
-        except sqlite3.IntegrityError:  # another process sharing the database got there first
+        except NameTaken:  # another process sharing the store got there first
             raise Conflict(f"collection {name!r} already exists", "name") from None
         # the name had no row, so a directory under it was left by a delete that was cut short
         self._remove_dir(self._set_aside(name))
@@ -253,19 +252,13 @@ class Registry:
         with state.activation_lock, state.write_lock:
             self.states[name] = state
             try:
-                self._copy_model(self.model_dir(source.name, serving.version), name)
+                # on disk before the version that names it is committed
+                copy_model(self.model_dir(source.name, serving.version), self.model_dir(name, 1))
                 self.activate(name, 1, record=VersionRecord(dict(serving.model.metrics), None))
             except Exception:
                 self._forget_collection(name)
                 raise
         return state
-
-    def _copy_model(self, src: Path, name: str) -> None:
-        dst = self.model_dir(name, 1)
-        make_dirs(dst.parent)
-        shutil.copytree(src, dst)
-        fsync_tree(dst)  # on disk before the version that names it is committed
-        fsync_path(dst.parent)
 
     def _forget_collection(self, name: str) -> None:
         """Undo a create that failed after its row was committed."""

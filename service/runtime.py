@@ -12,10 +12,11 @@ import torch
 from service.backend import Backend
 from service.config import Settings
 from service.jobs import JobManager
-from service.metrics import Metrics
 from service.model_runner import ModelRunner
+from service.prometheus import Metrics
 from service.registry import IndexFactory, Registry, default_index_factory
 from service.sqlite_store import SqliteStore
+from service.store import ItemStore
 from training.device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 class Runtime:
     settings: Settings
     device: str
-    store: SqliteStore
+    store: ItemStore
     registry: Registry
     jobs: JobManager
     models: ModelRunner

@@ -3,7 +3,7 @@
 Durability: WAL journal plus ``synchronous=FULL`` by default, so a commit is fsynced to the WAL
 before the request that made it is acknowledged. Every write is one transaction, so a rejected or
 crashed request leaves nothing half-written. One connection, guarded by a lock, serves the whole
-process; the retraining worker opens its own read-only connection (WAL lets it read while we write).
+process; a retraining worker reads its snapshot through a read-only connection of its own.
 """
 
 from __future__ import annotations
@@ -17,6 +17,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from service.store import (
+    CollectionRow,
+    ItemRow,
+    ItemWrite,
+    NameTaken,
+    SnapshotRow,
+    VersionRecord,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS collections(
@@ -62,47 +71,6 @@ CREATE TABLE IF NOT EXISTS jobs(
     updated_at REAL NOT NULL
 );
 """
-
-
-@dataclass(frozen=True)
-class CollectionRow:
-    name: str
-    modality: str
-    spec: dict[str, Any]
-    active_version: int | None
-    created_at: float
-
-
-@dataclass(frozen=True)
-class ItemRow:
-    num: int
-    id: str
-    payload: bytes
-    metadata: dict[str, Any]
-    code: bytes | None
-    seq: int
-    version: int | None
-
-    def code_under(self, version: int) -> bytes | None:
-        """The stored code if ``version`` made it; one staged by an activation that has not
-        committed (or never will) is not that version's."""
-        return self.code if self.version == version else None
-
-
-@dataclass(frozen=True)
-class ItemWrite:
-    id: str
-    payload: bytes
-    metadata: dict[str, Any]
-    code: bytes | None
-
-
-@dataclass(frozen=True)
-class VersionRecord:
-    """What the versions table keeps about a model version."""
-
-    metrics: dict[str, Any]
-    job_id: str | None
 
 
 def connect(path: Path, synchronous: str = "FULL", readonly: bool = False) -> sqlite3.Connection:
@@ -156,12 +124,15 @@ class SqliteStore:
 
     # collections -------------------------------------------------------------------------
     def create_collection(self, name: str, modality: str, spec: dict[str, Any]) -> None:
-        with self.transaction() as c:
-            c.execute(
-                "INSERT INTO collections(name, modality, spec, active_version, created_at)"
-                " VALUES (?, ?, ?, NULL, ?)",
-                (name, modality, json.dumps(spec), time.time()),
-            )
+        try:
+            with self.transaction() as c:
+                c.execute(
+                    "INSERT INTO collections(name, modality, spec, active_version, created_at)"
+                    " VALUES (?, ?, ?, NULL, ?)",
+                    (name, modality, json.dumps(spec), time.time()),
+                )
+        except sqlite3.IntegrityError:
+            raise NameTaken(name) from None
 
     def delete_collection(self, name: str) -> None:
         with self.transaction() as c:
@@ -174,10 +145,6 @@ class SqliteStore:
             "SELECT name, modality, spec, active_version, created_at FROM collections ORDER BY name"
         )
         return [CollectionRow(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
-
-    def set_spec(self, name: str, spec: dict[str, Any]) -> None:
-        with self.transaction() as c:
-            c.execute("UPDATE collections SET spec = ? WHERE name = ?", (json.dumps(spec), name))
 
     # items ---------------------------------------------------------------------------------
     def upsert_items(
@@ -264,6 +231,9 @@ class SqliteStore:
         with self._lock:
             return self._seq
 
+    def snapshot_reader(self, collection: str) -> SqliteSnapshot:
+        return SqliteSnapshot(self.path, collection)
+
     def set_codes(
         self,
         collection: str,
@@ -319,12 +289,6 @@ class SqliteStore:
         return None if not rows or rows[0][0] is None else int(rows[0][0])
 
     # versions ------------------------------------------------------------------------------
-    def add_version(
-        self, collection: str, version: int, metrics: dict[str, Any], job_id: str | None
-    ) -> None:
-        with self.transaction() as c:
-            self._insert_version(c, collection, version, VersionRecord(metrics, job_id))
-
     @staticmethod
     def _insert_version(
         c: sqlite3.Connection, collection: str, version: int, record: VersionRecord
@@ -403,6 +367,26 @@ class SqliteStore:
                 (time.time(),),
             )
             return cur.rowcount
+
+
+@dataclass(frozen=True)
+class SqliteSnapshot:
+    """A collection's items as one statement sees them, read through a read-only connection of
+    its own (WAL lets it read while the server writes)."""
+
+    path: Path
+    collection: str
+
+    def read(self) -> list[SnapshotRow]:
+        conn = connect(self.path, readonly=True)
+        try:
+            rows = conn.execute(
+                "SELECT num, id, payload, seq FROM items WHERE collection = ? ORDER BY num",
+                (self.collection,),
+            ).fetchall()
+        finally:
+            conn.close()
+        return [SnapshotRow(int(r[0]), r[1], bytes(r[2]), int(r[3])) for r in rows]
 
 
 def _item(r: tuple[Any, ...]) -> ItemRow:

@@ -20,7 +20,7 @@ import numpy as np
 from service.backend import Backend
 from service.modalities import Modality
 from service.model_runner import infer
-from service.sqlite_store import connect
+from service.store import SnapshotReader
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class JobSpec:
     collection: str
     modality: Modality
     settings: dict[str, Any]
-    db_path: Path
+    snapshot: SnapshotReader
     model_dir: Path
     job_dir: Path
     backend: Backend
@@ -58,20 +58,13 @@ def run_job(job: JobSpec, queue: Any) -> None:
 
 
 def _run(job: JobSpec, queue: Any, parent: int) -> None:
-    conn = connect(job.db_path, readonly=True)
-    try:
-        rows = conn.execute(  # one statement: a consistent snapshot
-            "SELECT num, id, payload, seq FROM items WHERE collection = ? ORDER BY num",
-            (job.collection,),
-        ).fetchall()
-    finally:
-        conn.close()
+    rows = job.snapshot.read()
     if not rows:
         raise ValueError(f"collection {job.collection!r} has no items to train on")
-    nums = np.asarray([r[0] for r in rows], dtype=np.int64)
-    ids = [r[1] for r in rows]
-    snapshot_seq = max(int(r[3]) for r in rows)
-    items = job.modality.batch([job.modality.from_bytes(bytes(r[2])) for r in rows])
+    nums = np.asarray([r.num for r in rows], dtype=np.int64)
+    ids = [r.id for r in rows]
+    snapshot_seq = max(r.seq for r in rows)
+    items = job.modality.batch([job.modality.from_bytes(r.payload) for r in rows])
     queue.put({"type": "progress", "stage": "loaded", "items": len(ids)})
 
     def progress(info: dict[str, Any]) -> None:

@@ -5,8 +5,7 @@ A model directory holds:
   config.json      modality, bits, input_shape, the autoencoder config and the training config
   weights.pt       the autoencoder's state_dict (loaded with weights_only=True: no pickle code runs)
   denoiser.pt      the denoising autoencoder's state_dict, when config.json has a "denoiser" config;
-                   models without one (denoiser_epochs=0, or written before it existed) denoise
-                   through the hashing autoencoder
+                   models without one (denoiser_epochs=0) denoise through the hashing autoencoder
   featurizer.json  the featuriser's settings (e.g. the vocabulary); featurizer.npz its arrays
   metrics.json     training metrics, per-bit activation rates, evaluations (`record_evaluation`)
 It is written into a temporary sibling directory, fsynced, and renamed into place, so a reader
@@ -33,19 +32,12 @@ import torch
 from models.denoiser import Denoiser, DenoiserConfig, reconstruct
 from models.hasher import SemanticHasher
 from training.durable import fsync_path, fsync_tree, make_dirs
-from training.features import (
-    CountVectorFeaturizer,
-    Featurizer,
-    ImageFeaturizer,
-    VectorFeaturizer,
-    featurizer_from_state,
-)
+from training.features import Featurizer, featurizer_from_state
 
 LOG = logging.getLogger(__name__)
 FORMAT_NAME = "bitseek-model"
 FORMAT_VERSION = 1
 DENOISER_FILE = "denoiser.pt"
-TOP_TERMS = 10  # terms returned per document by `denoise` on text
 
 
 class ModelFormatError(ValueError):
@@ -75,13 +67,7 @@ class TrainedModel:
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        if isinstance(self.featurizer, ImageFeaturizer):
-            return self.featurizer.shape
-        if self.modality == "text":
-            return ()
-        if isinstance(self.featurizer, CountVectorFeaturizer):
-            return (self.featurizer.n_features,)
-        return (self.featurizer.dim,)
+        return self.featurizer.input_shape
 
     @property
     def device(self) -> str:
@@ -110,21 +96,7 @@ class TrainedModel:
         x = features.toarray() if isinstance(features, sp.csr_matrix) else features
         # (n, input_dim) mean of the output distribution
         recon = self.hasher.denoise(x) if self.denoiser is None else reconstruct(self.denoiser, x)
-        f = self.featurizer
-        if isinstance(f, ImageFeaturizer):
-            return recon.reshape(len(recon), *f.shape).clip(0.0, 1.0)
-        if isinstance(f, VectorFeaturizer):
-            return (recon * f.scale + f.mean).astype(np.float32)
-        if isinstance(f, CountVectorFeaturizer):  # expected counts: word shares times length
-            length = np.asarray(f.targets(items).sum(1)).reshape(-1, 1)
-            full = np.zeros((len(recon), f.n_features), dtype=np.float32)  # dropped terms: 0
-            full[:, f.columns] = recon * length
-            return full
-        vocab = f.vocabulary
-        top = np.argsort(-recon, axis=1)[:, :TOP_TERMS]
-        return [
-            [(vocab[j], round(float(recon[i, j]), 6)) for j in row] for i, row in enumerate(top)
-        ]
+        return self.featurizer.from_reconstruction(recon, items)
 
     def to(self, device: str) -> TrainedModel:
         hasher = self.hasher.to(device)
@@ -237,6 +209,14 @@ def _load_denoiser(directory: Path, config: Any) -> Denoiser | None:
 
 def _cpu(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in state_dict.items()}
+
+
+def copy_model(src: Path, dst: Path) -> None:
+    """Copy a model directory to ``dst`` (which must not exist), on disk when this returns."""
+    make_dirs(dst.parent)
+    shutil.copytree(src, dst)
+    fsync_tree(dst)
+    fsync_path(dst.parent)
 
 
 def record_evaluation(model_dir: Path, key: str, entry: dict[str, Any]) -> None:

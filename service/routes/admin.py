@@ -10,8 +10,8 @@ from service.deps import AdminDep, RuntimeDep
 from service.errors import Conflict, NotFound
 from service.routes.collections import public
 from service.routes.common import CollectionPath, JobPath, VersionPath
-from service.routes.utf8 import Utf8Route
 from service.schemas import CollectionPublic, Job, ModelVersion, ModelVersions, RetrainRequest
+from service.utf8_route import Utf8Route
 
 router = APIRouter(prefix="/admin", tags=["admin"], dependencies=[AdminDep], route_class=Utf8Route)
 

@@ -10,8 +10,8 @@ from service.collection import CollectionState
 from service.deps import AdminDep, RuntimeDep
 from service.modalities import MODALITIES
 from service.routes.common import CollectionPath
-from service.routes.utf8 import Utf8Route
 from service.schemas import CollectionCreate, CollectionPublic, CollectionsPublic, Message
+from service.utf8_route import Utf8Route
 
 router = APIRouter(prefix="/collections", tags=["collections"], route_class=Utf8Route)
 

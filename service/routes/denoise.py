@@ -7,8 +7,8 @@ from fastapi import APIRouter
 from service.deps import RuntimeDep
 from service.errors import model_rejected
 from service.routes.common import CollectionPath, item_fields, serving_batch
-from service.routes.utf8 import Utf8Route
 from service.schemas import DenoiseRequest, DenoiseResponse
+from service.utf8_route import Utf8Route
 
 router = APIRouter(prefix="/collections/{collection}", tags=["denoise"], route_class=Utf8Route)
 

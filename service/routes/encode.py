@@ -9,8 +9,8 @@ from service.codes import to_hex
 from service.deps import RuntimeDep
 from service.errors import model_rejected
 from service.routes.common import CollectionPath, item_fields, serving_batch
-from service.routes.utf8 import Utf8Route
 from service.schemas import EncodeRequest, EncodeResponse
+from service.utf8_route import Utf8Route
 
 router = APIRouter(prefix="/collections/{collection}", tags=["encode"], route_class=Utf8Route)
 

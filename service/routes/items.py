@@ -11,7 +11,6 @@ from service.deps import RuntimeDep
 from service.errors import InvalidInput
 from service.registry import NewItem
 from service.routes.common import CollectionPath, ItemPath, check_batch, payload_value
-from service.routes.utf8 import Utf8Route
 from service.schemas import (
     METADATA,
     ItemPublic,
@@ -20,6 +19,7 @@ from service.schemas import (
     UpsertResponse,
     unicode_problem,
 )
+from service.utf8_route import Utf8Route
 
 router = APIRouter(prefix="/collections/{collection}/items", tags=["items"], route_class=Utf8Route)
 

@@ -16,9 +16,9 @@ from service.collection import CollectionState, Serving
 from service.deps import RuntimeDep
 from service.errors import InvalidInput, NotFound
 from service.routes.common import CollectionPath, decode_queries
-from service.routes.utf8 import Utf8Route
 from service.runtime import Runtime
 from service.schemas import Hit, Payload, SearchRequest, SearchResponse
+from service.utf8_route import Utf8Route
 
 router = APIRouter(prefix="/collections/{collection}", tags=["search"], route_class=Utf8Route)
 QUERY_FIELDS = ("text", "image", "vector", "id", "code")

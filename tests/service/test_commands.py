@@ -65,7 +65,8 @@ def test_demo_builds_once_and_repairs_an_interrupted_build(
     assert trained == ["text", "image"]
     # an interrupted build (never marked complete, items missing) is redone
     from service.demo import DONE_MARK
-    from service.sqlite_store import ItemWrite, SqliteStore
+    from service.sqlite_store import SqliteStore
+    from service.store import ItemWrite
 
     mark = tmp_path / "collections" / "demo-text" / DONE_MARK
     mark.unlink()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from service.sqlite_store import ItemWrite, SqliteStore, connect
+from service.sqlite_store import SqliteStore, connect
+from service.store import ItemWrite
 
 
 def test_wal_and_synchronous_full_by_default(tmp_path: Path) -> None:

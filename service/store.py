@@ -1,0 +1,141 @@
+"""The seam between the service and where its items and codes live.
+
+Two protocols, one for each kind of state the service keeps:
+- ``ItemStore``: the durable truth. Collections, items (payload, metadata, the code under a model
+  version), model versions and retraining jobs; every write is durable when the call returns.
+  Today ``service.sqlite_store.SqliteStore``.
+- ``CodeIndex``: the codes of one serving model version, searched by Hamming radius or k nearest.
+  Built from the ``ItemStore`` when a version starts serving and kept in step with every write.
+  Today ``service.index.HammingIndex``.
+``service.registry`` and ``service.collection`` speak only these protocols (exact ranking, filters
+and version swaps sit above them), so a second backend implements both and nothing above changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from service.index import SearchResult
+
+
+class NameTaken(Exception):
+    """A collection of that name exists already (another server sharing the store made it)."""
+
+
+@dataclass(frozen=True)
+class CollectionRow:
+    name: str
+    modality: str
+    spec: dict[str, Any]
+    active_version: int | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    num: int
+    id: str
+    payload: bytes
+    metadata: dict[str, Any]
+    code: bytes | None
+    seq: int
+    version: int | None
+
+    def code_under(self, version: int) -> bytes | None:
+        """The stored code if ``version`` made it; one staged by an activation that has not
+        committed (or never will) is not that version's."""
+        return self.code if self.version == version else None
+
+
+@dataclass(frozen=True)
+class ItemWrite:
+    id: str
+    payload: bytes
+    metadata: dict[str, Any]
+    code: bytes | None
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """What the versions table keeps about a model version."""
+
+    metrics: dict[str, Any]
+    job_id: str | None
+
+
+@dataclass(frozen=True)
+class SnapshotRow:
+    num: int
+    id: str
+    payload: bytes
+    seq: int
+
+
+class SnapshotReader(Protocol):
+    """Reads one collection's items in one consistent snapshot, from another process (a
+    retraining worker): picklable, and opens its own connection."""
+
+    def read(self) -> list[SnapshotRow]: ...
+
+
+class ItemStore(Protocol):
+    path: Path
+
+    def close(self) -> None: ...
+
+    # collections
+    def create_collection(self, name: str, modality: str, spec: dict[str, Any]) -> None:
+        """Raises ``NameTaken`` when the name has a row already."""
+
+    def delete_collection(self, name: str) -> None: ...
+    def collections(self) -> list[CollectionRow]: ...
+
+    # items
+    def upsert_items(
+        self, collection: str, items: Sequence[ItemWrite], version: int | None
+    ) -> list[tuple[int, int | None]]: ...
+    def delete_item(self, collection: str, item_id: str) -> int | None: ...
+    def get_item(self, collection: str, item_id: str) -> ItemRow | None: ...
+    def iter_items(
+        self, collection: str, after_seq: int = 0, chunk: int = 2000
+    ) -> Iterator[list[ItemRow]]: ...
+    def item_keys(self, collection: str) -> list[tuple[int, str, str, bytes | None]]: ...
+    def max_seq(self) -> int: ...
+    def snapshot_reader(self, collection: str) -> SnapshotReader: ...
+
+    # codes and model versions
+    def set_codes(
+        self,
+        collection: str,
+        version: int,
+        codes: Sequence[tuple[int, bytes]],
+        active: int,
+        record: VersionRecord | None = None,
+    ) -> None: ...
+    def write_codes(
+        self, collection: str, version: int, codes: Sequence[tuple[int, bytes]], chunk: int = 5000
+    ) -> None: ...
+    def stale_nums(self, collection: str, active: int) -> set[int]: ...
+    def active_version(self, collection: str) -> int | None: ...
+    def versions(self, collection: str) -> list[dict[str, Any]]: ...
+
+    # retraining jobs
+    def put_job(self, job: dict[str, Any]) -> None: ...
+    def get_job(self, job_id: str) -> dict[str, Any] | None: ...
+    def fail_unfinished_jobs(self) -> int: ...
+
+
+class CodeIndex(Protocol):
+    """Packed uint8 codes (n, bits // 8) under int64 item numbers; ``add`` replaces a number's
+    code; searches take one or more queries and answer exactly, sorted by (distance, number)."""
+
+    def __len__(self) -> int: ...
+    def add(self, ids: np.ndarray, codes: np.ndarray) -> None: ...
+    def remove(self, ids: np.ndarray) -> int: ...
+    def search_radius(self, codes: np.ndarray, max_distance: int) -> SearchResult: ...
+    def search_knn(self, codes: np.ndarray, k: int) -> SearchResult: ...
