@@ -70,9 +70,8 @@ class Denoiser(nn.Module):
         )
         # Paths around the bottleneck, so it only has to carry what the input lacks. Word counts:
         # a per-document gate mixes the input's own word shares with the decoder's distribution
-        # (a copy mechanism; without it the 256-unit code blurs every document towards its topic,
-        # cosine to the clean 20 Newsgroups counts 0.29 against 0.70 for the half-dropped input
-        # itself). Real vectors: a per-feature gain on the input (learned shrinkage).
+        # (a copy mechanism; without it the narrow code blurs every document towards its topic).
+        # Real vectors: a per-feature gain on the input (learned shrinkage).
         self.copy_gate = (
             nn.Linear(config.hidden_dims[-1], 1) if config.likelihood == "multinomial" else None
         )

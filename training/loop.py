@@ -22,8 +22,7 @@ from training.progress import EpochReporter, Progress
 
 LOG = logging.getLogger(__name__)
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
-# gradient learners take at least this many steps an epoch (smaller batches on small training
-# sets); fewer left fine-tuning on TMC below PCA-ITQ (benchmarks/README.md, "Why the defaults ...")
+# steps an epoch at least, by smaller batches on small sets: fewer left TMC's codes below PCA-ITQ
 MIN_STEPS_PER_EPOCH = 64
 MIN_BATCH = 32  # fine-tuning's balance and decorrelation terms are batch statistics
 

@@ -28,8 +28,7 @@ from training.loop import Batch, GradientStep, Matrix, fit, rows
 from training.progress import Progress
 
 LOG = logging.getLogger(__name__)
-# CD step of constrained Poisson units relative to `rbm_lr`; the full step leaves most hidden units
-# stuck off (benchmarks/README.md, "Why the defaults are what they are")
+# CD step of constrained Poisson units relative to `rbm_lr`: the full step leaves units stuck off
 POISSON_LR_FACTOR = 1 / 3
 
 
