@@ -107,29 +107,6 @@ def layer_regularisation(cfg: TrainConfig) -> LayerRegularisation:
     )
 
 
-def layer_learner(
-    x: Matrix,
-    target: Matrix,
-    out_dim: int,
-    likelihood: str,
-    cfg: TrainConfig,
-    device: str,
-    sample: torch.Tensor,
-    generator: torch.Generator,
-) -> LayerLearner:
-    """The learner `cfg.pretrain` names, from x (n, in) to out_dim features, started on the sample
-    (m, in) of x's rows."""
-    in_dim = x.shape[1]
-    if cfg.pretrain == "rbm":
-        rbm, lr = rbm_for(x, target, out_dim, likelihood, cfg.rbm_lr)
-        return RBMLayer(rbm.to(device), sample, lr, generator)
-    if cfg.pretrain == "psd":
-        psd = PredictiveSparseDecomposition(in_dim, out_dim, sparsity=cfg.psd_sparsity)
-        return PSDLayer(psd.to(device), sample, cfg.pretrain_lr)
-    shallow = ShallowAutoencoder(in_dim, out_dim, likelihood, layer_regularisation(cfg))
-    return AutoencoderLayer(shallow.to(device), sample, cfg.pretrain_lr, generator)
-
-
 def pretrain_layer(
     x: Matrix,
     target: Matrix,
@@ -140,12 +117,22 @@ def pretrain_layer(
     layer: int = 0,
     progress: Progress | None = None,
 ) -> FeatureLearner:
-    """Train one shallow learner from x (n, in) to out_dim features; it rebuilds ``target``."""
+    """Train the learner `cfg.pretrain` names from x (n, in) to out_dim features; it rebuilds
+    ``target``. Every learner starts from a sample of x's rows."""
     rng = np.random.default_rng(cfg.seed + layer)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + layer)
-    n = x.shape[0]
+    n, in_dim = x.shape
     sample = rows(x, np.sort(rng.choice(n, size=min(n, 2048), replace=False)), device)
-    learner = layer_learner(x, target, out_dim, likelihood, cfg, device, sample, gen)
+    learner: LayerLearner
+    if cfg.pretrain == "rbm":
+        rbm, lr = rbm_for(x, target, out_dim, likelihood, cfg.rbm_lr)
+        learner = RBMLayer(rbm.to(device), sample, lr, gen)
+    elif cfg.pretrain == "psd":
+        psd = PredictiveSparseDecomposition(in_dim, out_dim, sparsity=cfg.psd_sparsity)
+        learner = PSDLayer(psd.to(device), sample, cfg.pretrain_lr)
+    else:
+        shallow = ShallowAutoencoder(in_dim, out_dim, likelihood, layer_regularisation(cfg))
+        learner = AutoencoderLayer(shallow.to(device), sample, cfg.pretrain_lr, gen)
     fit(learner, x, target, epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, rng=rng,
         device=device, stage=f"pretrain layer {layer + 1}", progress=progress)  # fmt: skip
     return learner.trained()
