@@ -135,9 +135,6 @@ class TextFeaturizer:
         }
         return meta, {"idf": self.idf}
 
-    def describe_items(self) -> str:
-        return "a list of strings"
-
 
 class CountVectorFeaturizer:
     """Count-valued vectors (bag-of-words over a given vocabulary): tf-idf in, counts out.
