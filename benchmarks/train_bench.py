@@ -5,7 +5,7 @@ Usage (from the repo root):
       --name 20ng [--pretrain none autoencoder ...] [--set epochs=10 ...]
 
 Protocol: test items query the training items; relevant = shares a label; ranking by Hamming
-distance with ties counted by expected relevance (training.metrics). Writes
+distance with ties counted by expected relevance (training.retrieval_metrics). Writes
 benchmarks/results/train_<name>.json with the exact command.
 """
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from training.baselines import fit_pca_itq  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.data import load_dataset  # noqa: E402
-from training.metrics import evaluate_codes  # noqa: E402
+from training.retrieval_metrics import evaluate_codes  # noqa: E402
 from training.train import train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

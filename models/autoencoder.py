@@ -88,6 +88,12 @@ def neighbour_contrast(p: torch.Tensor, p_nb: torch.Tensor) -> torch.Tensor:
     return near / far.clamp_min(1e-6)
 
 
+def linear_stack(dims: tuple[int, ...]) -> nn.ModuleList:
+    """Linear layers from dims[0] to dims[1], dims[1] to dims[2], ... (the activations are the
+    caller's)."""
+    return nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+
+
 @torch.no_grad()
 def data_dependent_init(layer: nn.Linear, x: torch.Tensor, target_std: float = 1.0) -> torch.Tensor:
     """Rescale ``layer`` so its pre-activations on the sample x (n, in) have zero mean and std
@@ -112,14 +118,8 @@ class DeepBinaryAutoencoder(nn.Module):
     def __init__(self, config: AutoencoderConfig) -> None:
         super().__init__()
         self.config = config
-        dims = config.layer_dims
-        self.encoder = nn.ModuleList(
-            nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)
-        )
-        rev = dims[::-1]
-        self.decoder = nn.ModuleList(
-            nn.Linear(a, b) for a, b in zip(rev[:-1], rev[1:], strict=True)
-        )
+        self.encoder = linear_stack(config.layer_dims)
+        self.decoder = linear_stack(config.layer_dims[::-1])
         self.drop = nn.Dropout(config.dropout)
 
     @torch.no_grad()

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.autoencoder import linear_stack
 from models.config_io import config_from_dict, config_to_dict
 from models.likelihoods import LIKELIHOODS, mean_reconstruction, negative_log_likelihood
 
@@ -64,15 +65,11 @@ class Denoiser(nn.Module):
     def __init__(self, config: DenoiserConfig) -> None:
         super().__init__()
         self.config = config
-        dims = config.layer_dims
-        self.layers = nn.ModuleList(
-            nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)
-        )
+        self.layers = linear_stack(config.layer_dims)
         # Paths around the bottleneck, so it only has to carry what the input lacks. Word counts:
         # a per-document gate mixes the input's own word shares with the decoder's distribution
-        # (a copy mechanism; without it the 256-unit code blurs every document towards its topic,
-        # cosine to the clean 20 Newsgroups counts 0.29 against 0.70 for the half-dropped input
-        # itself). Real vectors: a per-feature gain on the input (learned shrinkage).
+        # (a copy mechanism; without it the narrow code blurs every document towards its topic).
+        # Real vectors: a per-feature gain on the input (learned shrinkage).
         self.copy_gate = (
             nn.Linear(config.hidden_dims[-1], 1) if config.likelihood == "multinomial" else None
         )

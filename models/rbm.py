@@ -72,11 +72,7 @@ class RBM(nn.Module):
         v (n, vis), keeping its direction and threshold (the sign of every pre-activation).
 
         A few CD-1 epochs leave weights so small that every hidden unit sits near 1/2 for every
-        item (pre-activation std 0.04 with Bernoulli units on TMC's tf-idf, 0.1-0.2 with the
-        constrained Poisson units): stacked, such layers hand fine-tuning a constant code. On TMC
-        all 32 bits stayed dead without this step with either unit type; with it none is, and
-        p@100 is 0.62 (Bernoulli) / 0.73 (Poisson; the autoencoder's layers, which get the same
-        scaling before training, reach 0.73).
+        item: stacked, such layers hand fine-tuning a constant code, every bit dead.
         """
         std = self._hidden_input(v * self.input_scale).std(0)  # (hid,)
         self.encoder_gain.copy_(target_std / std.clamp_min(1e-6))

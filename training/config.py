@@ -16,8 +16,7 @@ from models.config_io import config_from_dict, config_to_dict
 
 PRETRAIN_MODES = ("none", "autoencoder", "denoising", "contractive", "sparse", "psd", "rbm")
 DEVICES = ("cpu", "cuda", "auto")
-# images: Hinton & Salakhutdinov's 1000-500-250; on MNIST at 32 bits p@100 0.936 against 0.927
-# for 512-256, in 354 s against about 250 s (one thread, shared cores)
+# images: Hinton & Salakhutdinov's 1000-500-250, a little better than 512-256 for 40% more time
 DEFAULT_HIDDEN = {"text": (500, 500), "vector": (500, 500), "image": (1000, 500, 250)}
 
 
@@ -27,9 +26,7 @@ class TrainConfig:
     hidden_dims: tuple[int, ...] = ()  # empty: the modality's default (DEFAULT_HIDDEN)
     likelihood: str = ""  # empty: follows the data (bernoulli / gaussian / multinomial)
     # text and word-count vectors: terms the network reads, at most one per training item (more
-    # inputs than items feeds overfitting: TMC's 2,847 reports went 0.731 -> 0.728 p@100 and 4x the
-    # training time with 10,000 terms, while 20 Newsgroups' 11,314 posts gained 0.566 -> 0.620 at
-    # 32 bits going from 2,000 to 10,000)
+    # inputs than items feeds overfitting)
     vocab_size: int = 10000
     # greedy layer-wise pretraining
     pretrain: str = (
@@ -43,9 +40,8 @@ class TrainConfig:
     corruption_level: float = 0.3
     sparse_weight: float = 0.1  # sparse pretraining (KL to sparse_target)
     sparse_target: float = 0.05
-    # ||df/dx||_F^2 with x in units of each input feature's spread (the same weight for pixels,
-    # tf-idf and hidden features); in raw units 0.1 gave 20NG 0.557 against 0.641 now, MNIST 0.937
-    # against 0.934
+    # ||df/dx||_F^2 with x in units of each input feature's spread, so one weight suits pixels,
+    # tf-idf and hidden features alike
     contractive_weight: float = 0.1
     psd_sparsity: float = 0.1
     # fine-tuning of the unrolled deep autoencoder
@@ -56,14 +52,12 @@ class TrainConfig:
     straight_through: bool = False
     dropout: float = 0.0
     neighbours: int = 20  # decoder target: mean of the item and its k nearest neighbours; 0: itself
-    # the k-NN graph reads a richer tf-idf than the input: every term within the document-frequency
-    # limits, up to this many (20 Newsgroups: 56k terms; its graph's 20-NN precision 0.508 -> 0.528)
+    # the k-NN graph reads a richer tf-idf than the input (its neighbours are more often on topic):
+    # every term within the document-frequency limits, up to this many
     neighbour_vocab_size: int = 200000
     code_target_weight: float = 1.0  # fit the code units to the k-NN graph's spectral codes
     # text and word counts: a second k-NN graph on BM25 weights joins the tf-idf one (sum of the two
-    # normalised adjacencies) before the spectral codes; p@100 went TMC 0.731 -> 0.743 (32 bits,
-    # mean of 3 seeds) and 0.741 -> 0.746 (64), 20 Newsgroups 0.637 -> 0.654 (64), its 32 bits
-    # unchanged within seed noise (0.620 / 0.616 -> 0.615 / 0.614)
+    # normalised adjacencies) before the spectral codes; the sum is steadier than either alone
     bm25_graph: bool = True
     # text and word counts: a third k-NN graph between documents' mean PPMI word vectors learned
     # from the training split (training/word_vectors.py); links on-topic documents that share few

@@ -15,26 +15,18 @@ The decoder scores the clean item under the hasher's likelihood (pixels, word co
 
 from __future__ import annotations
 
-import logging
-import math
 import time
-from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from models.denoiser import Denoiser, DenoiserConfig
 from models.regularisers import corrupt
 from training.config import TrainConfig
-from training.finetune import finetune_batch_size
-from training.pretrain import cosine_schedule, descend, minibatches, rows
-from training.progress import EpochReporter
+from training.loop import Batch, GradientStep, Matrix, batch_size_for, fit, total_steps
+from training.progress import Progress
 
-LOG = logging.getLogger(__name__)
-Matrix: TypeAlias = np.ndarray | sp.csr_matrix
-Progress = Callable[[dict[str, Any]], None]
 NOISE_FOR_FEATURES = {"image": "pixels", "text": "words", "counts": "words", "vector": "gaussian"}
 SEED_OFFSET = 2000  # the denoiser's random streams differ from the hasher's
 
@@ -60,6 +52,21 @@ def corrupt_batch(
     raise ValueError(
         f"unknown noise {noise!r}; choose one of {sorted(set(NOISE_FOR_FEATURES.values()))}"
     )
+
+
+class DenoiserLearner:
+    """One step: corrupt the clean minibatch afresh, score the clean items, Adam (cosine decay)."""
+
+    def __init__(
+        self, model: Denoiser, noise: str, max_level: float, lr: float, steps: int,
+        generator: torch.Generator,
+    ) -> None:  # fmt: skip
+        self.model, self.noise, self.max_level, self.generator = model, noise, max_level, generator
+        self.descend = GradientStep(model.parameters(), lr, decay_steps=steps)
+
+    def step(self, batch: Batch) -> float:
+        noisy = corrupt_batch(batch.x, self.noise, self.max_level, self.generator)
+        return self.descend(self.model(noisy, batch.target).loss)
 
 
 def fit_denoiser(
@@ -94,23 +101,12 @@ def fit_denoiser(
         torch.manual_seed(cfg.seed + SEED_OFFSET)
         model = Denoiser(dcfg).to(device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + SEED_OFFSET)
-    batch_size = finetune_batch_size(n, cfg.denoiser_batch_size)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.denoiser_lr)
-    steps = max(1, cfg.denoiser_epochs * math.ceil(n / batch_size))
-    sched = cosine_schedule(opt, steps)
-    history: list[float] = []
-    reporter = EpochReporter(progress, "denoiser", cfg.denoiser_epochs, math.ceil(n / batch_size))
+    batch_size = batch_size_for(n, cfg.denoiser_batch_size)
+    steps = total_steps(n, batch_size, cfg.denoiser_epochs)
+    learner = DenoiserLearner(model, noise, cfg.denoiser_noise, cfg.denoiser_lr, steps, gen)
     model.train()
-    for epoch in range(cfg.denoiser_epochs):
-        reporter.start_epoch()
-        for idx in minibatches(n, batch_size, rng):
-            clean = rows(x, idx, device)
-            out = model(
-                corrupt_batch(clean, noise, cfg.denoiser_noise, gen), rows(target, idx, device)
-            )
-            reporter.step(epoch, descend(opt, out.loss, sched), len(idx))
-        history.append(round(reporter.end_epoch(epoch), 5))
-        LOG.info("denoiser epoch %d/%d: loss %.4f", epoch + 1, cfg.denoiser_epochs, history[-1])
+    history = fit(learner, x, target, epochs=cfg.denoiser_epochs, batch_size=batch_size, rng=rng,
+                  device=device, stage="denoiser", progress=progress)  # fmt: skip
     model.eval()
     metrics = {
         "layer_dims": list(dcfg.layer_dims),
@@ -119,7 +115,7 @@ def fit_denoiser(
         "rows": n,
         "epochs": cfg.denoiser_epochs,
         "batch_size": batch_size,
-        "loss_history": history,
+        "loss_history": [round(h, 5) for h in history],
         "seconds": round(time.perf_counter() - started, 2),
     }
     return model, metrics

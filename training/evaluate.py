@@ -1,7 +1,8 @@
 """`bitseek evaluate`: a trained model against LSH, PCA sign and PCA-ITQ under one protocol.
 
-Test items query the training items (all metrics in `training.metrics`). The baselines are fitted on
-the model's own training features (`model.featurize`), so they see exactly the input the model saw.
+Test items query the training items (all metrics in `training.retrieval_metrics`). The baselines
+are fitted on the model's own training features (`model.featurize`), so they see exactly the input
+the model saw.
 A dataset without a test split gives up a fixed, seeded sample of its rows as queries. The model's
 encoding throughput is measured on the queries, encoded from raw items in batches of 256.
 
@@ -29,7 +30,7 @@ from training.artifact import load_model, record_evaluation
 from training.baselines import BASELINES, Features
 from training.commands import DEFAULT_THREADS, THREADS_HELP, positive_int, set_threads
 from training.data import Dataset, DatasetError, Split, load_dataset
-from training.metrics import RetrievalMetrics, evaluate_codes
+from training.retrieval_metrics import RetrievalMetrics, evaluate_codes
 
 LOG = logging.getLogger(__name__)
 

@@ -16,34 +16,52 @@ lands close to PCA-ITQ for retrieval. Following the neighbourhood line of semant
 
 from __future__ import annotations
 
-import logging
-import math
 import time
-from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 
 from models.autoencoder import DeepBinaryAutoencoder
 from training.config import TrainConfig
-from training.pretrain import cosine_schedule, descend, minibatches, rows
-from training.progress import EpochReporter
-
-LOG = logging.getLogger(__name__)
-Matrix: TypeAlias = np.ndarray | sp.csr_matrix
-Progress = Callable[[dict[str, Any]], None]
-# fine-tuning takes at least this many steps per epoch (smaller batches on small training sets):
-# with 128-item batches TMC's 2,847 items gave 22 steps an epoch and p@100 0.657 at 32 bits
-# (below PCA-ITQ's 0.712); 32-item batches gave 0.712, 40 epochs of 128 gave 0.714
-MIN_STEPS_PER_EPOCH = 64
-MIN_BATCH = 32  # the balance and decorrelation terms are batch statistics
+from training.loop import Batch, GradientStep, Matrix, batch_size_for, fit, rows, total_steps
+from training.progress import Progress
 
 
-def finetune_batch_size(n: int, batch_size: int) -> int:
-    """The configured batch size, shrunk so an epoch has MIN_STEPS_PER_EPOCH steps (not < 32)."""
-    return max(1, min(batch_size, max(MIN_BATCH, n // MIN_STEPS_PER_EPOCH)))
+class FinetuneLearner:
+    """One fine-tuning step: the autoencoder's loss on a minibatch, with its items' code noise,
+    code targets and (optionally) one random neighbour each, then Adam with cosine decay."""
+
+    def __init__(
+        self,
+        model: DeepBinaryAutoencoder,
+        x: Matrix,
+        knn: np.ndarray | None,
+        code_targets: np.ndarray | None,
+        noise: torch.Tensor,
+        lr: float,
+        steps: int,
+        rng: np.random.Generator,
+    ) -> None:
+        self.model, self.x, self.knn, self.code_targets = model, x, knn, code_targets
+        self.noise, self.steps, self.rng = noise, steps, rng
+        self.descend = GradientStep(model.parameters(), lr, decay_steps=steps)
+
+    def step(self, batch: Batch) -> float:
+        idx, device = batch.idx, batch.device
+        nb = None
+        if self.knn is not None:
+            pick = self.knn[idx, self.rng.integers(0, self.knn.shape[1], size=len(idx))]
+            nb = rows(self.x, pick, device)
+        # the noise grows from 0 over the first half, so the code is informative before it is
+        # pushed to binary values
+        ramp = min(1.0, 2 * self.descend.taken / self.steps)
+        eps = ramp * self.noise[idx].to(device)
+        bits = None
+        if self.code_targets is not None:
+            bits = torch.from_numpy(self.code_targets[idx]).to(device)
+        out = self.model(batch.x, batch.target, eps, nb, bits)
+        return self.descend(out.loss)
 
 
 def finetune(
@@ -62,38 +80,19 @@ def finetune(
     n = x.shape[0]
     rng = np.random.default_rng(cfg.seed + 1000)
     gen = torch.Generator().manual_seed(cfg.seed + 1000)
-    noise = torch.randn(
-        n, model.config.n_bits, generator=gen
-    )  # fixed for each item, as in the paper
+    noise = torch.randn(n, model.config.n_bits, generator=gen)  # fixed per item, as in the paper
     if cfg.pretrain == "none":
         sample = rng.choice(n, size=min(n, 2048), replace=False)
         model.init_from_data(rows(x, np.sort(sample), device))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    batch_size = finetune_batch_size(n, cfg.batch_size)
-    steps = max(1, cfg.epochs * math.ceil(n / batch_size))
-    sched = cosine_schedule(opt, steps)
     use_neighbours = knn is not None and knn.shape[1] > 0 and model.config.neighbour_weight > 0
-    history: list[float] = []
-    reporter = EpochReporter(progress, "fine-tune", cfg.epochs, math.ceil(n / batch_size))
+    batch_size = batch_size_for(n, cfg.batch_size)
+    steps = total_steps(n, batch_size, cfg.epochs)
+    learner = FinetuneLearner(model, x, knn if use_neighbours else None, code_targets, noise,
+                              cfg.lr, steps, rng)  # fmt: skip
     model.train()
-    for epoch in range(cfg.epochs):
-        reporter.start_epoch()
-        for idx in minibatches(n, batch_size, rng):
-            nb = None
-            if use_neighbours:
-                assert knn is not None
-                pick = knn[idx, rng.integers(0, knn.shape[1], size=len(idx))]
-                nb = rows(x, pick, device)
-            # the noise grows from 0 over the first half, so the code is informative before it
-            # is pushed to binary values
-            ramp = min(1.0, 2 * sched.last_epoch / steps)
-            eps = ramp * noise[idx].to(device)
-            bits = None if code_targets is None else torch.from_numpy(code_targets[idx]).to(device)
-            out = model(rows(x, idx, device), rows(target, idx, device), eps, nb, bits)
-            reporter.step(epoch, descend(opt, out.loss, sched), len(idx))
-        history.append(round(reporter.end_epoch(epoch), 5))
-        LOG.info("fine-tune epoch %d/%d: loss %.4f", epoch + 1, cfg.epochs, history[-1])
+    history = fit(learner, x, target, epochs=cfg.epochs, batch_size=batch_size, rng=rng,
+                  device=device, stage="fine-tune", progress=progress)  # fmt: skip
     model.eval()
-    seconds = time.perf_counter() - started
-    return {"epochs": cfg.epochs, "batch_size": batch_size, "loss_history": history,
-            "seconds": round(seconds, 2)}  # fmt: skip
+    return {"epochs": cfg.epochs, "batch_size": batch_size,
+            "loss_history": [round(h, 5) for h in history],
+            "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip

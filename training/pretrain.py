@@ -4,16 +4,15 @@ Each encoder layer of the deep autoencoder is first learned as a shallow feature
 the previous layer's features (the data itself for the first layer); its weights then seed that
 encoder layer and the mirror decoder layer, and fine-tuning adjusts the whole unrolled stack.
 The shallow learner is chosen by `TrainConfig.pretrain`: a plain, denoising, contractive or sparse
-autoencoder, PSD, or an RBM trained with CD-1.
+autoencoder, PSD, or an RBM trained with CD-1. Each is a `LayerLearner`: the training loop
+(`training.loop.fit`) calls its step, and pretraining reads the trained layer it hands back.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeAlias
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,48 +24,74 @@ from models.psd import PredictiveSparseDecomposition
 from models.rbm import RBM
 from models.shallow import FeatureLearner, LayerRegularisation, ShallowAutoencoder
 from training.config import TrainConfig
-from training.progress import EpochReporter
+from training.loop import Batch, GradientStep, Matrix, fit, rows
+from training.progress import Progress
 
 LOG = logging.getLogger(__name__)
-Matrix: TypeAlias = np.ndarray | sp.csr_matrix
-Progress = Callable[[dict[str, Any]], None]
-# CD step of constrained Poisson units relative to `rbm_lr`: on TMC's first layer (2 epochs, visible
-# biases started at the word shares) the hidden features' own p@100 was 0.70 / 0.71 at 1/10 and 1/3
-# of it (0.61 at 1/96 without the bias start); the full step left 90% of hidden units stuck off
+# CD step of constrained Poisson units relative to `rbm_lr`: the full step leaves units stuck off
 POISSON_LR_FACTOR = 1 / 3
 
 
-def rows(m: Matrix, idx: np.ndarray, device: str) -> torch.Tensor:
-    """Rows ``idx`` of a dense or CSR matrix as a dense float32 tensor on ``device``."""
-    block = m[idx]
-    dense = block.toarray() if sp.issparse(block) else block
-    return torch.from_numpy(np.ascontiguousarray(dense, dtype=np.float32)).to(device)
+class LayerLearner(Protocol):
+    def step(self, batch: Batch) -> float: ...
+    def trained(self) -> FeatureLearner: ...  # the finished layer, in eval mode
 
 
-def minibatches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
-    order = rng.permutation(n)
-    for start in range(0, n, batch_size):
-        yield order[start : start + batch_size]
+class AutoencoderLayer:
+    """A shallow autoencoder trained by Adam on its reconstruction loss (plus its regulariser)."""
+
+    def __init__(
+        self, model: ShallowAutoencoder, sample: torch.Tensor, lr: float,
+        generator: torch.Generator,
+    ) -> None:  # fmt: skip
+        data_dependent_init(model.encoder, sample)
+        model.input_scale.copy_(sample.std(0))
+        self.model, self.generator = model, generator
+        self.descend = GradientStep(model.parameters(), lr)
+
+    def step(self, batch: Batch) -> float:
+        return self.descend(self.model(batch.x, batch.target, generator=self.generator).loss)
+
+    def trained(self) -> FeatureLearner:
+        return self.model.eval()
 
 
-def cosine_schedule(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Learning rate decayed from its initial value to 0 over ``steps`` steps (half a cosine)."""
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / max(steps, 1)))
-    )
+class PSDLayer:
+    """PSD: sparse inference then an Adam step on the dictionary and predictor, renormalised."""
+
+    def __init__(
+        self, model: PredictiveSparseDecomposition, sample: torch.Tensor, lr: float
+    ) -> None:  # fmt: skip
+        data_dependent_init(model.encoder, sample)
+        self.model = model
+        self.descend = GradientStep(model.parameters(), lr)
+
+    def step(self, batch: Batch) -> float:
+        loss = self.descend(self.model(batch.x).loss)
+        self.model.after_step()
+        return loss
+
+    def trained(self) -> FeatureLearner:
+        return self.model.eval()
 
 
-def descend(
-    opt: torch.optim.Optimizer, loss: torch.Tensor | None, sched: Any = None
-) -> float:  # fmt: skip
-    """One gradient step on ``loss``; returns its value."""
-    assert loss is not None
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    if sched is not None:
-        sched.step()
-    return float(loss.item())
+class RBMLayer:
+    """An RBM trained with CD-1, momentum 0.5 in the first epoch and 0.9 after (Hinton's guide);
+    its hidden units are rescaled on the data sample once trained (`RBM.sharpen`)."""
+
+    def __init__(
+        self, model: RBM, sample: torch.Tensor, lr: float, generator: torch.Generator
+    ) -> None:  # fmt: skip
+        model.init_visible_bias(sample)  # small random weights are part of CD's recipe, biases not
+        self.model, self.sample, self.lr, self.generator = model, sample, lr, generator
+
+    def step(self, batch: Batch) -> float:
+        momentum = 0.5 if batch.epoch == 0 else 0.9
+        return self.model.cd1_step(batch.x, self.lr, momentum=momentum, generator=self.generator)
+
+    def trained(self) -> FeatureLearner:
+        self.model.sharpen(self.sample)
+        return self.model.eval()
 
 
 def layer_regularisation(cfg: TrainConfig) -> LayerRegularisation:
@@ -92,62 +117,25 @@ def pretrain_layer(
     layer: int = 0,
     progress: Progress | None = None,
 ) -> FeatureLearner:
-    """Train one shallow learner from x (n, in) to out_dim features; it rebuilds ``target``."""
+    """Train the learner `cfg.pretrain` names from x (n, in) to out_dim features; it rebuilds
+    ``target``. Every learner starts from a sample of x's rows."""
     rng = np.random.default_rng(cfg.seed + layer)
     gen = torch.Generator(device=device).manual_seed(cfg.seed + layer)
     n, in_dim = x.shape
-    learner: ShallowAutoencoder | PredictiveSparseDecomposition | RBM
-    if cfg.pretrain == "rbm":
-        learner, lr = rbm_for(x, target, out_dim, likelihood, cfg.rbm_lr)
-        learner = learner.to(device)
-    elif cfg.pretrain == "psd":
-        learner = PredictiveSparseDecomposition(in_dim, out_dim, sparsity=cfg.psd_sparsity).to(
-            device
-        )
-    else:
-        learner = ShallowAutoencoder(in_dim, out_dim, likelihood, layer_regularisation(cfg)).to(
-            device
-        )
     sample = rows(x, np.sort(rng.choice(n, size=min(n, 2048), replace=False)), device)
-    if isinstance(learner, RBM):  # small random weights are part of CD's recipe, biases are not
-        learner.init_visible_bias(sample)
+    learner: LayerLearner
+    if cfg.pretrain == "rbm":
+        rbm, lr = rbm_for(x, target, out_dim, likelihood, cfg.rbm_lr)
+        learner = RBMLayer(rbm.to(device), sample, lr, gen)
+    elif cfg.pretrain == "psd":
+        psd = PredictiveSparseDecomposition(in_dim, out_dim, sparsity=cfg.psd_sparsity)
+        learner = PSDLayer(psd.to(device), sample, cfg.pretrain_lr)
     else:
-        data_dependent_init(learner.encoder, sample)
-    if isinstance(learner, ShallowAutoencoder):
-        learner.input_scale.copy_(sample.std(0))
-    opt = (
-        None
-        if isinstance(learner, RBM)
-        else torch.optim.Adam(learner.parameters(), cfg.pretrain_lr)
-    )
-    reporter = EpochReporter(progress, f"pretrain layer {layer + 1}", cfg.pretrain_epochs,
-                             math.ceil(n / cfg.batch_size))  # fmt: skip
-    for epoch in range(cfg.pretrain_epochs):
-        reporter.start_epoch()
-        for idx in minibatches(n, cfg.batch_size, rng):
-            xb = rows(x, idx, device)
-            if isinstance(learner, RBM):
-                momentum = 0.5 if epoch == 0 else 0.9
-                loss_value = learner.cd1_step(xb, lr, momentum=momentum, generator=gen)
-            else:
-                assert opt is not None
-                if isinstance(learner, PredictiveSparseDecomposition):
-                    loss = learner(xb).loss
-                else:
-                    loss = learner(xb, rows(target, idx, device), generator=gen).loss
-                    assert loss is not None
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                if isinstance(learner, PredictiveSparseDecomposition):
-                    learner.after_step()
-                loss_value = loss.item()
-            reporter.step(epoch, loss_value, len(idx))
-        mean = reporter.end_epoch(epoch)
-        LOG.info("pretrain layer %d (%s) epoch %d: loss %.4f", layer, cfg.pretrain, epoch + 1, mean)
-    if isinstance(learner, RBM):
-        learner.sharpen(sample)
-    return learner.eval()
+        shallow = ShallowAutoencoder(in_dim, out_dim, likelihood, layer_regularisation(cfg))
+        learner = AutoencoderLayer(shallow.to(device), sample, cfg.pretrain_lr, gen)
+    fit(learner, x, target, epochs=cfg.pretrain_epochs, batch_size=cfg.batch_size, rng=rng,
+        device=device, stage=f"pretrain layer {layer + 1}", progress=progress)  # fmt: skip
+    return learner.trained()
 
 
 @torch.no_grad()
@@ -170,7 +158,7 @@ def pretrain_stack(
     """Pretrain every encoder layer greedily and copy the weights into ``model`` (in place).
 
     x: encoder inputs (n, input_dim); target: what the first layer's decoder rebuilds.
-    Returns timing and per-layer final losses for the training metrics.
+    Returns the mode, seconds taken and rows read, for the training metrics.
     """
     if cfg.pretrain == "none":
         return {"mode": "none", "seconds": 0.0}

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import torch
@@ -27,9 +25,9 @@ from training.features import fit_featurizer
 from training.finetune import finetune
 from training.neighbours import neighbour_lists, neighbour_targets, spectral_codes
 from training.pretrain import pretrain_stack
+from training.progress import Progress
 
 LOG = logging.getLogger(__name__)
-Progress = Callable[[dict[str, Any]], None]
 
 
 def seed_everything(seed: int) -> None:

@@ -10,7 +10,7 @@ from training.baselines import (
     itq_rotation,
     quantization_error,
 )
-from training.metrics import evaluate_codes
+from training.retrieval_metrics import evaluate_codes
 
 
 def clustered(seed, n=1200, dim=40, n_clusters=10, spread=0.9):

@@ -5,7 +5,6 @@ import torch
 from models.autoencoder import DeepBinaryAutoencoder
 from training.config import PRETRAIN_MODES, TrainConfig
 from training.data import Dataset, Split
-from training.finetune import finetune_batch_size
 from training.pretrain import pretrain_layer, pretrain_stack, rbm_for
 from training.train import autoencoder_config, train
 
@@ -134,15 +133,6 @@ def test_rbm_pretraining_on_word_counts_lowers_the_multinomial_loss() -> None:
     pseudo_counts = x.toarray().sum(1) * rbm.input_scale
     assert pseudo_counts.mean() == pytest.approx(50, rel=1e-4)  # every document has 50 words
     assert rbm_for(x, target, 16, "bernoulli", cfg.rbm_lr)[0].visible == "bernoulli"
-
-
-def test_finetune_batch_shrinks_only_for_small_training_sets() -> None:
-    assert finetune_batch_size(60_000, 128) == 128  # large sets keep the configured batch
-    assert finetune_batch_size(11_314, 128) == 128
-    small = finetune_batch_size(2_847, 128)
-    assert 32 <= small < 128 and 2_847 // small >= 64  # at least 64 steps an epoch
-    assert finetune_batch_size(100, 128) == 32  # never below 32: batch statistics need rows
-    assert finetune_batch_size(100, 16) == 16  # never above what was asked for
 
 
 def test_text_vocabulary_is_capped_by_the_training_items() -> None:

@@ -3,8 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
-from training import metrics
-from training.metrics import (
+from training import retrieval_metrics
+from training.retrieval_metrics import (
     distance_histograms,
     evaluate_codes,
     mean_average_precision,
@@ -70,7 +70,8 @@ def test_chunking_does_not_change_the_histograms(monkeypatch):
     rng = np.random.default_rng(1)
     problem = random_problem(rng, 50, 40, 2, 5)
     whole = distance_histograms(*problem)
-    monkeypatch.setattr(metrics, "_PAIRS_PER_CHUNK", 7)  # several query rows per chunk, uneven
+    # several query rows per chunk, uneven
+    monkeypatch.setattr(retrieval_metrics, "_PAIRS_PER_CHUNK", 7)
     chunked = distance_histograms(*problem)
     np.testing.assert_array_equal(whole[0], chunked[0])
     np.testing.assert_array_equal(whole[1], chunked[1])

@@ -190,21 +190,18 @@ def _harmonic_sums(start: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _group_sum(
-    start: np.ndarray,
-    rel_before: np.ndarray,
-    m: np.ndarray,
-    r: np.ndarray,
-    n: np.ndarray,
+    h1: np.ndarray, h2: np.ndarray, rel_before: np.ndarray, r: np.ndarray, n: np.ndarray
 ) -> np.ndarray:
-    """E[sum of precision@i over relevant positions i] for the first m places of a tie group.
+    """E[sum of precision@i over relevant positions i] over n places of a tie group that hold r
+    relevant items in random order.
 
-    The group holds n items, r relevant, in random order, after `start` items of which `rel_before`
-    are relevant. Place j of the group is relevant with probability r/n and, given that, has on
-    average (j-1)(r-1)/(n-1) relevant items ahead of it inside the group.
+    h1, h2: `_harmonic_sums` of those places; rel_before: relevant items ranked ahead of them.
+    Place j is relevant with probability r/n and, given that, has on average (j-1)(r-1)/(n-1)
+    relevant items ahead of it inside the group.
     """
-    h1, h2 = _harmonic_sums(start, m)
-    p = np.divide(r, n, out=np.zeros(n.shape), where=n > 0)
-    inner = np.divide(r - 1, n - 1, out=np.zeros(n.shape), where=n > 1)
+    shape = np.broadcast_shapes(r.shape, n.shape)
+    p = np.divide(r, n, out=np.zeros(shape), where=n > 0)
+    inner = np.divide(r - 1, n - 1, out=np.zeros(shape), where=n > 1)
     return p * ((rel_before + 1) * h1 + inner * h2)
 
 
@@ -224,7 +221,8 @@ def mean_average_precision(
     full = (taken == counts) & (counts > 0)
     partial = (taken > 0) & (taken < counts)  # at most one group per query straddles the cut
 
-    full_sum = np.where(full, _group_sum(before, rel_before, counts, relevant, counts), 0.0)
+    h1, h2 = _harmonic_sums(before, counts)
+    full_sum = np.where(full, _group_sum(h1, h2, rel_before, relevant, counts), 0.0)
     numerator = full_sum.sum(axis=1)
     full_relevant = np.where(full, relevant, 0).sum(axis=1)
     ap = np.divide(numerator, full_relevant, out=np.zeros(len(counts)), where=full_relevant > 0)
@@ -253,7 +251,7 @@ def _straddling_ap(
     """E[AP] when m of a tie group of n (r relevant) fall inside the cut-off.
 
     The number x of relevant items among the m taken is hypergeometric; given x they sit uniformly
-    among the m places, so E[sum | x] = (x/m)((R+1) h1 + (x-1)/(m-1) h2), and
+    among the m places, so E[sum | x] = (x/m)((R+1) h1 + (x-1)/(m-1) h2) (`_group_sum`), and
     E[AP] = sum_x P(x) (numerator + E[sum | x]) / (R + x).
     """
     h1, h2 = _harmonic_sums(start, m)
@@ -269,8 +267,7 @@ def _straddling_ap(
             _log_comb(rr, xs) + _log_comb(nn - rr, np.where(valid, mm - xs, 0)) - _log_comb(nn, mm)
         )
         p = np.where(valid, np.exp(log_p), 0.0)
-        inner = np.divide(xs - 1, mm - 1, out=np.zeros(xs.shape), where=(mm > 1) & (xs > 0))
-        group = (xs / mm) * ((rel_before[sl, None] + 1) * h1[sl, None] + inner * h2[sl, None])
+        group = _group_sum(h1[sl, None], h2[sl, None], rel_before[sl, None], xs, mm)
         denominator = rel_before[sl, None] + xs
         value = np.divide(
             numerator[sl, None] + group,
