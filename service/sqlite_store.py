@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from service.store import (
+    Codes,
     CollectionRow,
     ItemRow,
     ItemWrite,
     NameTaken,
+    Record,
     SnapshotRow,
     VersionRecord,
 )
@@ -235,14 +237,9 @@ class SqliteStore:
         return SqliteSnapshot(self.path, collection)
 
     def set_codes(
-        self,
-        collection: str,
-        version: int,
-        codes: Sequence[tuple[int, bytes]],
-        active: int,
-        record: VersionRecord | None = None,
+        self, collection: str, version: int, codes: Codes, active: int, record: Record = None
     ) -> None:
-        """SqliteStore a whole version's codes and make it active, in one transaction; with
+        """Store a whole version's codes and make it active, in one transaction; with
         ``record``, register the version in that same transaction, so a version can never be
         active without being listed (or listed and then deleted as a failed job's leftovers)."""
         with self.transaction() as c:
@@ -256,13 +253,7 @@ class SqliteStore:
             if record is not None:
                 self._insert_version(c, collection, version, record)
 
-    def write_codes(
-        self,
-        collection: str,
-        version: int,
-        codes: Sequence[tuple[int, bytes]],
-        chunk: int = 5000,
-    ) -> None:
+    def write_codes(self, collection: str, version: int, codes: Codes, chunk: int = 5000) -> None:
         """Stage a version's codes ahead of ``set_codes``, in short transactions so writers of
         every collection interleave. Until the version is made active, rows whose ``version``
         differs from the active one are treated as having no code (``stale_nums``)."""

@@ -27,8 +27,13 @@ class NameTaken(Exception):
     """A collection of that name exists already (another server sharing the store made it)."""
 
 
+Codes = Sequence[tuple[int, bytes]]  # (item number, packed code)
+
+
 @dataclass(frozen=True)
 class CollectionRow:
+    """A collection as stored: ``spec`` holds its bits, shape keys and description."""
+
     name: str
     modality: str
     spec: dict[str, Any]
@@ -38,6 +43,9 @@ class CollectionRow:
 
 @dataclass(frozen=True)
 class ItemRow:
+    """A stored item; ``num`` is the store's number for it, ``seq`` its last write's place in
+    the store's write order, ``version`` the model version that made ``code``."""
+
     num: int
     id: str
     payload: bytes
@@ -54,6 +62,8 @@ class ItemRow:
 
 @dataclass(frozen=True)
 class ItemWrite:
+    """An item to insert or overwrite (``code`` None while the collection has no model)."""
+
     id: str
     payload: bytes
     metadata: dict[str, Any]
@@ -68,8 +78,13 @@ class VersionRecord:
     job_id: str | None
 
 
+Record = VersionRecord | None  # a version to register with the codes, if any
+
+
 @dataclass(frozen=True)
 class SnapshotRow:
+    """What a retraining worker reads of an item."""
+
     num: int
     id: str
     payload: bytes
@@ -110,15 +125,10 @@ class ItemStore(Protocol):
 
     # codes and model versions
     def set_codes(
-        self,
-        collection: str,
-        version: int,
-        codes: Sequence[tuple[int, bytes]],
-        active: int,
-        record: VersionRecord | None = None,
+        self, collection: str, version: int, codes: Codes, active: int, record: Record = None
     ) -> None: ...
     def write_codes(
-        self, collection: str, version: int, codes: Sequence[tuple[int, bytes]], chunk: int = 5000
+        self, collection: str, version: int, codes: Codes, chunk: int = 5000
     ) -> None: ...
     def stale_nums(self, collection: str, active: int) -> set[int]: ...
     def active_version(self, collection: str) -> int | None: ...

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class JobSpec:
+    """Everything a worker process needs (pickled into it): what to read, train and write."""
+
     job_id: str
     collection: str
     modality: Modality

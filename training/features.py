@@ -202,7 +202,20 @@ class CountVectorFeaturizer:
         return meta, {"idf": self.idf, "columns": self.columns}
 
 
-class VectorFeaturizer:
+class _OwnTargets:
+    """Dense features that are also the decoder's targets (pixels, standardised values)."""
+
+    def transform(self, items: Any) -> Matrix:
+        raise NotImplementedError
+
+    def targets(self, items: Any) -> Matrix:
+        return self.transform(items)
+
+    def inputs_from_targets(self, targets: Matrix) -> Matrix:
+        return targets
+
+
+class VectorFeaturizer(_OwnTargets):
     """Real-valued vectors: per-feature standardisation, Gaussian decoder.
 
     A feature's scale is its standard deviation, but never below the median one's: dividing a
@@ -239,12 +252,6 @@ class VectorFeaturizer:
         _check_finite_rows(z, "its values are so far from the training data that they overflow")
         return z
 
-    def targets(self, items: Any) -> Matrix:
-        return self.transform(items)
-
-    def inputs_from_targets(self, targets: Matrix) -> Matrix:
-        return targets
-
     @property
     def input_shape(self) -> tuple[int, ...]:
         return (self.dim,)
@@ -256,7 +263,7 @@ class VectorFeaturizer:
         return {"kind": self.kind}, {"mean": self.mean, "scale": self.scale}
 
 
-class ImageFeaturizer:
+class ImageFeaturizer(_OwnTargets):
     """uint8 images (N, H, W[, C]) -> pixels / 255 flattened, Bernoulli decoder."""
 
     kind = "image"
@@ -285,12 +292,6 @@ class ImageFeaturizer:
                              f"got {x.shape}")  # fmt: skip
         scale = 255.0 if x.dtype == np.uint8 or x.max(initial=0) > 1.0 else 1.0
         return (x.reshape(len(x), -1).astype(np.float32) / scale).clip(0.0, 1.0)
-
-    def targets(self, items: Any) -> Matrix:
-        return self.transform(items)
-
-    def inputs_from_targets(self, targets: Matrix) -> Matrix:
-        return targets
 
     @property
     def input_shape(self) -> tuple[int, ...]:

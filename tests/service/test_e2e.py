@@ -1,16 +1,15 @@
 """End to end with real trained models: the real server (uvicorn, subprocess) and httpx.
 
-Corpus slices from ../shared/data (20 Newsgroups, MNIST, TMC); tiny training settings so every
-model trains in seconds. Covers: upsert, first model by admin retraining, search by text, image,
-vector, id and code, encode, denoise, retraining while searches continue, restart.
+Slices of the demo corpora embedded in the package (Python's documentation, scikit-learn's 8x8
+digits, word counts of the documentation), so it runs on a clean clone; tiny training settings so
+every model trains in seconds. Covers: upsert, first model by admin retraining, search by text,
+image, vector, id and code, encode, denoise, retraining while searches continue, restart.
 """
 
 from __future__ import annotations
 
 import base64
-import gzip
 import io
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -21,34 +20,29 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.feature_extraction.text import CountVectorizer
 
 from tests.conftest import ADMIN, png_b64
 from tests.service import serve
+from training.demo_data import demo_images, demo_text
 
-DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 TINY = {"bits": 16, "hidden_dims": [64], "pretrain": "none", "epochs": 3, "neighbours": 5}
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not DATA.exists(), reason="needs ../shared/data"),
-]
+pytestmark = pytest.mark.slow
 
 
 def _news(n: int) -> list[dict[str, Any]]:
-    out = []
-    with gzip.open(DATA / "text" / "20newsgroups" / "train.jsonl.gz", "rt") as f:
-        for line in f:
-            doc = json.loads(line)
-            out.append(
-                {
-                    "id": doc["id"],
-                    "text": doc["text"][:2000],
-                    "metadata": {"group": doc["labels"][0]},
-                }
-            )
-            if len(out) == n:
-                return out
-    return out
+    docs = demo_text()
+    split, names = docs.train, docs.label_names
+    assert split.labels is not None
+    return [
+        {
+            "id": split.ids[i],
+            "text": str(split.items[i])[:2000],
+            "metadata": {"group": names[int(np.argmax(split.labels[i]))]},
+        }
+        for i in range(n)
+    ]
 
 
 def _wait(client: httpx.Client, job_id: str, timeout: float = 240) -> dict[str, Any]:
@@ -68,15 +62,16 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _mnist() -> tuple[np.ndarray, np.ndarray]:
-    with np.load(DATA / "images" / "mnist.npz") as z:
-        return z["x_train"][:200], z["y_train"][:200]
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    split = demo_images().train
+    assert split.labels is not None
+    return np.asarray(split.items)[:200], np.argmax(split.labels[:200], axis=1)
 
 
-def _tmc() -> np.ndarray:
-    import scipy.sparse as sp
-
-    return np.asarray(sp.load_npz(DATA / "vectors" / "tmc" / "train.npz")[:150, :100].toarray())
+def _word_counts() -> np.ndarray:
+    """Word counts of 150 documents over 100 terms: the vector path's multinomial case."""
+    texts = [str(t) for t in demo_text().train.items[:150]]
+    return np.asarray(CountVectorizer(max_features=100).fit_transform(texts).toarray())
 
 
 def _prebuild(data_dir: Path) -> None:
@@ -92,11 +87,11 @@ def _prebuild(data_dir: Path) -> None:
 
     store = SqliteStore(data_dir / "bitseek.sqlite3")
     registry = Registry(store, TrainingBackend(), data_dir, "cpu", InputLimits())
-    digits, _ = _mnist()
-    vectors = _tmc().astype(np.float32)
+    digits, _ = _digits()
+    vectors = _word_counts().astype(np.float32)
     for name, modality, items, spec in (
-        ("mnist", "image", digits, {"image_shape": [28, 28]}),
-        ("tmc", "vector", vectors, {"dim": 100}),
+        ("digits", "image", digits, {"image_shape": list(digits.shape[1:])}),
+        ("counts", "vector", vectors, {"dim": vectors.shape[1]}),
     ):
         ids = [f"{name}-{i}" for i in range(len(items))]
         model = train(
@@ -132,8 +127,8 @@ def _retrain(client: httpx.Client, collection: str) -> str:
 def test_end_to_end_with_real_models(server: str, data_dir: Path) -> None:
     client = httpx.Client(base_url=server, timeout=60)
     news = _news(240)
-    digits, labels = _mnist()
-    tmc = _tmc()
+    digits, labels = _digits()
+    counts = _word_counts()
     body = {"name": "news", "modality": "text", "bits": 16}
     assert client.post("/v1/collections", json=body, headers=ADMIN).status_code == 201
     for start in range(0, len(news), 100):
@@ -148,10 +143,10 @@ def test_end_to_end_with_real_models(server: str, data_dir: Path) -> None:
         {"id": f"m{i}", "image": png_b64(x), "metadata": {"digit": int(y)}}
         for i, (x, y) in enumerate(zip(digits, labels, strict=True))
     ]
-    r = client.post("/v1/collections/mnist/items", json={"items": images})
+    r = client.post("/v1/collections/digits/items", json={"items": images})
     assert r.status_code == 200 and r.json()["model_version"] == 1
-    vectors = [{"id": f"r{i}", "vector": v.astype(float).tolist()} for i, v in enumerate(tmc)]
-    assert client.post("/v1/collections/tmc/items", json={"items": vectors}).status_code == 200
+    vectors = [{"id": f"r{i}", "vector": v.astype(float).tolist()} for i, v in enumerate(counts)]
+    assert client.post("/v1/collections/counts/items", json={"items": vectors}).status_code == 200
 
     # search by text, id, code; encode; denoise
     text_hit = client.post("/v1/collections/news/search", json={"text": news[3]["text"], "k": 5})
@@ -177,14 +172,14 @@ def test_end_to_end_with_real_models(server: str, data_dir: Path) -> None:
     assert len(terms) > 0 and all(isinstance(t["term"], str) for t in terms)
     # image: search and denoise a corrupted digit
     noisy = digits[7].copy()
-    noisy[np.random.RandomState(0).rand(28, 28) < 0.2] = 255
-    r = client.post("/v1/collections/mnist/search", json={"image": png_b64(digits[7]), "k": 3})
+    noisy[np.random.RandomState(0).rand(*noisy.shape) < 0.2] = 255
+    r = client.post("/v1/collections/digits/search", json={"image": png_b64(digits[7]), "k": 3})
     assert r.json()["hits"][0]["distance"] == 0
-    r = client.post("/v1/collections/mnist/denoise", json={"items": [{"image": png_b64(noisy)}]})
+    r = client.post("/v1/collections/digits/denoise", json={"items": [{"image": png_b64(noisy)}]})
     png = Image.open(io.BytesIO(base64.b64decode(r.json()["items"][0]["image"])))
-    assert png.size == (28, 28)
+    assert png.size == (digits.shape[2], digits.shape[1])
     # vector
-    r = client.post("/v1/collections/tmc/search", json={"vector": vectors[9]["vector"], "k": 3})
+    r = client.post("/v1/collections/counts/search", json={"vector": vectors[9]["vector"], "k": 3})
     assert r.json()["hits"][0]["distance"] == 0
 
     # retrain while searches continue: every search answered, old then new version
@@ -224,7 +219,7 @@ def test_restart_finds_every_item(running: dict[str, Any], data_dir: Path) -> No
     with httpx.Client(base_url=url, timeout=60) as client:
         info = {c["name"]: c for c in client.get("/v1/collections").json()["data"]}
         assert info["news"]["items"] == 240 and info["news"]["active_version"] == 2
-        assert info["mnist"]["items"] == 200 and info["tmc"]["items"] == 150
+        assert info["digits"]["items"] == 200 and info["counts"]["items"] == 150
         for doc in news:
             item = client.get(f"/v1/collections/news/items/{doc['id']}")
             assert item.status_code == 200 and item.json()["text"] == doc["text"]
