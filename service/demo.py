@@ -26,10 +26,7 @@ log = logging.getLogger(__name__)
 
 DEMO_TEXT = "demo-text"
 DEMO_IMAGES = "demo-images"
-# Plain training defaults with a demo-sized epoch budget: the cut-down configs tried first (one
-# hidden layer of 128-256, 4-5 epochs) scored below PCA sign on the demo corpora's own test splits.
-# Measured on 2 shared cores (load 3-4): text p@100 0.354 (PCA-ITQ 0.295) in 35 s, images 0.655
-# (PCA-ITQ 0.650) in a few seconds.
+# Plain training defaults with a demo-sized epoch budget (cut-down networks scored below PCA sign)
 TEXT_CONFIG: dict[str, Any] = {"bits": 32, "epochs": 20}
 IMAGE_CONFIG: dict[str, Any] = {"bits": 16, "hidden_dims": [256], "epochs": 20}
 DONE_MARK = "demo-complete"  # in the collection's directory, written after its last item
