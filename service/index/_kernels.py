@@ -13,6 +13,8 @@ Layout they expect (built by ``service.index.layout``):
   binary search over the (sorted) keys inside it finds the bucket.
 - ``dcodes``/``dids``: the delta buffer (items added since the last rebuild), scanned linearly.
 
+They travel together as one ``IndexArrays`` tuple, built once per index snapshot.
+
 A search uses the tables ``lo..hi`` of one group (multi-index hashing with ``m = hi - lo``
 substrings; ``m == 1`` is plain bit-flip enumeration) with a per-table flip radius ``rad``.
 An item is reported by the first table of the group that can see it (its substring distance is
@@ -28,11 +30,28 @@ on a machine pays for compilation.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic
 
-_U1 = np.uint64(1)
+
+class IndexArrays(NamedTuple):
+    """Everything a kernel reads about one snapshot of an index (see the module docstring)."""
+
+    codes: np.ndarray  # uint64 (T, n, W)
+    rows: np.ndarray  # uint32 (T - 1, n)
+    ids: np.ndarray  # int64 (n,), canonical order
+    alive: np.ndarray  # bool (n,), canonical order
+    dirs: np.ndarray  # uint32, every table's directory
+    dstart: np.ndarray  # int64 (T,)
+    twords: np.ndarray  # int64 (T,): each table's key word, shift, length, directory bits
+    tshift: np.ndarray
+    tlen: np.ndarray
+    tpbits: np.ndarray
+    dcodes: np.ndarray  # uint64 (n_delta, W)
+    dids: np.ndarray  # int64 (n_delta,)
 
 
 @intrinsic
@@ -47,17 +66,9 @@ def _popcount(typingctx, x):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always", cache=True)
-def _distance(codes: np.ndarray, t: int, j: int, q0: np.uint64, q1: np.uint64, w: int) -> int:
+def _distance(codes: np.ndarray, j: int, q0: np.uint64, q1: np.uint64, w: int) -> int:
     # Codes have one or two words; spelling both out (instead of looping over a row view) lets
     # LLVM keep the query in registers: it is several times faster than a generic loop.
-    d = _popcount(codes[t, j, 0] ^ q0)
-    if w == 2:
-        d += _popcount(codes[t, j, 1] ^ q1)
-    return d
-
-
-@njit(inline="always", cache=True)
-def _distance2(codes: np.ndarray, j: int, q0: np.uint64, q1: np.uint64, w: int) -> int:
     d = _popcount(codes[j, 0] ^ q0)
     if w == 2:
         d += _popcount(codes[j, 1] ^ q1)
@@ -69,28 +80,39 @@ def _key(word: np.uint64, shift: np.int64, mask: np.int64) -> np.int64:
     return np.int64(word >> np.uint64(shift)) & mask
 
 
+@njit(inline="always", cache=True)
+def _table_key(ix: IndexArrays, t: int, q: np.ndarray) -> np.int64:
+    """Table ``t``'s key of the code ``q`` (a row of words)."""
+    return _key(q[ix.twords[t]], ix.tshift[t], (np.int64(1) << ix.tlen[t]) - 1)
+
+
+@njit(inline="always", cache=True)
+def _next_mask(v: np.int64, limit: np.int64) -> np.int64:
+    """The next larger mask with as many bits set as ``v`` (Gosper's hack); ``limit`` after 0.
+
+    Starting from ``(1 << d) - 1``, this walks every ``keylen``-bit mask with ``d`` bits set
+    while the result stays below ``limit = 1 << keylen``.
+    """
+    if v == 0:
+        return limit
+    c = v & -v
+    s = v + c
+    return (((s ^ v) >> 2) // c) | s
+
+
 @njit(cache=True)
-def _bucket(
-    codes: np.ndarray,
-    t: int,
-    key: np.int64,
-    word: int,
-    shift: int,
-    keylen: int,
-    pbits: int,
-    dirs: np.ndarray,
-    dstart: int,
-) -> tuple[int, int]:
-    prefix = key >> (keylen - pbits)
-    lo = np.int64(dirs[dstart + prefix])
-    hi = np.int64(dirs[dstart + prefix + 1])
-    if pbits == keylen or lo == hi:
+def _narrow(ix: IndexArrays, t: int, key: np.int64, lo: int, hi: int) -> tuple[int, int]:
+    """The bucket of ``key`` inside its directory slot ``[lo, hi)`` of table ``t``."""
+    keylen = ix.tlen[t]
+    if ix.tpbits[t] == keylen or lo == hi:
         return lo, hi
+    word, shift = ix.twords[t], ix.tshift[t]
     mask = (np.int64(1) << keylen) - 1
+    codes = ix.codes[t]
     a, b = lo, hi
     while a < b:  # first item with item_key >= key
         mid = (a + b) >> 1
-        if _key(codes[t, mid, word], shift, mask) < key:
+        if _key(codes[mid, word], shift, mask) < key:
             a = mid + 1
         else:
             b = mid
@@ -98,45 +120,31 @@ def _bucket(
     b = hi
     while a < b:  # first item with item_key > key
         mid = (a + b) >> 1
-        if _key(codes[t, mid, word], shift, mask) <= key:
+        if _key(codes[mid, word], shift, mask) <= key:
             a = mid + 1
         else:
             b = mid
     return start, a
+
+
+@njit(inline="always", cache=True)
+def _slot(ix: IndexArrays, t: int, key: np.int64) -> tuple[np.int64, np.int64]:
+    """The directory slot ``[lo, hi)`` of table ``t`` that holds ``key``'s bucket."""
+    prefix = ix.dstart[t] + (key >> (ix.tlen[t] - ix.tpbits[t]))
+    return np.int64(ix.dirs[prefix]), np.int64(ix.dirs[prefix + 1])
 
 
 @njit(cache=True)
-def _narrow(
-    codes: np.ndarray,
-    t: int,
-    key: np.int64,
-    word: int,
-    shift: int,
-    keylen: int,
-    pbits: int,
-    lo: int,
-    hi: int,
-) -> tuple[int, int]:
-    """The bucket of ``key`` inside its non-empty directory slot ``[lo, hi)``."""
-    if pbits == keylen:
-        return lo, hi
-    mask = (np.int64(1) << keylen) - 1
-    a, b = lo, hi
-    while a < b:
-        mid = (a + b) >> 1
-        if _key(codes[t, mid, word], shift, mask) < key:
-            a = mid + 1
-        else:
-            b = mid
-    start = a
-    b = hi
-    while a < b:
-        mid = (a + b) >> 1
-        if _key(codes[t, mid, word], shift, mask) <= key:
-            a = mid + 1
-        else:
-            b = mid
-    return start, a
+def _bucket(ix: IndexArrays, t: int, key: np.int64) -> tuple[int, int]:
+    lo, hi = _slot(ix, t, key)
+    return _narrow(ix, t, key, lo, hi)
+
+
+@njit(inline="always", cache=True)
+def _seen_by(ix: IndexArrays, q: np.ndarray, t: int, j: int, u: int) -> int:
+    """Distance between the query and item ``j`` of table ``t`` on table ``u``'s piece."""
+    x = ix.codes[t, j, ix.twords[u]] ^ q[ix.twords[u]]
+    return _popcount(np.uint64(_key(x, ix.tshift[u], (np.int64(1) << ix.tlen[u]) - 1)))
 
 
 @njit(cache=True)
@@ -210,21 +218,12 @@ def _sort_hits(ids: np.ndarray, dist: np.ndarray, n: int, maxd: int) -> None:
 
 @njit(cache=True)
 def _ball(
+    ix: IndexArrays,
     q: np.ndarray,
     r: int,
     rad: np.ndarray,
     lo: int,
     hi: int,
-    codes: np.ndarray,
-    rows: np.ndarray,
-    ids: np.ndarray,
-    alive: np.ndarray,
-    dirs: np.ndarray,
-    dstart: np.ndarray,
-    twords: np.ndarray,
-    tshift: np.ndarray,
-    tlen: np.ndarray,
-    tpbits: np.ndarray,
     buf_ids: np.ndarray,
     buf_d: np.ndarray,
     count: int,
@@ -245,64 +244,51 @@ def _ball(
         rt = rad[t - lo]
         if rt < 0:
             continue
-        keylen = tlen[t]
-        word = twords[t]
-        shift = tshift[t]
-        pbits = tpbits[t]
-        mask = (np.int64(1) << keylen) - 1
-        qkey = _key(q[word], shift, mask)
+        keylen = ix.tlen[t]
+        codes = ix.codes[t]
+        qkey = _table_key(ix, t, q)
         limit = np.int64(1) << keylen
         # Phase 1: every probe's key and directory slot. The loads are independent, so the
         # CPU overlaps their cache misses instead of paying them one bucket at a time.
         np_ = 0
         for d in range(min(rt, keylen) + 1):
-            v = (np.int64(1) << d) - 1  # Gosper's hack: every keylen-bit mask with d bits set
+            v = (np.int64(1) << d) - 1
             while v < limit:
                 key = qkey ^ v
-                prefix = dstart[t] + (key >> (keylen - pbits))
-                lo_ = np.int64(dirs[prefix])
-                hi_ = np.int64(dirs[prefix + 1])
+                lo_, hi_ = _slot(ix, t, key)
                 if lo_ < hi_:  # the caller sizes the scratch for every probe of a table
                     pkeys[np_] = key
                     plo[np_] = lo_
                     phi[np_] = hi_
                     np_ += 1
                 stats[0] += 1
-                if v == 0:
-                    break
-                c = v & -v
-                s = v + c
-                v = (((s ^ v) >> 2) // c) | s
+                v = _next_mask(v, limit)
         # Phase 2: narrow each slot to its bucket and verify the bucket's codes.
         for p in range(np_):
-            a, b = _narrow(codes, t, pkeys[p], word, shift, keylen, pbits, plo[p], phi[p])
+            a, b = _narrow(ix, t, pkeys[p], plo[p], phi[p])
             stats[1] += b - a
             for j in range(a, b):
-                dist = _distance(codes, t, j, q0, q1, w)
+                dist = _distance(codes, j, q0, q1, w)
                 if dist > r:
                     continue
                 seen = False
                 for u in range(lo, t):  # reported already by an earlier table?
                     ru = rad[u - lo]
-                    if ru < 0:
-                        continue
-                    um = (np.int64(1) << tlen[u]) - 1
-                    x = codes[t, j, twords[u]] ^ q[twords[u]]
-                    if _popcount(np.uint64(_key(x, tshift[u], um))) <= ru:
+                    if ru >= 0 and _seen_by(ix, q, t, j, u) <= ru:
                         seen = True
                         break
                 if seen:
                     continue
                 if t == 0:
-                    if not alive[j]:
+                    if not ix.alive[j]:
                         continue
                     if count < cap:
-                        buf_ids[count] = ids[j]
+                        buf_ids[count] = ix.ids[j]
                         buf_d[count] = dist
                 elif count < cap:
                     # Another table's row order: resolving the id and tombstone here would be
                     # two dependent cache misses per hit; ``_resolve`` batches them later.
-                    buf_ids[count] = rows[t - 1, j]
+                    buf_ids[count] = ix.rows[t - 1, j]
                     buf_d[count] = -1 - dist
                 count += 1
     return count
@@ -318,16 +304,13 @@ def _resolve(
     """
     out = 0
     for i in range(count):
-        d = buf_d[i]
-        if d < 0:
-            row = buf_ids[i]
-            if not alive[row]:
+        item, d = buf_ids[i], buf_d[i]
+        if d < 0:  # pending: ``item`` is a canonical row
+            if not alive[item]:
                 continue
-            buf_ids[out] = ids[row]
-            buf_d[out] = -1 - d
-        else:
-            buf_ids[out] = buf_ids[i]
-            buf_d[out] = d
+            item, d = ids[item], -1 - d
+        buf_ids[out] = item
+        buf_d[out] = d
         out += 1
     return out
 
@@ -348,7 +331,7 @@ def _scan(
     w = q.shape[0]
     q0, q1 = q[0], q[w - 1]
     for j in range(codes.shape[0]):
-        dist = _distance2(codes, j, q0, q1, w)
+        dist = _distance(codes, j, q0, q1, w)
         if dist <= r and alive[j]:
             if count < cap:
                 buf_ids[count] = ids[j]
@@ -364,7 +347,7 @@ def _scan_dists(
     w = q.shape[0]
     q0, q1 = q[0], q[w - 1]
     for j in range(codes.shape[0]):
-        out[j] = _distance2(codes, j, q0, q1, w) if alive[j] else dead
+        out[j] = _distance(codes, j, q0, q1, w) if alive[j] else dead
 
 
 @njit(cache=True)
@@ -384,7 +367,7 @@ def _scan_hist(
     # counter would make every increment wait for the previous one.
     parts = np.zeros((4, hist.shape[0]), np.int64)
     for j in range(codes.shape[0]):
-        d = _distance2(codes, j, q0, q1, w)
+        d = _distance(codes, j, q0, q1, w)
         if has_dead and not alive[j]:
             d = dead
         out[j] = d
@@ -425,23 +408,12 @@ def _append(
 
 @njit(nogil=True, cache=True)
 def radius_search(
+    ix: IndexArrays,
     queries: np.ndarray,
     r: int,
     rad: np.ndarray,
     lo: int,
     hi: int,
-    codes: np.ndarray,
-    rows: np.ndarray,
-    ids: np.ndarray,
-    alive: np.ndarray,
-    dirs: np.ndarray,
-    dstart: np.ndarray,
-    twords: np.ndarray,
-    tshift: np.ndarray,
-    tlen: np.ndarray,
-    tpbits: np.ndarray,
-    dcodes: np.ndarray,
-    dids: np.ndarray,
     scan: bool,
     max_probes: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -452,9 +424,9 @@ def radius_search(
     ``[probes, candidates]`` summed over the batch (scanned items count as candidates).
     """
     nq = queries.shape[0]
-    n = codes.shape[1]
-    nd = dcodes.shape[0]
-    base = codes[0]
+    n = ix.codes.shape[1]
+    nd = ix.dcodes.shape[0]
+    base = ix.codes[0]
     dalive = np.ones(nd, np.bool_)
     lims = np.zeros(nq + 1, np.int64)
     out_ids = np.empty(max(16, 4 * nq), np.int64)
@@ -473,21 +445,18 @@ def radius_search(
             count = 0
             if scan:
                 stats[1] += n
-                count = _scan(q, r, base, ids, alive, buf_ids, buf_d, count)
+                count = _scan(q, r, base, ix.ids, ix.alive, buf_ids, buf_d, count)
             elif n > 0:
-                count = _ball(
-                    q, r, rad, lo, hi, codes, rows, ids, alive, dirs, dstart,
-                    twords, tshift, tlen, tpbits, buf_ids, buf_d, count, stats, pkeys, plo, phi,
-                )  # fmt: skip
+                count = _ball(ix, q, r, rad, lo, hi, buf_ids, buf_d, count, stats, pkeys, plo, phi)
             stats[1] += nd
-            count = _scan(q, r, dcodes, dids, dalive, buf_ids, buf_d, count)
+            count = _scan(q, r, ix.dcodes, ix.dids, dalive, buf_ids, buf_d, count)
             if count <= buf_ids.shape[0]:
                 break
             stats[0], stats[1] = p0, p1  # too many hits for the buffer: grow it, run again
             buf_ids = np.empty(2 * count, np.int64)
             buf_d = np.empty(2 * count, np.int32)
         if not scan:
-            count = _resolve(buf_ids, buf_d, count, ids, alive)
+            count = _resolve(buf_ids, buf_d, count, ix.ids, ix.alive)
         _sort_hits(buf_ids, buf_d, count, r)
         out_ids, out_d = _append(out_ids, out_d, total, buf_ids, buf_d, count)
         total += count
@@ -497,17 +466,7 @@ def radius_search(
 
 @njit(nogil=True, cache=True)
 def count_candidates(
-    queries: np.ndarray,
-    rad: np.ndarray,
-    lo: int,
-    hi: int,
-    codes: np.ndarray,
-    dirs: np.ndarray,
-    dstart: np.ndarray,
-    twords: np.ndarray,
-    tshift: np.ndarray,
-    tlen: np.ndarray,
-    tpbits: np.ndarray,
+    ix: IndexArrays, queries: np.ndarray, rad: np.ndarray, lo: int, hi: int
 ) -> tuple[int, int]:
     """(probes, candidates) a group would spend on ``queries``, without verifying anything."""
     probes = 0
@@ -518,43 +477,27 @@ def count_candidates(
             rt = rad[t - lo]
             if rt < 0:
                 continue
-            keylen = tlen[t]
-            mask = (np.int64(1) << keylen) - 1
-            qkey = _key(q[twords[t]], tshift[t], mask)
+            keylen = ix.tlen[t]
+            qkey = _table_key(ix, t, q)
             limit = np.int64(1) << keylen
             for d in range(min(rt, keylen) + 1):
                 v = (np.int64(1) << d) - 1
                 while v < limit:
-                    a, b = _bucket(
-                        codes, t, qkey ^ v, twords[t], tshift[t], keylen, tpbits[t], dirs, dstart[t]
-                    )
+                    a, b = _bucket(ix, t, qkey ^ v)
                     probes += 1
                     cands += b - a
-                    if v == 0:
-                        break
-                    c = v & -v
-                    s = v + c
-                    v = (((s ^ v) >> 2) // c) | s
+                    v = _next_mask(v, limit)
     return probes, cands
 
 
 @njit(cache=True)
 def _shell(
+    ix: IndexArrays,
     q: np.ndarray,
     t: int,
     s: int,
     lo: int,
     hi: int,
-    codes: np.ndarray,
-    rows: np.ndarray,
-    ids: np.ndarray,
-    alive: np.ndarray,
-    dirs: np.ndarray,
-    dstart: np.ndarray,
-    twords: np.ndarray,
-    tshift: np.ndarray,
-    tlen: np.ndarray,
-    tpbits: np.ndarray,
     buf_ids: np.ndarray,
     buf_d: np.ndarray,
     count: int,
@@ -567,20 +510,18 @@ def _shell(
     (s, t) unless an earlier stage saw it: a table u < t within s flips or a table u > t within
     s - 1. Every live new item is appended (any distance) and counted in ``hist``.
     """
-    keylen = tlen[t]
+    keylen = ix.tlen[t]
     if s > keylen:
         return count
     cap = buf_ids.shape[0]
     w = q.shape[0]
     q0, q1 = q[0], q[w - 1]
-    word = twords[t]
-    shift = tshift[t]
-    mask = (np.int64(1) << keylen) - 1
-    qkey = _key(q[word], shift, mask)
+    codes = ix.codes[t]
+    qkey = _table_key(ix, t, q)
     limit = np.int64(1) << keylen
     v = (np.int64(1) << s) - 1
     while v < limit:
-        a, b = _bucket(codes, t, qkey ^ v, word, shift, keylen, tpbits[t], dirs, dstart[t])
+        a, b = _bucket(ix, t, qkey ^ v)
         stats[0] += 1
         stats[1] += b - a
         for j in range(a, b):
@@ -588,51 +529,34 @@ def _shell(
             for u in range(lo, hi):
                 if u == t:
                     continue
-                um = (np.int64(1) << tlen[u]) - 1
-                x = codes[t, j, twords[u]] ^ q[twords[u]]
-                du = _popcount(np.uint64(_key(x, tshift[u], um)))
+                du = _seen_by(ix, q, t, j, u)
                 if du < s or (u < t and du == s):
                     seen = True
                     break
             if seen:
                 continue
-            row = j if t == 0 else np.int64(rows[t - 1, j])
-            if not alive[row]:
+            row = j if t == 0 else np.int64(ix.rows[t - 1, j])
+            if not ix.alive[row]:
                 continue
-            dist = _distance(codes, t, j, q0, q1, w)
+            dist = _distance(codes, j, q0, q1, w)
             hist[dist] += 1
             if count < cap:
-                buf_ids[count] = ids[row]
+                buf_ids[count] = ix.ids[row]
                 buf_d[count] = dist
             count += 1
-        if v == 0:
-            break
-        c = v & -v
-        x2 = v + c
-        v = (((x2 ^ v) >> 2) // c) | x2
+        v = _next_mask(v, limit)
     return count
 
 
 @njit(nogil=True, cache=True)
 def knn_search(
+    ix: IndexArrays,
     queries: np.ndarray,
     k: int,
     bits: int,
     shell_probes: np.ndarray,
     lo: int,
     hi: int,
-    codes: np.ndarray,
-    rows: np.ndarray,
-    ids: np.ndarray,
-    alive: np.ndarray,
-    dirs: np.ndarray,
-    dstart: np.ndarray,
-    twords: np.ndarray,
-    tshift: np.ndarray,
-    tlen: np.ndarray,
-    tpbits: np.ndarray,
-    dcodes: np.ndarray,
-    dids: np.ndarray,
     n_live: int,
     probe_cost: float,
     cand_cost: float,
@@ -647,6 +571,7 @@ def knn_search(
     is answered by a scan instead. ``stats``: ``[probes, candidates, scanned queries, largest
     ball radius reached]``.
     """
+    codes, ids, alive, dcodes, dids = ix.codes, ix.ids, ix.alive, ix.dcodes, ix.dids
     nq = queries.shape[0]
     n = codes.shape[1]
     nd = dcodes.shape[0]
@@ -693,10 +618,7 @@ def knn_search(
             p0, p1 = stats[0], stats[1]
             saved[:] = hist
             start = count
-            count = _shell(
-                q, t, s, lo, hi, codes, rows, ids, alive, dirs, dstart, twords, tshift,
-                tlen, tpbits, buf_ids, buf_d, count, hist, stats,
-            )  # fmt: skip
+            count = _shell(ix, q, t, s, lo, hi, buf_ids, buf_d, count, hist, stats)
             if count > buf_ids.shape[0]:  # grow the buffer, keep what fits, redo the stage
                 stats[0], stats[1] = p0, p1
                 hist[:] = saved

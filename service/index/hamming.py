@@ -101,6 +101,15 @@ class _Snapshot:
     n_dead: int
     dcodes: np.ndarray  # uint64 (n_delta, W)
     dids: np.ndarray  # int64 (n_delta,)
+    arrays: _kernels.IndexArrays = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        b = self.base
+        arrays = _kernels.IndexArrays(
+            b.codes, b.rows, b.ids, self.alive, b.dirs, b.dstart,
+            b.twords, b.tshift, b.tlen, b.tpbits, self.dcodes, self.dids,
+        )  # fmt: skip
+        object.__setattr__(self, "arrays", arrays)
 
     @property
     def n_live(self) -> int:
@@ -266,11 +275,7 @@ class HammingIndex:
         )
 
         def run(q: np.ndarray) -> tuple[np.ndarray, ...]:
-            return _kernels.radius_search(
-                q, r, plan.rad, lo, hi, base.codes, base.rows, base.ids, snap.alive,
-                base.dirs, base.dstart, base.twords, base.tshift, base.tlen, base.tpbits,
-                snap.dcodes, snap.dids, scan, max_probes,
-            )  # fmt: skip
+            return _kernels.radius_search(snap.arrays, q, r, plan.rad, lo, hi, scan, max_probes)
 
         lims, ids, dist, stats = _run_chunks(run, queries, threads)
         return SearchResult(
@@ -314,11 +319,18 @@ class HammingIndex:
 
         def run(q: np.ndarray) -> tuple[np.ndarray, ...]:
             return _kernels.knn_search(
-                q, k, self.bits, shell, lo, hi, base.codes, base.rows, base.ids,
-                snap.alive, base.dirs, base.dstart, base.twords, base.tshift, base.tlen,
-                base.tpbits, snap.dcodes, snap.dids, snap.n_live, probe_cost,
-                cost.candidate * w, cost.scan * w,
-            )  # fmt: skip
+                snap.arrays,
+                q,
+                k,
+                self.bits,
+                shell,
+                lo,
+                hi,
+                snap.n_live,
+                probe_cost,
+                cost.candidate * w,
+                cost.scan * w,
+            )
 
         lims, ids, dist, stats = _run_chunks(run, queries, threads, k_stats=True)
         m = hi - lo
@@ -360,10 +372,7 @@ class HammingIndex:
             if est >= best_cost or base.n == 0:
                 continue
             if len(sample):
-                probes, cands = _kernels.count_candidates(
-                    sample, rad, lo, hi, base.codes, base.dirs, base.dstart,
-                    base.twords, base.tshift, base.tlen, base.tpbits,
-                )  # fmt: skip
+                probes, cands = _kernels.count_candidates(snap.arrays, sample, rad, lo, hi)
                 est = (probes * per_probe + cands * cost.candidate * w) / len(sample)
             if est < best_cost:
                 best_cost = est
@@ -376,14 +385,14 @@ class HammingIndex:
 
     def save(self, path: str | Path) -> None:
         """Write the index to one file atomically (temporary file, fsync, rename)."""
-        from service.index.storage import save_index
+        from service.index.persistence import save_index
 
         save_index(self, Path(path))
 
     @classmethod
     def load(cls, path: str | Path, bits: int | None = None) -> HammingIndex:
         """Read an index written by ``save``; ``bits`` (optional) must match the saved width."""
-        from service.index.storage import load_index
+        from service.index.persistence import load_index
 
         return load_index(Path(path), bits)
 

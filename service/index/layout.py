@@ -128,27 +128,39 @@ def prefix_bits(n: int, length: int) -> int:
 
 @dataclass(frozen=True)
 class Tables:
-    """The rebuilt (immutable) part of an index: every group's tables over the same items."""
+    """The rebuilt (immutable) part of an index: every group's tables over the same items.
+
+    ``pieces`` and each table's directory start follow from ``bits``, ``groups`` and
+    ``tpbits``, so they are derived here rather than passed (or saved) alongside.
+    """
 
     bits: int
     groups: tuple[int, ...]
-    pieces: tuple[Piece, ...]  # all tables, group after group
     codes: np.ndarray  # uint64 (T, n, W): per table, codes sorted by the table's key
     rows: np.ndarray  # uint32 (T - 1, n): canonical row (table 0 order) of each item
     ids: np.ndarray  # int64 (n,): ids in canonical order
     dirs: np.ndarray  # uint32: concatenated prefix directories
-    dstart: np.ndarray  # int64 (T,): where each table's directory starts
     tpbits: np.ndarray  # int64 (T,): directory prefix bits per table
     plans: dict[int, object] = field(default_factory=dict, compare=False, repr=False)
+    pieces: tuple[Piece, ...] = field(init=False)  # all tables, group after group
+    dstart: np.ndarray = field(init=False, compare=False, repr=False)  # int64 (T,)
     # int64 (T,): each piece's word, shift and length, as flat arrays for the kernels
     twords: np.ndarray = field(init=False, compare=False, repr=False)
     tshift: np.ndarray = field(init=False, compare=False, repr=False)
     tlen: np.ndarray = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "twords", np.array([p.word for p in self.pieces], np.int64))
-        object.__setattr__(self, "tshift", np.array([p.shift for p in self.pieces], np.int64))
-        object.__setattr__(self, "tlen", np.array([p.length for p in self.pieces], np.int64))
+        pieces = tuple(p for m in self.groups for p in split_pieces(self.bits, m))
+        sizes = (np.int64(1) << self.tpbits) + 1
+        derived = {
+            "pieces": pieces,
+            "dstart": np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64),
+            "twords": np.array([p.word for p in pieces], np.int64),
+            "tshift": np.array([p.shift for p in pieces], np.int64),
+            "tlen": np.array([p.length for p in pieces], np.int64),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     @property
     def n(self) -> int:
@@ -171,11 +183,9 @@ def build_tables(bits: int, groups: tuple[int, ...], words: np.ndarray, ids: np.
     codes = np.empty((t_count, n, w), np.uint64)
     rows = np.empty((t_count - 1, n), np.uint32)
     dirs: list[np.ndarray] = []
-    dstart = np.zeros(t_count, np.int64)
     pbits = np.array([prefix_bits(n, p.length) for p in pieces], np.int64)
     inverse = np.empty(n, np.int64)
     canon_ids = ids
-    offset = 0
     for t, p in enumerate(pieces):
         keys = ((words[:, p.word] >> np.uint64(p.shift)) & np.uint64((1 << p.length) - 1)).astype(
             np.uint32
@@ -191,17 +201,5 @@ def build_tables(bits: int, groups: tuple[int, ...], words: np.ndarray, ids: np.
         counts = np.bincount(prefix, minlength=1 << int(pbits[t]))
         directory = np.zeros(counts.size + 1, np.uint32)
         np.cumsum(counts, out=directory[1:])
-        dstart[t] = offset
-        offset += directory.size
         dirs.append(directory)
-    return Tables(
-        bits=bits,
-        groups=groups,
-        pieces=pieces,
-        codes=codes,
-        rows=rows,
-        ids=canon_ids,
-        dirs=np.concatenate(dirs),
-        dstart=dstart,
-        tpbits=pbits,
-    )
+    return Tables(bits, groups, codes, rows, canon_ids, np.concatenate(dirs), pbits)

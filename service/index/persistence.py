@@ -214,17 +214,7 @@ def _tables(
     sizes = (1 << tpbits) + 1
     if dirs.dtype != np.uint32 or dirs.shape != (int(sizes.sum()),):
         raise IndexFormatError(f"{path}: directory array has the wrong size")
-    dstart = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    if np.any(dirs[dstart + sizes - 1] != n) or (n and rows.size and int(rows.max()) >= n):
+    tables = Tables(bits, groups, codes, rows, ids, dirs, tpbits)
+    if np.any(dirs[tables.dstart + sizes - 1] != n) or (n and rows.size and int(rows.max()) >= n):
         raise IndexFormatError(f"{path}: directories or row map point outside the tables")
-    return Tables(
-        bits=bits,
-        groups=groups,
-        pieces=pieces,
-        codes=codes,
-        rows=rows,
-        ids=ids,
-        dirs=dirs,
-        dstart=dstart,
-        tpbits=tpbits,
-    )
+    return tables
