@@ -15,10 +15,10 @@ from math import comb
 
 import numpy as np
 
+from models.code_width import CODE_WIDTHS
 from service.index.errors import CodeWidthError
 
 MAX_KEY_BITS = 32
-VALID_BITS = tuple(range(8, 129, 8))
 
 
 @dataclass(frozen=True)
@@ -35,13 +35,10 @@ def n_words(bits: int) -> int:
 
 
 def check_bits(bits: object) -> int:
-    if (
-        isinstance(bits, bool)
-        or not isinstance(bits, int | np.integer)
-        or int(bits) not in VALID_BITS
-    ):
-        raise CodeWidthError(f"bits must be one of 8, 16, ..., 128 (a multiple of 8), got {bits!r}")
-    return int(bits)
+    problem = CODE_WIDTHS.problem(bits)
+    if problem is not None:
+        raise CodeWidthError(problem)
+    return int(bits)  # type: ignore[call-overload]
 
 
 def to_words(codes: np.ndarray, bits: int) -> np.ndarray:
