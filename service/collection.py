@@ -68,7 +68,7 @@ class CollectionState:
         where: dict[str, Any] | None,
         limit: int | None = None,
     ) -> Ranked:
-        """Hits as (distance, id, metadata), sorted by (distance, id); see ``ranking.rank``."""
+        """Hits sorted by (distance, id); see ``ranking.rank``."""
 
         wanted = list((where or {}).items())
 

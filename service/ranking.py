@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 
 from service.index import SearchResult
+from service.schemas import Hit
 from service.store import CodeIndex
-
-Hit = tuple[int, str, dict[str, Any]]  # (distance, id, metadata)
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,10 @@ def rank(
     def done(found: list[tuple[int, str, int]], widened: bool, searched: int) -> Ranked:
         # metadata only for what is returned
         n = k if k is not None else limit
-        hits = [(d, item_id, meta.get(num, {})) for d, item_id, num in found[:n]]
+        hits = [
+            Hit.model_construct(id=item_id, distance=d, metadata=meta.get(num, {}))
+            for d, item_id, num in found[:n]
+        ]
         return Ranked(hits, probes, widened, searched, max(matched, len(found)))
 
     total = len(index)

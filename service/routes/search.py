@@ -17,7 +17,7 @@ from service.deps import RuntimeDep
 from service.errors import InvalidInput, NotFound
 from service.routes.common import CollectionPath, decode_queries
 from service.runtime import Runtime
-from service.schemas import Hit, Payload, SearchRequest, SearchResponse
+from service.schemas import Payload, SearchRequest, SearchResponse
 from service.utf8_route import Utf8Route
 
 router = APIRouter(prefix="/collections/{collection}", tags=["search"], route_class=Utf8Route)
@@ -96,7 +96,7 @@ async def search_items(
     )
     truncated = k is None and ranked.matched > max_k  # a radius alone: cap the size
     return SearchResponse(
-        hits=[Hit(id=i, distance=d, metadata=m) for d, i, m in ranked.hits],
+        hits=ranked.hits,
         truncated=truncated,
         took_ms=round((time.perf_counter() - start) * 1000.0, 3),
         probes=ranked.probes,

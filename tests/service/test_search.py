@@ -75,9 +75,9 @@ def test_rank_matches_brute_force(bits: int) -> None:
             {int(num): meta[i] for i, num in enumerate(nums)},
         )
         expect = _brute(codes, ids, meta, q, max_distance, k, where)
-        assert [(d, i) for d, i, _ in got.hits] == expect, (trial, max_distance, k, where)
+        assert [(h.distance, h.id) for h in got.hits] == expect, (trial, max_distance, k, where)
         if max_distance is not None:
-            beyond = any(d > max_distance for d, _, _ in got.hits)
+            beyond = any(h.distance > max_distance for h in got.hits)
             assert got.widened or not beyond  # going past the radius is always reported
 
 
@@ -229,7 +229,7 @@ def test_radius_only_rank_cut_to_a_limit_is_the_exact_prefix(limit: int) -> None
         q = rng.randint(0, 256, size=(1, 1)).astype(np.uint8)
         got = rank(index, q, radius, None, None, lambda num: ids[num], {}, limit)
         expect = _brute(codes, ids, [{}] * n, q, radius, None, None)
-        assert [(d, i) for d, i, _ in got.hits] == expect[:limit]
+        assert [(h.distance, h.id) for h in got.hits] == expect[:limit]
         assert got.matched == len(expect)
 
 
