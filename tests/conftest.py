@@ -88,6 +88,9 @@ class FakeModel:
     def encode(self, items: Any) -> np.ndarray:
         return np.packbits(self._project(items) > 0, axis=1)
 
+    def encode_features(self, features: np.ndarray) -> np.ndarray:
+        return np.packbits((features - self._mean) @ self._w > 0, axis=1)
+
     def encode_continuous(self, items: Any) -> np.ndarray:
         return (1.0 / (1.0 + np.exp(-self._project(items)))).astype(np.float32)
 
