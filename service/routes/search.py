@@ -97,6 +97,9 @@ async def search_items(
         if body.k is not None or body.max_distance is not None
         else runtime.settings.default_k
     )
+    if body.min_seq is not None and state.applied_seq < body.min_seq:
+        await run_in_threadpool(runtime.registry.sync, True)
+        state, serving = runtime.registry.serving(collection)
     code = await query_code(body, state, serving, runtime)
     max_k = runtime.settings.max_k
     args = (serving, code, body.max_distance, k, body.filter, max_k)
