@@ -78,7 +78,14 @@ class JobManager:
                 "created_at": time.time(),
                 "owner": os.getpid(),  # other servers sharing the store leave its collection be
             }
-            elsewhere = self.registry.store.claim_job(job)
+            try:
+                elsewhere = self.registry.store.claim_job(job)
+            except Exception:
+                log.exception("job %s: cannot record it", job_id)
+                raise Unavailable(
+                    f"cannot start a retraining job for {collection!r} now (see the server log);"
+                    " nothing changed, try again"
+                ) from None
             if elsewhere is not None:
                 raise Conflict(
                     f"job {elsewhere} (on another server) is already retraining {collection!r};"
