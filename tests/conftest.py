@@ -204,6 +204,18 @@ def make_images(n: int, shape: tuple[int, int] = (28, 28), seed: int = 0) -> np.
 ADMIN = {"Authorization": "Bearer test-token"}
 
 
+def wait_for_job(client: Any, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Poll a retraining job (through a TestClient or an httpx.Client) until it is final."""
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/admin/jobs/{job_id}", headers=ADMIN).json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
 def seed_collections(data_dir: Path) -> None:
     """A data dir with three served collections: docs (text, 32 bits), digits (28x28 images,
     16 bits), vecs (8-d vectors, 16 bits), each with a few items."""

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ADMIN
+from tests.conftest import ADMIN, wait_for_job
 from tests.service import serve
 
 pytestmark = pytest.mark.slow
@@ -86,10 +86,7 @@ def test_one_retraining_job_per_collection_and_activations_reach_both(
     job = r.json()
     clash = b.post("/v1/admin/collections/docs/retrain", json=settings, headers=ADMIN)
     assert clash.status_code == 409 and job["id"] in clash.json()["error"]["message"]
-    deadline = time.monotonic() + 120
-    while a.get(f"/v1/admin/jobs/{job['id']}", headers=ADMIN).json()["state"] != "succeeded":
-        assert time.monotonic() < deadline, "retraining did not finish"
-        time.sleep(0.2)
+    assert wait_for_job(a, job["id"], timeout=120)["state"] == "succeeded"
 
     def version(client: httpx.Client) -> int:
         r = client.post("/v1/collections/docs/search", json={"id": "t001", "k": 3})
