@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     # Servers sharing the data directory (uvicorn workers, replicas): how often each one looks
     # for what the others wrote. Bounds how late a write shows on another server.
     sync_interval_ms: float = Field(
-        50.0, gt=0, description="How often to apply other servers' writes (milliseconds)."
+        20.0, gt=0, description="How often to apply other servers' writes (milliseconds)."
     )
     workers: int = Field(1, ge=1, description="Server processes `bitseek serve` starts.")
 
