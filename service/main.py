@@ -15,7 +15,7 @@ from service.errors import install_error_handlers
 from service.middleware import BodyLimit, RequestMetrics
 from service.prometheus import Metrics
 from service.registry import IndexFactory
-from service.routes import admin, collections, denoise, encode, health, items, search
+from service.routes import admin, collections, denoise, encode, health, imports, items, search
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def create_app(
 
     metrics = Metrics(snapshot)
     install_error_handlers(app)
-    for router in (collections.router, items.router, encode.router, search.router):
+    for router in (collections.router, imports.router, items.router, encode.router, search.router):
         app.include_router(router, prefix="/v1")
     app.include_router(denoise.router, prefix="/v1")
     app.include_router(admin.router, prefix="/v1")

@@ -25,7 +25,7 @@ import numpy as np
 from service.backend import Backend, Model
 from service.collection import CollectionState, Serving
 from service.config import InputLimits
-from service.errors import Conflict, InvalidInput, NotFound, model_rejected
+from service.errors import Conflict, InvalidInput, NotFound, Unavailable, model_rejected
 from service.modalities import modality_of
 from service.model_runner import infer
 from service.store import (
@@ -433,6 +433,11 @@ class Registry:
                     return len(batch), version, seq
             except VersionMoved:  # another server activated a version: follow it, encode again
                 self.sync(force=True)
+                if state.serving is serving:  # could not follow (see readyz): nothing written
+                    raise Unavailable(
+                        f"collection {name!r} serves a model version that is no longer active and"
+                        f" the active one cannot be loaded ({self.broken.get(name)}); try again"
+                    ) from None
             except CollectionGone:
                 self.sync(force=True)
                 raise NotFound(f"collection {name!r} was deleted", "collection") from None

@@ -87,6 +87,14 @@ class UpsertRequest(Strict):
     )
 
 
+class ImportResponse(BaseModel):
+    imported: int = Field(description="Items written (an id given twice counts each time).")
+    skipped: int = Field(description="Items left because their id was stored (skip_existing).")
+    batches: int = Field(description="Transactions the import was written in.")
+    seq: int | None = Field(description="The last batch's sequence number (see search min_seq).")
+    model_version: int | None = Field(description="Model that encoded them; null: none yet.")
+
+
 class UpsertResponse(BaseModel):
     upserted: int = Field(description="Items written (duplicates within the batch count once).")
     model_version: int | None = Field(description="Model that encoded them; null: none yet.")

@@ -228,6 +228,19 @@ class SqliteStore:
         """A number that changes whenever another connection commits (SQLite's data_version)."""
         return int(self._query("PRAGMA data_version")[0][0])
 
+    def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the collection holds."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):  # SQLite's bound-parameter limit
+            chunk = list(ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT id FROM items WHERE collection = ? AND id IN ({marks})",
+                (collection, *chunk),
+            )
+            found.update(r[0] for r in rows)
+        return found
+
     def get_item(self, collection: str, item_id: str) -> ItemRow | None:
         rows = self._query(
             "SELECT num, id, payload, metadata, code, seq, version FROM items"
@@ -477,7 +490,7 @@ def _check_active(c: sqlite3.Connection, collection: str, version: int | None) -
     found = row.fetchone()
     if found is None:
         raise CollectionGone(collection)
-    if found[0] != version:
+    if version is not None and found[0] != version:  # items without codes are never wrong
         raise VersionMoved(collection)
 
 

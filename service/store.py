@@ -123,11 +123,14 @@ class ItemStore(Protocol):
     def upsert_items(
         self, collection: str, items: Sequence[ItemWrite], version: int | None
     ) -> tuple[list[tuple[int, int | None]], int]:
-        """(num, replaced num or None) per item, and the write's sequence number; raises
-        ``VersionMoved`` unless ``version`` is the active one, ``CollectionGone``."""
+        """(num, replaced num or None) per item, and the write's sequence number. Codes made
+        by a ``version`` that is not the active one raise ``VersionMoved`` (items without codes,
+        ``version`` None, are taken: they are encoded when a model serves them); a collection
+        that is no more raises ``CollectionGone``."""
 
     def delete_item(self, collection: str, item_id: str) -> int | None: ...
     def get_item(self, collection: str, item_id: str) -> ItemRow | None: ...
+    def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]: ...
     def iter_items(
         self, collection: str, after_seq: int = 0, chunk: int = 2000
     ) -> Iterator[list[ItemRow]]: ...
