@@ -259,23 +259,18 @@ class HammingIndex:
         codes : uint8 (n_queries, bits // 8); threads : worker threads for the batch.
         Returns a ``SearchResult``; each query's hits are sorted by (distance, id).
         """
-        r = _check_int(max_distance, "max_distance", 0)
+        # Nothing is farther than the width, so a larger radius is the whole-code ball.
+        r = min(_check_int(max_distance, "max_distance", 0), self.bits)
         queries = self._words(codes, "codes")
         snap = self._snap
         base = snap.base
-        plan = self._plan(snap, min(r, self.bits), queries)
+        plan = self._plan(snap, r, queries)
         lo, hi = base.group_range(plan.group)
         scan = plan.strategy == "scan"
-        max_probes = (
-            0
-            if scan
-            else max(
-                probe_count((p,), plan.rad[t : t + 1]) for t, p in enumerate(base.pieces[lo:hi])
-            )
-        )
+        probes = 0 if scan else probe_count(base.pieces[lo:hi], plan.rad)
 
         def run(q: np.ndarray) -> tuple[np.ndarray, ...]:
-            return _kernels.radius_search(snap.arrays, q, r, plan.rad, lo, hi, scan, max_probes)
+            return _kernels.radius_search(snap.arrays, q, r, plan.rad, lo, hi, scan, probes)
 
         lims, ids, dist, stats = _run_chunks(run, queries, threads)
         return SearchResult(
@@ -372,7 +367,9 @@ class HammingIndex:
             if est >= best_cost or base.n == 0:
                 continue
             if len(sample):
-                probes, cands = _kernels.count_candidates(snap.arrays, sample, rad, lo, hi)
+                probes, cands = _kernels.count_candidates(
+                    snap.arrays, sample, rad, lo, hi, probe_count(base.pieces[lo:hi], rad)
+                )
                 est = (probes * per_probe + cands * cost.candidate * w) / len(sample)
             if est < best_cost:
                 best_cost = est
