@@ -68,17 +68,20 @@ def _popcount(typingctx, x):  # type: ignore[no-untyped-def]
 
 
 @intrinsic
-def _prefetch(typingctx, codes, t, j):  # type: ignore[no-untyped-def]
-    # LLVM's prefetch hint for ``codes[t, j, 0]``: numba has none, and verifying a ball is
-    # bound by the first cache misses of many small buckets, which a hint lets the CPU
-    # overlap. Indexing the 3-D array here makes no view, which numba would refcount.
-    sig = types.void(codes, types.intp, types.intp)
+def _prefetch(typingctx, arr, index):  # type: ignore[no-untyped-def]
+    # LLVM's prefetch hint for ``arr[index]`` (``index`` a tuple): numba has none, and a
+    # ball's buckets each start with a cache miss, which hints let the CPU overlap. Indexing
+    # the array here makes no view, which numba would reference-count.
+    sig = types.void(arr, index)
 
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        aryty = signature.args[0]
+        aryty, idxty = signature.args
         ary = context.make_array(aryty)(context, builder, args[0])
-        index = [args[1], args[2], context.get_constant(types.intp, 0)]
-        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, index, wraparound=False)
+        idx = [
+            context.cast(builder, v, t, types.intp)
+            for v, t in zip(cgutils.unpack_tuple(builder, args[1]), idxty, strict=True)
+        ]
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
         i32, i8p = ir.IntType(32), ir.IntType(8).as_pointer()
         fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
         fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
@@ -364,6 +367,14 @@ def _verify(
         # unpacked here: numba reference counts each one a call or the bundle hands out, and
         # buckets of a few items would pay that many times over.
         ids, alive, rows = ix.ids, ix.alive, ix.rows
+        for p in range(nb):  # ask for every bucket's lines first, so their misses overlap
+            for j in range(ba[p], bb[p], 8):
+                if bt[p] == 0:
+                    _prefetch(ids, (j,))
+                else:
+                    _prefetch(rows, (bt[p] - 1, j))
+            if bt[p] == 0:
+                _prefetch(alive, (ba[p],))
         for p in range(nb):
             t, a, b, d = bt[p], ba[p], bb[p], bf[p]
             if t == 0:  # table 0's hits are final ids
@@ -387,7 +398,7 @@ def _verify(
     q0, q1 = q[0], q[w - 1]
     for p in range(nb):  # ask for every bucket's lines first, so their misses overlap
         for j in range(ba[p], bb[p], 8 // w):
-            _prefetch(codes, bt[p], j)
+            _prefetch(codes, (bt[p], j, 0))
     for p in range(nb):
         t = bt[p]
         k = t - lo  # earlier tables
@@ -489,23 +500,20 @@ def _scan_hist(
     codes: np.ndarray,
     alive: np.ndarray,
     has_dead: bool,
+    dead: int,
     out: np.ndarray,
     hist: np.ndarray,
 ) -> None:
-    """One pass: every distance into ``out`` (uint8) and ``hist``.
-
-    Distances above ``top = hist.shape[0] - 1``, and tombstones, are recorded as ``top``.
-    """
+    """One pass: every distance into ``out`` (uint8; ``dead`` for tombstones) and ``hist``."""
     w = q.shape[0]
     q0, q1 = q[0], q[w - 1]
-    top = hist.shape[0] - 1
     # Four interleaved histograms: neighbouring items mostly share a distance, and one
     # counter would make every increment wait for the previous one.
     parts = np.zeros((4, hist.shape[0]), np.int64)
     for j in range(codes.shape[0]):
-        d = min(_distance(codes[j, 0] ^ q0, codes[j, w - 1] ^ q1, w), top)
+        d = _distance(codes[j, 0] ^ q0, codes[j, w - 1] ^ q1, w)
         if has_dead and not alive[j]:
-            d = top
+            d = dead
         out[j] = d
         parts[j & 3, d] += 1
     for b in range(hist.shape[0]):
@@ -569,7 +577,8 @@ def radius_search(
     stats = np.zeros(2, np.int64)
     buckets = np.empty((4, max_probes), np.int64)
     sdist = np.empty(n if scan else 0, np.uint8)  # bits + 1 <= 129 fits a byte
-    hist = np.zeros(r + 2, np.int64)
+    bits = 64 * queries.shape[1]  # at least the width: distances index the histogram
+    hist = np.zeros(bits + 2, np.int64)
     has_dead = scan and not ix.alive.all()
     earlier = _earlier(ix, rad, lo)
     total = 0
@@ -579,7 +588,7 @@ def radius_search(
         # scratch has room for them before any is written.
         if scan:
             hist[:] = 0
-            _scan_hist(q, ix.codes[0], ix.alive, has_dead, sdist, hist)
+            _scan_hist(q, ix.codes[0], ix.alive, has_dead, bits + 1, sdist, hist)
             stats[1] += n
             pos = _group_starts(hist, r, 0)
             need = pos[r] + hist[r]
@@ -789,7 +798,7 @@ def knn_search(
             if sdist.shape[0] < n:
                 sdist = np.empty(n, np.uint8)
             hist[:] = 0
-            _scan_hist(q, base, alive, has_dead, sdist[:n], hist)
+            _scan_hist(q, base, alive, has_dead, bits + 1, sdist[:n], hist)
             for j in range(nd):
                 hist[ddist[j]] += 1
             total = 0

@@ -51,12 +51,19 @@ _SAMPLE_QUERIES = 16  # queries whose candidate counts decide a batch's strategy
 
 @dataclass(frozen=True)
 class CostModel:
-    """Rough nanosecond costs used to pick a strategy (measured on an x86 server core)."""
+    """Rough nanosecond costs used to pick a strategy (measured on an x86 server core).
 
-    probe_direct: float = 6.0  # a lookup where the directory slot is the bucket
-    probe_search: float = 15.0  # a lookup that binary-searches inside a directory slot
-    candidate: float = 3.0  # one candidate: distance check, and the hit's share of output/sort
-    scan: float = 0.8  # one item of a linear popcount pass (per word)
+    A bit-flip bucket's items are all hits at a known distance, so they cost ``copy``; a
+    multi-index candidate costs ``candidate`` whether or not it is a hit. Both include
+    fetching the item; the cost of sorting and returning hits is the same for every
+    strategy and left out.
+    """
+
+    probe_direct: float = 8.0  # a lookup where the directory slot is the bucket
+    probe_search: float = 25.0  # a lookup that narrows a directory slot to the bucket
+    candidate: float = 6.0  # one multi-index candidate: distance and earlier-table checks
+    copy: float = 1.5  # one item of a bit-flip bucket
+    scan: float = 1.0  # one item of a linear popcount pass (per word)
 
 
 @dataclass(frozen=True)
@@ -370,7 +377,8 @@ class HammingIndex:
                 probes, cands = _kernels.count_candidates(
                     snap.arrays, sample, rad, lo, hi, probe_count(base.pieces[lo:hi], rad)
                 )
-                est = (probes * per_probe + cands * cost.candidate * w) / len(sample)
+                per_cand = cost.candidate * w if m > 1 else cost.copy
+                est = (probes * per_probe + cands * per_cand) / len(sample)
             if est < best_cost:
                 best_cost = est
                 best = _Plan("bitflip" if m == 1 else "multi-index", g, rad)
