@@ -4,7 +4,9 @@
 hash matches the file as it is now is answered with a year-long immutable cache header, any other
 with ``no-cache`` and an ETag (so a stale link still works, and is revalidated). Files come from
 ``service/web/static`` and, under ``vendor/``, from the ``fastapi_offline`` package, which ships
-Swagger UI and ReDoc, so /docs and /redoc render with no network.
+Swagger UI and ReDoc, so /docs and /redoc render with no network. ReDoc's one external
+reference, the "API docs by Redocly" logo image, is served rewritten to an empty inline picture
+(the component hides a logo that does not load, but the attempt would still go out).
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from fastapi.responses import Response
 STATIC = Path(__file__).parent / "static"
 PREFIX = "/-/static/"
 IMMUTABLE = "public, max-age=31536000, immutable"
+EMPTY_SVG = b"data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg'/%3E"
+REWRITES = {  # file name -> (bytes, replacement): the vendored files' calls to the internet
+    "redoc.standalone.js": [(b"https://cdn.redoc.ly/redoc/logo-mini.svg", EMPTY_SVG)],
+}
 
 
 def vendor_dir() -> Path:
@@ -31,6 +37,14 @@ class Assets:
         # URL prefix -> directory; "" is the page's own files
         self.roots = roots if roots is not None else {"": STATIC, "vendor/": vendor_dir()}
         self._hashes: dict[Path, tuple[float, int, str]] = {}
+
+    @staticmethod
+    def read(path: Path) -> bytes:
+        """The file as served."""
+        data = path.read_bytes()
+        for old, new in REWRITES.get(path.name, []):
+            data = data.replace(old, new)
+        return data
 
     def path(self, name: str) -> Path | None:
         """The file behind ``name``, or None (unknown, or outside its root)."""
@@ -47,7 +61,7 @@ class Assets:
         stat = path.stat()
         known = self._hashes.get(path)
         if known is None or known[:2] != (stat.st_mtime, stat.st_size):
-            sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+            sha = hashlib.sha256(self.read(path)).hexdigest()[:12]
             known = (stat.st_mtime, stat.st_size, sha)
             self._hashes[path] = known
         return known[2]
@@ -71,4 +85,4 @@ class Assets:
         media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         if media.startswith("text/") or media.endswith("javascript"):
             media += "; charset=utf-8"
-        return Response(path.read_bytes(), media_type=media, headers=headers)
+        return Response(self.read(path), media_type=media, headers=headers)

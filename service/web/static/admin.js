@@ -69,6 +69,8 @@
     const bar = document.getElementById("job-bar");
     bar.value = job.state === "succeeded" ? 1 : p.epochs ? (p.epoch - 1 + (p.step || 0) / (p.steps || 1)) / p.epochs : 0;
     if (p.loss !== undefined && (losses.length === 0 || losses[losses.length - 1] !== p.loss)) { losses.push(Number(p.loss)); drawLoss(); }
+    const history = job.metrics && job.metrics.finetune && job.metrics.finetune.loss_history;
+    if (Array.isArray(history) && history.length > losses.length) { losses = history.map(Number); drawLoss(); } // per epoch, once done
     document.getElementById("job-cancel").hidden = !["queued", "training"].includes(job.state);
   }
 

@@ -127,7 +127,7 @@
   form.addEventListener("input", (event) => {
     if (event.target.type === "file") return;
     if (["id", "code"].includes(event.target.name)) imageB64 = null; // a new kind of query
-    run(performance.now());
+    run(event.timeStamp || performance.now()); // the key press, in performance.now()'s clock
   });
   form.addEventListener("submit", (event) => { event.preventDefault(); run(performance.now()); });
 
