@@ -122,8 +122,8 @@ class SemanticHasher:
         activations sigmoid(logits) with respect to the input at each row, the encoder's local
         linear map. Its leading right singular vectors are the input directions the code is most
         sensitive to: the tangent directions of the book's contractive-autoencoder figures."""
-        dense = self._check(x)
-        rows = dense.toarray() if sp.issparse(dense) else np.asarray(dense)
+        checked = self._check(x)
+        rows = checked.toarray() if isinstance(checked, sp.csr_matrix) else np.asarray(checked)
         out = np.empty((len(rows), self.n_bits, self.config.input_dim), dtype=np.float32)
 
         def units(v: torch.Tensor) -> torch.Tensor:

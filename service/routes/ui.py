@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
 import numpy as np
 from fastapi import APIRouter, Header, Query, Request
@@ -100,11 +101,7 @@ async def search_page(collection: str, request: Request, runtime: RuntimeDep) ->
             body = search_request({**params, "include": PAGE_INCLUDE})
             context["result"] = await search_items(collection, body, runtime)
             query = {k: v for k, v in params.items() if v.strip()}
-            context["twin"] = str(
-                request.url_for("search_items_get", collection=collection).include_query_params(
-                    **query
-                )
-            )
+            context["twin"] = f"/v1/collections/{quote(collection)}/search?{urlencode(query)}"
         except BitseekError as exc:
             context["errors"] = {exc.field or "query": exc.message}
     return render("search.html", **context)

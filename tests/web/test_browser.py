@@ -338,14 +338,10 @@ def test_api_docs_render_from_the_server_alone(page: WebDriver, server: str) -> 
         wait(page, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".opblock")) > 10)
     except TimeoutException:
         pytest.fail("Swagger UI rendered no operations")
-    loaded = page.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name)"
-    )
+    loaded = page.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert loaded and all(url.startswith(server) for url in loaded), loaded
     shoot(page, "docs")
     page.get(server + "/redoc")
     wait(page, lambda d: "search" in d.find_element(By.TAG_NAME, "body").text.lower())
-    loaded = page.execute_script(
-        "return performance.getEntriesByType('resource').map(e => e.name)"
-    )
+    loaded = page.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
     assert all(url.startswith(server) for url in loaded), loaded

@@ -63,9 +63,9 @@
     state.textContent = job.state + (job.error ? ": " + job.error : "");
     state.dataset.state = job.state;
     const p = job.progress || {};
-    document.getElementById("job-progress").textContent = p.stage
-      ? p.stage + " epoch " + p.epoch + "/" + p.epochs + (p.loss !== undefined ? " · loss " + Number(p.loss).toFixed(4) : "")
-      : "waiting for the worker";
+    document.getElementById("job-progress").textContent = !p.stage ? "waiting for the worker"
+      : p.stage + (p.epochs ? " epoch " + p.epoch + "/" + p.epochs : "") +
+        (p.loss !== undefined ? " · loss " + Number(p.loss).toFixed(4) : "");
     const bar = document.getElementById("job-bar");
     bar.value = job.state === "succeeded" ? 1 : p.epochs ? (p.epoch - 1 + (p.step || 0) / (p.steps || 1)) / p.epochs : 0;
     if (p.loss !== undefined && (losses.length === 0 || losses[losses.length - 1] !== p.loss)) { losses.push(Number(p.loss)); drawLoss(); }
