@@ -195,23 +195,19 @@ def static_file(
     return assets.response(name, h, if_none_match)
 
 
+DOCS = {"openapi_url": "/openapi.json", "title": "Bitseek API"}
+
+
 @router.get("/docs", response_class=HTMLResponse)
 def swagger_docs() -> HTMLResponse:
+    js, css, icon = (assets.url(f) for f in ("vendor/swagger-ui-bundle.js",
+                                              "vendor/swagger-ui.css", "favicon.svg"))  # fmt: skip
     return get_swagger_ui_html(
-        openapi_url="/openapi.json",
-        title="Bitseek API",
-        swagger_js_url=assets.url("vendor/swagger-ui-bundle.js"),
-        swagger_css_url=assets.url("vendor/swagger-ui.css"),
-        swagger_favicon_url=assets.url("favicon.svg"),
+        **DOCS, swagger_js_url=js, swagger_css_url=css, swagger_favicon_url=icon
     )
 
 
 @router.get("/redoc", response_class=HTMLResponse)
 def redoc_docs() -> HTMLResponse:
-    return get_redoc_html(
-        openapi_url="/openapi.json",
-        title="Bitseek API",
-        redoc_js_url=assets.url("vendor/redoc.standalone.js"),
-        redoc_favicon_url=assets.url("favicon.svg"),
-        with_google_fonts=False,
-    )
+    js, icon = assets.url("vendor/redoc.standalone.js"), assets.url("favicon.svg")
+    return get_redoc_html(**DOCS, redoc_js_url=js, redoc_favicon_url=icon, with_google_fonts=False)

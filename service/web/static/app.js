@@ -74,5 +74,11 @@
       ' bits differ from the query">' + cells + "</div>";
   }
 
-  window.Bitseek = {api, esc, showError, clearErrors, bitsHtml, TOKEN_KEY};
+  // a page's main form and the collection it is about (data-collection, data-modality)
+  function page(id) {
+    const form = document.getElementById(id);
+    return form && {form, name: form.dataset.collection, modality: form.dataset.modality};
+  }
+
+  window.Bitseek = {api, esc, showError, clearErrors, bitsHtml, page, TOKEN_KEY};
 })();

@@ -2,11 +2,9 @@
    slider), send it to the public denoise API, show corrupted, reconstructed and original. */
 "use strict";
 (function () {
-  const B = window.Bitseek;
-  const form = document.getElementById("denoise-form");
-  if (!form) return;
-  const name = form.dataset.collection;
-  const modality = form.dataset.modality;
+  const B = window.Bitseek, page = B.page("denoise-form");
+  if (!page) return;
+  const {form, name, modality} = page;
   const out = document.getElementById("denoise-result");
   const slider = document.getElementById("d-noise");
   const shown = document.getElementById("d-noise-out");

@@ -3,9 +3,9 @@
 "use strict";
 (function () {
   const B = window.Bitseek;
-  const root = document.getElementById("model-panels");
-  if (!root) return;
-  const name = root.dataset.collection;
+  const panels = B.page("model-panels");
+  if (!panels) return;
+  const {form: root, name} = panels;
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
     "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173",
     "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#9c9ede", "#cedb9c", "#e7cb94", "#e7969c"];

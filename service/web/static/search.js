@@ -3,10 +3,9 @@
 "use strict";
 (function () {
   const B = window.Bitseek;
-  const form = document.getElementById("search-form");
-  if (!form) return;
-  const name = form.dataset.collection;
-  const modality = form.dataset.modality;
+  const page = B.page("search-form");
+  if (!page) return;
+  const {form, name, modality} = page;
   const hitsEl = document.getElementById("hits");
   const status = document.getElementById("status");
   const FIELDS = ["text", "vector", "id", "code", "k", "max_distance", "filter"];
