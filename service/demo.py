@@ -42,9 +42,14 @@ def _metadata(labels: np.ndarray | None, names: list[str], i: int) -> dict[str, 
 def _record_evaluation(model: Any, dataset: Any) -> None:
     """Score the model against the baselines on the demo's held-out split (about a second), so
     the collection shows its precision@k beside PCA-ITQ's, as `bitseek evaluate` records it."""
+    from training.data import DatasetError
     from training.evaluate import evaluate_model
 
-    evaluation = evaluate_model(model, dataset, seed=0).to_dict(pr_curves=False)
+    try:
+        evaluation = evaluate_model(model, dataset, seed=0).to_dict(pr_curves=False)
+    except DatasetError as exc:  # e.g. unlabelled data: nothing to decide relevance by
+        log.info("%s: no evaluation (%s)", dataset.source, exc)
+        return
     entry = {k: evaluation[k] for k in ("bits", "n_queries", "n_database", "methods")}
     model.metrics["evaluation"] = {f"{dataset.source} test split": entry}
 

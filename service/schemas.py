@@ -213,16 +213,27 @@ class SearchRequest(Strict):
     )
 
 
+def _absent(value: Any) -> bool:
+    return value is None
+
+
 class Hit(BaseModel):
     id: str = Field(description="Item id.")
     distance: int = Field(description="Hamming distance to the query code.")
     metadata: dict[str, Any] = Field(description="The item's metadata.")
-    code: str | None = Field(default=None, description="Hex of its code (include `code`).")
+    # only when asked for with `include`: left out of the JSON otherwise
+    code: str | None = Field(
+        default=None, exclude_if=_absent, description="Hex of its code (include `code`)."
+    )
     preview: str | list[float] | None = Field(
-        default=None, description="Bounded preview of the item (include `preview`)."
+        default=None,
+        exclude_if=_absent,
+        description="Bounded preview of the item (include `preview`).",
     )
     payload: str | list[float] | None = Field(
-        default=None, description="The stored text, base64 PNG or vector (include `payload`)."
+        default=None,
+        exclude_if=_absent,
+        description="The stored text, base64 PNG or vector (include `payload`).",
     )
 
 
