@@ -195,7 +195,7 @@ def static_file(
     return assets.response(name, h, if_none_match)
 
 
-DOCS = {"openapi_url": "/openapi.json", "title": "Bitseek API"}
+DOCS: dict[str, Any] = {"openapi_url": "/openapi.json", "title": "Bitseek API"}
 
 
 @router.get("/docs", response_class=HTMLResponse)
