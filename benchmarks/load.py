@@ -9,7 +9,11 @@ not quality, is measured here), install it in a fresh data dir, start the real s
 2. search by raw code (k=10) at 32 concurrent clients;
 3. search by text (k=10) at 1, 4, 16 and 32 clients (micro-batching: throughput should grow);
 4. the same text load with micro-batching off (BITSEEK_BATCH_MAX_SIZE=1), for comparison;
-5. a no-op FastAPI POST endpoint under uvicorn, at 32 clients: the framework's ceiling here.
+5. a no-op FastAPI POST endpoint under uvicorn, at 32 clients: the framework's ceiling here;
+6. code and text search again with ``--workers`` server processes (uvicorn's workers, as
+   `bitseek serve --workers N`) over the same data directory;
+7. two servers over the data directory: for ``--visibility`` writes through one, the delay
+   from the acknowledgement until a search through the other finds the item.
 The load generator is one asyncio process speaking HTTP/1.1 keep-alive over raw sockets (cheaper
 than any client library, so it steals as little CPU as possible from the server on 2 cores).
 Prints a table; writes benchmarks/results/load_<items>.json with the command and the machine load.
@@ -201,6 +205,54 @@ UPSERT = "/v1/collections/bench/items"
 SEARCH = "/v1/collections/bench/search"
 
 
+def retarget(request: bytes, port: int) -> bytes:
+    """The same request for a server on another port."""
+    head, body = request.split(b"\r\n\r\n", 1)
+    lines = [
+        f"Host: 127.0.0.1:{port}".encode() if line.startswith(b"Host:") else line
+        for line in head.split(b"\r\n")
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def visibility(
+    factory: list[str], env: dict[str, str], texts: list[str], writes: int
+) -> dict[str, Any]:
+    """Delays from a write's acknowledgement by one server until another finds it."""
+    import httpx
+
+    one, port_one = start_server(factory, env)
+    two, port_two = start_server(factory, env)
+    delays = []
+    try:
+        with (
+            httpx.Client(base_url=f"http://127.0.0.1:{port_one}") as a,
+            httpx.Client(base_url=f"http://127.0.0.1:{port_two}") as b,
+        ):
+            for i in range(writes):
+                text = texts[i % len(texts)][:2000]
+                item = {"id": f"vis{i}", "text": text, "metadata": {"vis": i}}
+                a.post(UPSERT, json={"items": [item]}).raise_for_status()
+                acked = time.perf_counter()
+                query = {"text": text, "max_distance": 0, "filter": {"vis": i}}
+                while not b.post(SEARCH, json=query).json()["hits"]:
+                    if time.perf_counter() - acked > 10:
+                        raise RuntimeError(f"write {i} not visible after 10 s")
+                delays.append((time.perf_counter() - acked) * 1000.0)
+                time.sleep(0.02)  # writes spread out, as from users, not one burst
+    finally:
+        stop_server(one)
+        stop_server(two)
+    lat = np.asarray(delays)
+    return {
+        "writes": writes,
+        "p50_ms": round(float(np.percentile(lat, 50)), 1),
+        "p90_ms": round(float(np.percentile(lat, 90)), 1),
+        "p99_ms": round(float(np.percentile(lat, 99)), 1),
+        "max_ms": round(float(lat.max()), 1),
+    }
+
+
 def scrape_batches(port: int) -> tuple[float, float]:
     import httpx
 
@@ -220,6 +272,8 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per load phase")
     parser.add_argument("--upsert-clients", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="server processes in phase 6")
+    parser.add_argument("--visibility", type=int, default=200, help="writes timed in phase 7")
     args = parser.parse_args()
     try:
         import uvloop
@@ -331,6 +385,20 @@ def main() -> None:
             print(rows[-1], flush=True)
         finally:
             stop_server(proc)
+        # 6. several server processes
+        proc, port = start_server([*factory, "--workers", str(args.workers)], env)
+        try:
+            for name, reqs in (("code", code_reqs), ("text", text_reqs)):
+                reqs = [retarget(r, port) for r in reqs]
+                asyncio.run(run_load(port, reqs, 32, 2.0))
+                row = asyncio.run(run_load(port, reqs, 32, args.duration))
+                rows.append((f"search by {name}, k=10 ({args.workers} workers)", row))
+                print(rows[-1], flush=True)
+        finally:
+            stop_server(proc)
+        # 7. a write through one server, found through another
+        results["visibility"] = visibility(factory, env, texts, args.visibility)
+        print(f"visibility: {results['visibility']}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["load"] = [{"what": name, **row} for name, row in rows]
@@ -345,6 +413,12 @@ def main() -> None:
         )
     up = results["upsert"]
     print(f"batch upsert: {up['items_per_s']} items/s ({args.items} items, 500 a request)")
+    vis = results["visibility"]
+    print(
+        f"a write through one server found through another after: p50 {vis['p50_ms']} ms,"
+        f" p90 {vis['p90_ms']} ms, p99 {vis['p99_ms']} ms, max {vis['max_ms']} ms"
+        f" ({vis['writes']} writes)"
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"load_{args.items}.json"
     out.write_text(json.dumps(results, indent=2))

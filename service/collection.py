@@ -34,6 +34,7 @@ class CollectionState:
     modality: Modality
     created_at: float
     serving: Serving | None = None
+    applied_seq: int = 0  # every write up to this sequence number is in memory (``sync``)
     ids: dict[int, str] = field(default_factory=dict)  # num -> user id
     nums: dict[str, int] = field(default_factory=dict)  # user id -> num
     meta: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -50,8 +51,8 @@ class CollectionState:
 
     def forget(self, num: int) -> None:
         item_id = self.ids.pop(num, None)
-        if item_id is not None:
-            self.nums.pop(item_id, None)
+        if item_id is not None and self.nums.get(item_id) == num:  # not a re-created id's
+            del self.nums[item_id]
         self.meta.pop(num, None)
 
     def remember(self, num: int, item_id: str, metadata: dict[str, Any]) -> None:

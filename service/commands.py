@@ -21,6 +21,11 @@ def register(subparsers: Any) -> None:
     serve.add_argument("--port", type=int, help="TCP port (BITSEEK_PORT, default 8000)")
     serve.add_argument("--data-dir", help="data directory (BITSEEK_DATA_DIR, default ./data)")
     serve.add_argument("--device", help="auto, cpu, cuda or cuda:N (BITSEEK_DEVICE)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="server processes over the one data directory (BITSEEK_WORKERS, default 1)",
+    )
     serve.set_defaults(handler=run_serve)
 
     demo = subparsers.add_parser(
@@ -40,7 +45,7 @@ def _settings(args: argparse.Namespace) -> Any:
 
     overrides = {
         key: value
-        for key in ("host", "port", "data_dir", "device")
+        for key in ("host", "port", "data_dir", "device", "workers")
         if (value := getattr(args, key, None)) is not None
     }
     return Settings(**overrides)
@@ -61,6 +66,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 self._captured_signals.clear()
 
     settings = _settings(args)
+    if settings.workers > 1:
+        return _serve_workers(settings)
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -73,6 +80,28 @@ def run_serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     Server(config).run()
+    return 0
+
+
+def _serve_workers(settings: Any) -> int:
+    """Several processes, each building its own app from the environment (uvicorn's workers);
+    they share the data directory and follow each other's writes (``service.follower``)."""
+    import os
+
+    import uvicorn
+
+    for key in ("data_dir", "device"):
+        os.environ[f"BITSEEK_{key.upper()}"] = str(getattr(settings, key))
+    uvicorn.run(
+        "service.main:app_factory",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=5,
+        access_log=False,
+    )
     return 0
 
 

@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(2.0, ge=0, description="Longest a query waits for company.")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's.")
 
+    # Servers sharing the data directory (uvicorn workers, replicas): how often each one looks
+    # for what the others wrote. Bounds how late a write shows on another server.
+    sync_interval_ms: float = Field(
+        20.0, gt=0, description="How often to apply other servers' writes (milliseconds)."
+    )
+    workers: int = Field(1, ge=1, description="Server processes `bitseek serve` starts.")
+
     # SQLite durability: FULL fsyncs the WAL at every commit (survives power loss as well as a
     # killed process); NORMAL survives a killed process but may lose the last commits on power loss.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field("FULL", description="PRAGMA synchronous.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import queue as queue_mod
 import shutil
 import threading
@@ -75,7 +76,22 @@ class JobManager:
                 "error": None,
                 "version": version,
                 "created_at": time.time(),
+                "owner": os.getpid(),  # other servers sharing the store leave its collection be
             }
+            try:
+                elsewhere = self.registry.store.claim_job(job)
+            except Exception:
+                log.exception("job %s: cannot record it", job_id)
+                raise Unavailable(
+                    f"cannot start a retraining job for {collection!r} now (see the server log);"
+                    " nothing changed, try again"
+                ) from None
+            if elsewhere is not None:
+                raise Conflict(
+                    f"job {elsewhere} (on another server) is already retraining {collection!r};"
+                    " wait for it or cancel it there",
+                    "collection",
+                )
             self._jobs[job_id] = job
             self._by_collection[collection] = job_id
         spec = JobSpec(
@@ -91,7 +107,6 @@ class JobManager:
         )
         proc = None
         try:
-            self.registry.store.put_job(job)
             q = self._ctx.Queue()
             proc = self._ctx.Process(
                 target=run_job, args=(spec, q), daemon=True, name=f"job-{job_id}"
@@ -158,8 +173,11 @@ class JobManager:
             return len(self._by_collection)
 
     def running_for(self, collection: str) -> bool:
+        """A job retrains ``collection`` here or on another server sharing the store."""
         with self._lock:
-            return collection in self._by_collection
+            if collection in self._by_collection:
+                return True
+        return self.registry.store.running_job(collection) is not None
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         job = self.get(job_id)  # raises NotFound; a finished job is no longer live

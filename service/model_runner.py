@@ -123,8 +123,15 @@ class MicroBatcher:
             return
         start = 0
         for pending in group:
-            _settle(pending, out[start : start + pending.n], None)
+            _settle(pending, _rows(out, start, start + pending.n), None)
             start += pending.n
+
+
+def _rows(out: Any, start: int, stop: int) -> Any:
+    """A request's rows of a batch's output (an array, a list, or a tuple of either)."""
+    if isinstance(out, tuple):
+        return tuple(part[start:stop] for part in out)
+    return out[start:stop]
 
 
 def _settle(pending: _Pending, value: Any, error: BaseException | None) -> None:

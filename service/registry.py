@@ -28,7 +28,16 @@ from service.config import InputLimits
 from service.errors import Conflict, InvalidInput, NotFound, model_rejected
 from service.modalities import modality_of
 from service.model_runner import infer
-from service.store import CodeIndex, ItemRow, ItemStore, ItemWrite, NameTaken, VersionRecord
+from service.store import (
+    CodeIndex,
+    CollectionGone,
+    ItemRow,
+    ItemStore,
+    ItemWrite,
+    NameTaken,
+    VersionMoved,
+    VersionRecord,
+)
 from training.artifact import copy_model
 
 log = logging.getLogger(__name__)
@@ -82,6 +91,8 @@ class Registry:
         self.states: dict[str, CollectionState] = {}
         self.broken: dict[str, str] = {}  # collection -> why its model could not be loaded
         self._create_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._synced = 0  # the store's outside_commits() at the last sync
 
     # lookup ---------------------------------------------------------------------------------
     def get(self, name: str) -> CollectionState:
@@ -119,36 +130,120 @@ class Registry:
         root = self.data_dir / "collections"
         for doomed in root.glob(f"{DELETED_PREFIX}*") if root.exists() else ():
             self._remove_dir(doomed)  # set aside by a delete that stopped before removing it
+        self._synced = self.store.outside_commits()
         for row in self.store.collections():
             state = self._new_state(row.name, row.modality, row.spec, row.created_at)
-            keys = self.store.item_keys(row.name)
-            for num, item_id, meta_json, _ in keys:
-                state.remember(num, item_id, _loads(meta_json))
             self.states[row.name] = state
-            if row.active_version is None:
-                continue
-            try:
-                model = self._load_model(state, row.active_version)
-                # a code from another version is left over from an activation that did not
-                # finish (see ``activate``); like a missing one, it is re-encoded
-                stale = self.store.stale_nums(row.name, row.active_version)
+            self._serve_stored(state, row.active_version, store_fresh=True)
+
+    def _serve_stored(
+        self, state: CollectionState, version: int | None, store_fresh: bool = False
+    ) -> None:
+        """Fill ``state`` from the store: its items, and ``version``'s model with an index of
+        the stored codes. A code from another version (left by an activation that did not
+        finish, or written by another server just before it activated ``version``) is
+        re-encoded like a missing one; ``store_fresh`` also stores those codes (at start-up)."""
+        seen = self.store.max_seq()  # before reading: later writes come again through sync
+        keys = self.store.item_keys(state.name)
+        try:
+            serving = None
+            if version is not None:
+                model = self._load_model(state, version)
+                stale = self.store.stale_nums(state.name, version)
                 codes = {
                     num: code for num, _, _, code in keys if code is not None and num not in stale
                 }
                 if stale:
-                    log.warning("collection %s: re-encoding %d item(s)", row.name, len(stale))
+                    log.warning("collection %s: re-encoding %d item(s)", state.name, len(stale))
                     fresh = self._encode_nums(state, model, stale)
-                    active = row.active_version
-                    self.store.set_codes(row.name, active, sorted(fresh.items()), active=active)
+                    if store_fresh:
+                        self.store.set_codes(state.name, version, sorted(fresh.items()), version)
                     codes.update(fresh)
-                index = self._build_index(model.bits, [(n, codes[n]) for n, _, _, _ in keys])
-                state.serving = Serving(row.active_version, model, index)
-                log.info(
-                    "collection %s: model v%d, %d items", row.name, row.active_version, len(keys)
-                )
-            except Exception as exc:  # one broken model must not stop the others from serving
-                log.exception("collection %s: cannot load model v%s", row.name, row.active_version)
-                self.broken[row.name] = f"model v{row.active_version}: {exc}"
+                present = [(n, codes[n]) for n, _, _, _ in keys if n in codes]
+                serving = Serving(version, model, self._build_index(model.bits, present))
+                log.info("collection %s: model v%d, %d items", state.name, version, len(keys))
+        except Exception as exc:  # one broken model must not stop the others from serving
+            log.exception("collection %s: cannot load model v%s", state.name, version)
+            self.broken[state.name] = f"model v{version}: {exc}"
+        with state.write_lock:
+            state.ids.clear()
+            state.nums.clear()
+            state.meta.clear()
+            for num, item_id, meta_json, _ in keys:
+                state.remember(num, item_id, _loads(meta_json))
+            if serving is not None:
+                state.serving = serving
+                self.broken.pop(state.name, None)
+            state.applied_seq = seen
+
+    # following other servers ------------------------------------------------------------------
+    def sync(self, force: bool = False) -> None:
+        """Catch up with what other processes sharing the store committed: collections created
+        or deleted, model versions activated, items written or deleted. Cheap when nothing
+        happened (one query); ``force`` reads the changes even then."""
+        with self._sync_lock:
+            seen = self.store.max_seq()
+            token = self.store.outside_commits()
+            if token == self._synced and not force:
+                # only this process wrote since the last sync, and it applies its own writes
+                for each in list(self.states.values()):
+                    each.applied_seq = max(each.applied_seq, seen)
+                return
+            with self._create_lock:  # not while this process creates or deletes one itself
+                rows = {row.name: row for row in self.store.collections()}
+                for name in [n for n in list(self.states) if n not in rows]:
+                    log.info("collection %s was deleted by another server", name)
+                    self.states.pop(name, None)
+                    self.broken.pop(name, None)
+                for name, row in rows.items():
+                    if name not in self.states:
+                        log.info("collection %s was created by another server", name)
+                        new = self._new_state(row.name, row.modality, row.spec, row.created_at)
+                        self._serve_stored(new, row.active_version)
+                        self.states[name] = new
+            for name, row in rows.items():
+                state = self.states.get(name)
+                if state is None:
+                    continue
+                serving = state.serving
+                active = row.active_version
+                if active is not None and (serving is None or serving.version != active):
+                    log.info("collection %s: following model v%d from the store", name, active)
+                    with state.activation_lock:
+                        self._serve_stored(state, active)
+                else:
+                    self._apply_changes(state)
+            self._synced = token
+
+    def _apply_changes(self, state: CollectionState) -> None:
+        """Items written or deleted by others since ``state.applied_seq``, into memory."""
+        with state.write_lock:
+            rows, gone = self.store.changed_since(state.name, state.applied_seq)
+            if not rows and not gone:
+                return
+            serving = state.serving
+            for _, num in gone:  # first: a deleted id may have been written again since
+                if num in state.ids and serving is not None:
+                    serving.index.remove(np.asarray([num], dtype=np.int64))
+                state.forget(num)
+            codes: dict[int, bytes] = {}
+            stale = []
+            for row in rows:
+                state.remember(row.num, row.id, row.metadata)
+                code = row.code_under(serving.version) if serving is not None else None
+                if code is not None:
+                    codes[row.num] = code
+                else:
+                    stale.append(row)
+            if serving is not None:
+                if stale:
+                    codes.update(self._encode_rows(state, serving.model, [stale]))
+                if codes:
+                    nums = np.fromiter(codes, dtype=np.int64, count=len(codes))
+                    packed = np.frombuffer(b"".join(codes.values()), dtype=np.uint8)
+                    serving.index.add(nums, packed.reshape(len(codes), -1))
+            last = max([r.seq for r in rows] + [seq for seq, _ in gone])
+            state.applied_seq = max(state.applied_seq, last)
 
     def _new_state(
         self, name: str, modality: str, spec: dict[str, Any], created_at: float
@@ -296,8 +391,9 @@ class Registry:
             shutil.rmtree(directory, ignore_errors=True)
 
     # items ----------------------------------------------------------------------------------
-    def upsert(self, name: str, items: Sequence[NewItem]) -> tuple[int, int | None]:
-        """Validate everything, encode, commit, then update memory. Returns (count, version)."""
+    def upsert(self, name: str, items: Sequence[NewItem]) -> tuple[int, int | None, int]:
+        """Validate everything, encode, commit, then update memory. Returns (count, version,
+        the write's sequence number)."""
         state = self.get(name)
         # every item is checked, an overwritten duplicate too; then the last of an id wins
         fields = [f"{i.field}.{state.modality.name}" for i in items]
@@ -316,24 +412,30 @@ class Registry:
                 except ValueError as exc:
                     raise model_rejected(exc, fields, "items") from None
                 codes = [bytes(c) for c in packed]
-            with state.write_lock:
-                if self.states.get(name) is not state:
-                    raise NotFound(f"collection {name!r} was deleted", "collection")
-                if state.serving is not serving:
-                    continue  # a new model version landed while we encoded: encode again
-                writes = [
-                    ItemWrite(i.id, p, i.metadata, c)
-                    for i, p, c in zip(batch, payloads, codes, strict=True)
-                ]
-                version = serving.version if serving is not None else None
-                rows = self.store.upsert_items(name, writes, version)
-                if serving is not None:  # add() replaces the code of a num already present
-                    nums = np.asarray([num for num, _ in rows], dtype=np.int64)
-                    flat = np.frombuffer(b"".join(c for c in codes if c), dtype=np.uint8)
-                    serving.index.add(nums, flat.reshape(len(rows), -1))
-                for (num, _), item in zip(rows, batch, strict=True):
-                    state.remember(num, item.id, item.metadata)
-                return len(batch), version
+            try:
+                with state.write_lock:
+                    if self.states.get(name) is not state:
+                        raise NotFound(f"collection {name!r} was deleted", "collection")
+                    if state.serving is not serving:
+                        continue  # a new model version landed while we encoded: encode again
+                    writes = [
+                        ItemWrite(i.id, p, i.metadata, c)
+                        for i, p, c in zip(batch, payloads, codes, strict=True)
+                    ]
+                    version = serving.version if serving is not None else None
+                    rows, seq = self.store.upsert_items(name, writes, version)
+                    if serving is not None:  # add() replaces the code of a num already present
+                        nums = np.asarray([num for num, _ in rows], dtype=np.int64)
+                        flat = np.frombuffer(b"".join(c for c in codes if c), dtype=np.uint8)
+                        serving.index.add(nums, flat.reshape(len(rows), -1))
+                    for (num, _), item in zip(rows, batch, strict=True):
+                        state.remember(num, item.id, item.metadata)
+                    return len(batch), version, seq
+            except VersionMoved:  # another server activated a version: follow it, encode again
+                self.sync(force=True)
+            except CollectionGone:
+                self.sync(force=True)
+                raise NotFound(f"collection {name!r} was deleted", "collection") from None
 
     def delete_item(self, name: str, item_id: str) -> None:
         state = self.get(name)

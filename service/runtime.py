@@ -11,6 +11,7 @@ import torch
 
 from service.backend import Backend
 from service.config import Settings
+from service.follower import Follower
 from service.insights import InsightsCache
 from service.jobs import JobManager
 from service.model_runner import ModelRunner
@@ -32,6 +33,7 @@ class Runtime:
     jobs: JobManager
     models: ModelRunner
     metrics: Metrics
+    follower: Follower
     insights: InsightsCache = field(default_factory=InsightsCache)  # model pictures, on disk
 
     @classmethod
@@ -67,13 +69,15 @@ class Runtime:
         registry.load()
         _warm_up(registry.index_factory)
         jobs = JobManager(registry, settings.torch_threads)
+        follower = Follower(registry, settings.sync_interval_ms / 1000.0)
+        follower.start()
         log.info(
             "bitseek ready on %s: %d collection(s) in %s",
             device,
             len(registry.states),
             settings.data_dir,
         )
-        return cls(settings, device, store, registry, jobs, models, metrics)
+        return cls(settings, device, store, registry, jobs, models, metrics, follower)
 
     def snapshot(self) -> dict[str, Any]:
         states = list(self.registry.states.values())
@@ -86,6 +90,7 @@ class Runtime:
         }
 
     async def close(self) -> None:
+        self.follower.stop()
         self.jobs.shutdown()  # before the models: a job applying its result still encodes
         await self.models.close()
         self.store.close()

@@ -91,6 +91,10 @@ class UpsertRequest(Strict):
 class UpsertResponse(BaseModel):
     upserted: int = Field(description="Items written (duplicates within the batch count once).")
     model_version: int | None = Field(description="Model that encoded them; null: none yet.")
+    seq: int = Field(
+        description="The write's sequence number: a search with `min_seq` set to it sees it on"
+        " any server sharing the data."
+    )
 
 
 class ItemPublic(BaseModel):
@@ -203,6 +207,12 @@ class SearchRequest(Strict):
     )
     filter: dict[str, MetaValue] | None = Field(
         default=None, description="Metadata equality filter: every key must match."
+    )
+    min_seq: int | None = Field(
+        default=None,
+        ge=0,
+        description="Read your writes: search only once this server holds every write up to"
+        " this sequence number (an upsert's `seq`), whichever server took the write.",
     )
     include: list[Include] = Field(
         default_factory=list,

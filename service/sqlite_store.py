@@ -9,6 +9,7 @@ process; a retraining worker reads its snapshot through a read-only connection o
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -20,12 +21,14 @@ from typing import Any
 
 from service.store import (
     Codes,
+    CollectionGone,
     CollectionRow,
     ItemRow,
     ItemWrite,
     NameTaken,
     Record,
     SnapshotRow,
+    VersionMoved,
     VersionRecord,
 )
 
@@ -55,6 +58,12 @@ CREATE TABLE IF NOT EXISTS versions(
     job_id TEXT,
     metrics TEXT NOT NULL,
     PRIMARY KEY(collection, version)
+);
+CREATE INDEX IF NOT EXISTS items_by_seq ON items(collection, seq);
+CREATE TABLE IF NOT EXISTS deletions(
+    seq INTEGER PRIMARY KEY,
+    collection TEXT NOT NULL,
+    num INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters(
     name TEXT PRIMARY KEY,
@@ -98,12 +107,15 @@ class SqliteStore:
         self._conn = connect(path, synchronous)
         self._lock = threading.RLock()
         self._conn.executescript(SCHEMA)
-        # the write sequence never goes back, even when the newest items are deleted
-        row = self._conn.execute(
-            "SELECT MAX((SELECT COALESCE(MAX(seq), 0) FROM items),"
-            " (SELECT COALESCE(MAX(value), 0) FROM counters WHERE name = 'seq'))"
-        ).fetchone()
-        self._seq = int(row[0])
+        with self.transaction() as c:
+            if "owner" not in {r[1] for r in c.execute("PRAGMA table_info(jobs)")}:
+                c.execute("ALTER TABLE jobs ADD COLUMN owner INTEGER")
+            # the write sequence lives in the database, shared by every process that writes, and
+            # never goes back, even when the newest items are deleted
+            c.execute(
+                "INSERT INTO counters(name, value) VALUES ('seq', (SELECT COALESCE(MAX(seq), 0)"
+                " FROM items)) ON CONFLICT(name) DO NOTHING"
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -151,12 +163,16 @@ class SqliteStore:
     # items ---------------------------------------------------------------------------------
     def upsert_items(
         self, collection: str, items: Sequence[ItemWrite], version: int | None
-    ) -> list[tuple[int, int | None]]:
-        """Insert or overwrite; returns per item (num, the num it replaced or None)."""
+    ) -> tuple[list[tuple[int, int | None]], int]:
+        """Insert or overwrite; returns per item (num, the num it replaced or None), and the
+        write's sequence number. ``version`` must be the collection's active model version
+        (the codes' maker): else ``VersionMoved``, and nothing is written."""
         out: list[tuple[int, int | None]] = []
         with self.transaction() as c:
+            _check_active(c, collection, version)
+            seq = _take_seqs(c, len(items)) - len(items)
             for item in items:
-                self._seq += 1
+                seq += 1
                 old = c.execute(
                     "SELECT num FROM items WHERE collection = ? AND id = ?", (collection, item.id)
                 ).fetchone()
@@ -165,7 +181,7 @@ class SqliteStore:
                     cur = c.execute(
                         "INSERT INTO items(collection, id, payload, metadata, code, version, seq)"
                         " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (collection, item.id, item.payload, meta, item.code, version, self._seq),
+                        (collection, item.id, item.payload, meta, item.code, version, seq),
                     )
                     num = cur.lastrowid
                     assert num is not None
@@ -174,15 +190,10 @@ class SqliteStore:
                     c.execute(
                         "UPDATE items SET payload = ?, metadata = ?, code = ?, version = ?, seq = ?"
                         " WHERE num = ?",
-                        (item.payload, meta, item.code, version, self._seq, old[0]),
+                        (item.payload, meta, item.code, version, seq, old[0]),
                     )
                     out.append((int(old[0]), int(old[0])))
-            c.execute(
-                "INSERT INTO counters(name, value) VALUES ('seq', ?)"
-                " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-                (self._seq,),
-            )
-        return out
+        return out, seq
 
     def delete_item(self, collection: str, item_id: str) -> int | None:
         with self.transaction() as c:
@@ -192,7 +203,30 @@ class SqliteStore:
             if row is None:
                 return None
             c.execute("DELETE FROM items WHERE num = ?", (row[0],))
+            c.execute(  # what other processes serving the collection follow
+                "INSERT INTO deletions(seq, collection, num) VALUES (?, ?, ?)",
+                (_take_seqs(c, 1), collection, row[0]),
+            )
             return int(row[0])
+
+    def changed_since(
+        self, collection: str, after_seq: int
+    ) -> tuple[list[ItemRow], list[tuple[int, int]]]:
+        """Items written, and (seq, num) of items deleted, after ``after_seq``, in write order."""
+        rows = self._query(
+            "SELECT num, id, payload, metadata, code, seq, version FROM items"
+            " WHERE collection = ? AND seq > ? ORDER BY seq",
+            (collection, after_seq),
+        )
+        gone = self._query(
+            "SELECT seq, num FROM deletions WHERE collection = ? AND seq > ? ORDER BY seq",
+            (collection, after_seq),
+        )
+        return [_item(r) for r in rows], [(int(r[0]), int(r[1])) for r in gone]
+
+    def outside_commits(self) -> int:
+        """A number that changes whenever another connection commits (SQLite's data_version)."""
+        return int(self._query("PRAGMA data_version")[0][0])
 
     def get_item(self, collection: str, item_id: str) -> ItemRow | None:
         rows = self._query(
@@ -230,8 +264,7 @@ class SqliteStore:
         ]
 
     def max_seq(self) -> int:
-        with self._lock:
-            return self._seq
+        return int(self._query("SELECT value FROM counters WHERE name = 'seq'")[0][0])
 
     def snapshot_reader(self, collection: str) -> SqliteSnapshot:
         return SqliteSnapshot(self.path, collection)
@@ -312,7 +345,8 @@ class SqliteStore:
         with self.transaction() as c:
             c.execute(
                 "INSERT OR REPLACE INTO jobs(id, collection, state, settings, progress, metrics,"
-                " error, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " error, version, created_at, updated_at, owner)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     job["id"],
                     job["collection"],
@@ -324,8 +358,35 @@ class SqliteStore:
                     job.get("version"),
                     job["created_at"],
                     time.time(),
+                    job.get("owner"),
                 ),
             )
+
+    def claim_job(self, job: dict[str, Any]) -> str | None:
+        """Record ``job`` (its ``owner`` the process running it) unless a live process already
+        runs a job on its collection: then that job's id, and nothing is written. A job whose
+        owner died is marked failed on the way."""
+        with self.transaction() as c:
+            rows = c.execute(
+                "SELECT id, owner FROM jobs WHERE collection = ? AND state NOT IN"
+                " ('succeeded', 'failed', 'cancelled')",
+                (job["collection"],),
+            ).fetchall()
+            for job_id, owner in rows:
+                if _alive(owner):
+                    return str(job_id)
+                _fail(c, "id = ?", (job_id,))
+        self.put_job(job)
+        return None
+
+    def running_job(self, collection: str) -> str | None:
+        """The id of a job a live process runs on ``collection``, if any."""
+        rows = self._query(
+            "SELECT id, owner FROM jobs WHERE collection = ? AND state NOT IN"
+            " ('succeeded', 'failed', 'cancelled')",
+            (collection,),
+        )
+        return next((str(job_id) for job_id, owner in rows if _alive(owner)), None)
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         rows = self._query(
@@ -350,14 +411,16 @@ class SqliteStore:
         }
 
     def fail_unfinished_jobs(self) -> int:
-        """Jobs left running by a previous process cannot finish; mark them failed."""
+        """Jobs whose process is gone cannot finish; mark them failed. Jobs that other live
+        servers sharing the store run are theirs."""
         with self.transaction() as c:
-            cur = c.execute(
-                "UPDATE jobs SET state = 'failed', error = 'interrupted by a server restart',"
-                " updated_at = ? WHERE state NOT IN ('succeeded', 'failed', 'cancelled')",
-                (time.time(),),
-            )
-            return cur.rowcount
+            rows = c.execute(
+                "SELECT id, owner FROM jobs WHERE state NOT IN ('succeeded', 'failed', 'cancelled')"
+            ).fetchall()
+            dead = [job_id for job_id, owner in rows if not _alive(owner)]
+            for job_id in dead:
+                _fail(c, "id = ?", (job_id,))
+            return len(dead)
 
 
 @dataclass(frozen=True)
@@ -378,6 +441,44 @@ class SqliteSnapshot:
         finally:
             conn.close()
         return [SnapshotRow(int(r[0]), r[1], bytes(r[2]), int(r[3])) for r in rows]
+
+
+def _alive(pid: int | None) -> bool:
+    """Whether process ``pid`` runs on this machine (this process counts: its jobs are live)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _fail(c: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> None:
+    c.execute(
+        f"UPDATE jobs SET state = 'failed', error = 'interrupted: its server stopped or restarted',"
+        f" updated_at = ? WHERE {where}",
+        (time.time(), *args),
+    )
+
+
+def _take_seqs(c: sqlite3.Connection, n: int) -> int:
+    """Reserve ``n`` write sequence numbers inside a transaction; returns the last one."""
+    row = c.execute(
+        "UPDATE counters SET value = value + ? WHERE name = 'seq' RETURNING value", (n,)
+    ).fetchone()
+    return int(row[0])
+
+
+def _check_active(c: sqlite3.Connection, collection: str, version: int | None) -> None:
+    row = c.execute("SELECT active_version FROM collections WHERE name = ?", (collection,))
+    found = row.fetchone()
+    if found is None:
+        raise CollectionGone(collection)
+    if found[0] != version:
+        raise VersionMoved(collection)
 
 
 def _item(r: tuple[Any, ...]) -> ItemRow:

@@ -27,6 +27,15 @@ class NameTaken(Exception):
     """A collection of that name exists already (another server sharing the store made it)."""
 
 
+class CollectionGone(Exception):
+    """The collection was deleted (by another server sharing the store)."""
+
+
+class VersionMoved(Exception):
+    """Codes made by a model version that is no longer the collection's active one: another
+    server sharing the store activated a new version; catch up and encode again."""
+
+
 Codes = Sequence[tuple[int, bytes]]  # (item number, packed code)
 
 
@@ -113,7 +122,10 @@ class ItemStore(Protocol):
     # items
     def upsert_items(
         self, collection: str, items: Sequence[ItemWrite], version: int | None
-    ) -> list[tuple[int, int | None]]: ...
+    ) -> tuple[list[tuple[int, int | None]], int]:
+        """(num, replaced num or None) per item, and the write's sequence number; raises
+        ``VersionMoved`` unless ``version`` is the active one, ``CollectionGone``."""
+
     def delete_item(self, collection: str, item_id: str) -> int | None: ...
     def get_item(self, collection: str, item_id: str) -> ItemRow | None: ...
     def iter_items(
@@ -121,6 +133,14 @@ class ItemStore(Protocol):
     ) -> Iterator[list[ItemRow]]: ...
     def item_keys(self, collection: str) -> list[tuple[int, str, str, bytes | None]]: ...
     def max_seq(self) -> int: ...
+    def changed_since(
+        self, collection: str, after_seq: int
+    ) -> tuple[list[ItemRow], list[tuple[int, int]]]:
+        """Items written, and (seq, num) of items deleted, after ``after_seq``."""
+
+    def outside_commits(self) -> int:
+        """Changes whenever another process commits: when to look at ``changed_since``."""
+
     def snapshot_reader(self, collection: str) -> SnapshotReader: ...
 
     # codes and model versions
@@ -134,8 +154,12 @@ class ItemStore(Protocol):
     def active_version(self, collection: str) -> int | None: ...
     def versions(self, collection: str) -> list[dict[str, Any]]: ...
 
-    # retraining jobs
+    # retraining jobs: one at a time per collection across every server sharing the store
     def put_job(self, job: dict[str, Any]) -> None: ...
+    def claim_job(self, job: dict[str, Any]) -> str | None:
+        """Record a new job unless a live one runs on its collection (then that one's id)."""
+
+    def running_job(self, collection: str) -> str | None: ...
     def get_job(self, job_id: str) -> dict[str, Any] | None: ...
     def fail_unfinished_jobs(self) -> int: ...
 

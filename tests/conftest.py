@@ -88,6 +88,9 @@ class FakeModel:
     def encode(self, items: Any) -> np.ndarray:
         return np.packbits(self._project(items) > 0, axis=1)
 
+    def encode_features(self, features: np.ndarray) -> np.ndarray:
+        return np.packbits((features - self._mean) @ self._w > 0, axis=1)
+
     def encode_continuous(self, items: Any) -> np.ndarray:
         return (1.0 / (1.0 + np.exp(-self._project(items)))).astype(np.float32)
 
@@ -211,6 +214,18 @@ def make_images(n: int, shape: tuple[int, int] = (28, 28), seed: int = 0) -> np.
 
 
 ADMIN = {"Authorization": "Bearer test-token"}
+
+
+def wait_for_job(client: Any, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Poll a retraining job (through a TestClient or an httpx.Client) until it is final."""
+    deadline = time.monotonic() + timeout
+    job: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/admin/jobs/{job_id}", headers=ADMIN).json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 def seed_collections(data_dir: Path) -> None:

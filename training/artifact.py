@@ -86,6 +86,10 @@ class TrainedModel:
         """uint8 (n, bits // 8) packed codes in numpy.packbits order."""
         return self.hasher.encode(self.featurizer.transform(items))
 
+    def encode_features(self, features: np.ndarray | sp.csr_matrix) -> np.ndarray:
+        """``encode`` of the items ``featurize`` made these features from."""
+        return self.hasher.encode(features)
+
     def encode_continuous(self, items: Any) -> np.ndarray:
         """float32 (n, bits) code-unit activations in [0, 1]."""
         return self.hasher.encode_continuous(self.featurizer.transform(items))

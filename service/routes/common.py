@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path
+from fastapi import Path, Response
+from pydantic import BaseModel
 
 from service.collection import CollectionState, Serving
 from service.errors import InvalidInput
@@ -15,6 +16,7 @@ CollectionPath = Annotated[str, Path(description="Collection name.")]
 ItemPath = Annotated[str, Path(description="Item id (may contain '/').")]
 JobPath = Annotated[str, Path(description="Job id, as returned by retrain.")]
 VersionPath = Annotated[int, Path(description="Model version number.")]
+JSON = "application/json"
 
 
 def payload_value(payload: Payload, state: CollectionState, field: str) -> Any:
@@ -31,6 +33,12 @@ def payload_value(payload: Payload, state: CollectionState, field: str) -> Any:
             f"{field}.{given[0]}" if field != "query" else given[0],
         )
     return getattr(payload, want)
+
+
+def json_response(body: BaseModel, status_code: int = 200) -> Response:
+    """``body`` serialised once, by pydantic: FastAPI would validate a returned model against
+    the route's response_model again before encoding it (the route keeps it for the docs)."""
+    return Response(body.__pydantic_serializer__.to_json(body), status_code, media_type=JSON)
 
 
 def check_batch(n: int, limit: int, field: str = "items") -> None:

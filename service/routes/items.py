@@ -35,8 +35,8 @@ def upsert_items(
         NewItem(item.id, payload_value(item, state, f"items[{i}]"), item.metadata, f"items[{i}]")
         for i, item in enumerate(body.items)
     ]
-    count, version = runtime.registry.upsert(collection, items)
-    return UpsertResponse(upserted=count, model_version=version)
+    count, version, seq = runtime.registry.upsert(collection, items)
+    return UpsertResponse(upserted=count, model_version=version, seq=seq)
 
 
 @router.post("/upload", response_model=UpsertResponse)
@@ -61,8 +61,8 @@ def upload_image(
             raise InvalidInput(f"not valid Unicode: {problem}", field)
     raw = file.file.read(runtime.settings.max_body_bytes + 1)
     item = NewItem(id, state.modality.decode_upload(raw, "file"), meta, "file")
-    count, version = runtime.registry.upsert(collection, [item])
-    return UpsertResponse(upserted=count, model_version=version)
+    count, version, seq = runtime.registry.upsert(collection, [item])
+    return UpsertResponse(upserted=count, model_version=version, seq=seq)
 
 
 def _metadata_problem(exc: ValidationError) -> str:

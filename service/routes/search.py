@@ -7,7 +7,7 @@ from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.backend import Model
@@ -16,7 +16,7 @@ from service.collection import CollectionState, Serving
 from service.deps import RuntimeDep
 from service.errors import InvalidInput, NotFound
 from service.hit_details import hit_details
-from service.routes.common import CollectionPath, decode_queries
+from service.routes.common import CollectionPath, decode_queries, json_response
 from service.runtime import Runtime
 from service.schemas import Payload, SearchRequest, SearchResponse
 from service.utf8_route import Utf8Route
@@ -49,31 +49,40 @@ async def query_code(
     else:
         payload = Payload(text=body.text, image=body.image, vector=body.vector)
         items = decode_queries(state, [payload], "")
-        if body.text is not None:
-            await runtime.models.run(partial(_check_known_terms, model), items)
     try:
-        codes = await runtime.models.batched((id(model), "encode"), model.encode, items)
+        if body.text is None:
+            codes = await runtime.models.batched((id(model), "encode"), model.encode, items)
+        else:
+            key = (id(model), "text query")
+            codes, known = await runtime.models.batched(key, partial(_text_codes, model), items)
+            if not known[0]:
+                # its code would be the empty document's: the same arbitrary hits for every such
+                # query
+                raise InvalidInput(
+                    "no word of this text is in the model's vocabulary, so it cannot be searched"
+                    " for; retrain the collection once it holds documents with these words",
+                    "text",
+                )
     except ValueError as exc:
         raise InvalidInput(f"the model rejected the query: {exc}", given[0]) from None
     return np.asarray(codes, dtype=np.uint8).reshape(1, -1)
 
 
-def _check_known_terms(model: Model, texts: list[str]) -> None:
-    """A text with no term the model knows has the code of the empty document: searching with it
-    would return the same arbitrary hits for every such query."""
+def _text_codes(model: Model, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of a batch of text queries, and for each whether it has a term the model knows;
+    the texts are tokenised once for both."""
     features = model.featurize(texts)
-    if features.nnz == 0 if sp.issparse(features) else not np.any(features):
-        raise InvalidInput(
-            "no word of this text is in the model's vocabulary, so it cannot be searched for;"
-            " retrain the collection once it holds documents with these words",
-            "text",
-        )
+    if sp.issparse(features):
+        known = np.diff(sp.csr_matrix(features).indptr) > 0
+    else:
+        known = np.asarray(features != 0).any(axis=1)
+    return model.encode_features(features), known
 
 
 @router.post("/search", response_model=SearchResponse)
 async def search_items(
     collection: CollectionPath, body: SearchRequest, runtime: RuntimeDep
-) -> SearchResponse:
+) -> Response:
     """Items whose codes are near the query's, sorted by (distance, id)."""
     start = time.perf_counter()
     state, serving = runtime.registry.serving(collection)
@@ -89,19 +98,24 @@ async def search_items(
         if body.k is not None or body.max_distance is not None
         else runtime.settings.default_k
     )
+    if body.min_seq is not None and state.applied_seq < body.min_seq:
+        await run_in_threadpool(runtime.registry.sync, True)
+        state, serving = runtime.registry.serving(collection)
     code = await query_code(body, state, serving, runtime)
     max_k = runtime.settings.max_k
-    # off the event loop: a wide radius can rank many items
-    ranked = await run_in_threadpool(
-        state.search, serving, code, body.max_distance, k, body.filter, max_k
-    )
+    args = (serving, code, body.max_distance, k, body.filter, max_k)
+    if body.max_distance is None and not body.filter:
+        # the k nearest cost tens of microseconds: less than a hop to a worker thread
+        ranked = state.search(*args)
+    else:  # a radius or a filter can rank many items: off the event loop
+        ranked = await run_in_threadpool(state.search, *args)
     truncated = k is None and ranked.matched > max_k  # a radius alone: cap the size
     hits = ranked.hits
     if body.include:  # opt-in: reads each hit's stored row
         hits = await run_in_threadpool(
             hit_details, hits, state, serving, runtime.store, set(body.include)
         )
-    return SearchResponse(
+    answer = SearchResponse(
         hits=hits,
         truncated=truncated,
         took_ms=round((time.perf_counter() - start) * 1000.0, 3),
@@ -112,3 +126,4 @@ async def search_items(
         widened=ranked.widened,
         searched_distance=ranked.searched_distance,
     )
+    return json_response(answer)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import ValidationError
 
 from service.deps import RuntimeDep
@@ -91,7 +91,7 @@ async def search_items_get(
     include: Annotated[
         str | None, Query(description="code, preview and/or payload, comma-separated.")
     ] = None,
-) -> SearchResponse:
+) -> Response:
     """The POST search as a GET (no image queries: upload those with POST)."""
     given = {
         "text": text,

@@ -27,6 +27,7 @@ from service.routes.search import search_items
 from service.routes.search_get import search_request
 from service.routes.visuals import insights, model_summary
 from service.runtime import Runtime
+from service.schemas import SearchResponse
 from service.web.assets import STATIC, Assets
 
 router = APIRouter(include_in_schema=False)
@@ -99,7 +100,8 @@ async def search_page(collection: str, request: Request, runtime: RuntimeDep) ->
     if has_query:
         try:
             body = search_request({**params, "include": PAGE_INCLUDE})
-            context["result"] = await search_items(collection, body, runtime)
+            answer = await search_items(collection, body, runtime)  # the API's JSON, as is
+            context["result"] = SearchResponse.model_validate_json(bytes(answer.body))
             query = {k: v for k, v in params.items() if v.strip()}
             context["twin"] = f"/v1/collections/{quote(collection)}/search?{urlencode(query)}"
         except BitseekError as exc:

@@ -13,17 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.main import create_app
-from tests.conftest import ADMIN, FakeBackend, FakeModel, make_settings
-
-
-def _wait(client: TestClient, job_id: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/admin/jobs/{job_id}", headers=ADMIN).json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
+from tests.conftest import ADMIN, FakeBackend, FakeModel, make_settings, wait_for_job
 
 
 def test_retrain_swaps_in_a_new_version_while_searches_continue(client: TestClient) -> None:
@@ -55,7 +45,7 @@ def test_retrain_swaps_in_a_new_version_while_searches_continue(client: TestClie
         if state["state"] in ("succeeded", "failed"):
             break
         time.sleep(0.05)
-    done = _wait(client, job["id"])
+    done = wait_for_job(client, job["id"])
     assert done["state"] == "succeeded", done
     assert done["metrics"] == {"loss": 0.1} and progress_seen
     # every search during training and the swap was answered, by the old then the new version
@@ -90,7 +80,7 @@ def test_failed_and_cancelled_jobs_leave_the_old_version(client: TestClient) -> 
     r = client.post(
         "/v1/admin/collections/vecs/retrain", json={"settings": {"fail": True}}, headers=ADMIN
     )
-    failed = _wait(client, r.json()["id"])
+    failed = wait_for_job(client, r.json()["id"])
     assert failed["state"] == "failed" and "diverged" in failed["error"]
     r = client.post(
         "/v1/admin/collections/vecs/retrain",
@@ -101,7 +91,7 @@ def test_failed_and_cancelled_jobs_leave_the_old_version(client: TestClient) -> 
     time.sleep(0.5)
     c = client.post(f"/v1/admin/jobs/{job_id}/cancel", headers=ADMIN)
     assert c.status_code == 200
-    assert _wait(client, job_id)["state"] == "cancelled"
+    assert wait_for_job(client, job_id)["state"] == "cancelled"
     assert client.post(f"/v1/admin/jobs/{job_id}/cancel", headers=ADMIN).status_code == 409
     info = client.get("/v1/collections/vecs").json()
     assert info["active_version"] == 1 and info["bits"] == 16
@@ -132,7 +122,7 @@ def test_first_model_of_a_new_collection_comes_from_retraining(client: TestClien
     items = [{"id": str(i), "image": png_b64(x)} for i, x in enumerate(make_images(6, (8, 8)))]
     client.post("/v1/collections/img2/items", json={"items": items})
     r = client.post("/v1/admin/collections/img2/retrain", json={}, headers=ADMIN)
-    assert _wait(client, r.json()["id"])["state"] == "succeeded"
+    assert wait_for_job(client, r.json()["id"])["state"] == "succeeded"
     info = client.get("/v1/collections/img2").json()
     assert info["ready"] and info["bits"] == 8 and info["active_version"] == 1
     s = client.post("/v1/collections/img2/search", json={"id": "2", "k": 1}).json()
@@ -183,7 +173,7 @@ def test_a_failure_before_the_swap_leaves_no_trace(data_dir: Path) -> None:
 
         store.set_codes = broken_set_codes
         r = client.post("/v1/admin/collections/docs/retrain", json={}, headers=ADMIN)
-        done = _wait(client, r.json()["id"])
+        done = wait_for_job(client, r.json()["id"])
         assert done["state"] == "failed" and "disk is full" in done["error"]
         assert client.get("/v1/collections/docs").json()["active_version"] == 1
         versions = client.get("/v1/admin/collections/docs/models", headers=ADMIN).json()
@@ -233,7 +223,7 @@ def test_cancel_and_apply_cannot_both_win(client: TestClient) -> None:
     ]
     assert jobs.cancel(job_id)["state"] == "cancelling"
     assert not jobs._transition(job_id, ("training",), "applying")  # the monitor loses
-    assert _wait(client, job_id)["state"] == "cancelled"
+    assert wait_for_job(client, job_id)["state"] == "cancelled"
     job_id = client.post("/v1/admin/collections/vecs/retrain", json=body, headers=ADMIN).json()[
         "id"
     ]
@@ -242,7 +232,7 @@ def test_cancel_and_apply_cannot_both_win(client: TestClient) -> None:
     assert r.status_code == 409 and "applying" in r.json()["error"]["message"]
     jobs._transition(job_id, ("applying",), "cancelling")  # let the test end quickly
     jobs._procs[job_id].terminate()
-    assert _wait(client, job_id)["state"] in ("cancelled", "failed")
+    assert wait_for_job(client, job_id)["state"] in ("cancelled", "failed")
 
 
 def test_deleting_a_retraining_collection_spares_a_new_one_of_the_same_name(
@@ -334,7 +324,7 @@ def test_a_job_that_cannot_start_leaves_the_collection_free_to_retrain(
     monkeypatch.undo()
     r = client.post("/v1/admin/collections/vecs/retrain", json={}, headers=ADMIN)
     assert r.status_code == 202, r.text
-    assert _wait(client, r.json()["id"])["state"] == "succeeded"
+    assert wait_for_job(client, r.json()["id"])["state"] == "succeeded"
 
 
 def test_activations_of_one_collection_run_one_at_a_time(

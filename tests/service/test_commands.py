@@ -79,7 +79,8 @@ def test_demo_builds_once_and_repairs_an_interrupted_build(
     item = store.get_item("demo-text", "t3")
     assert item is not None and item.metadata == {"label": "b"}
     # items a user wrote into a demo collection survive every later start, marked or not
-    store.upsert_items("demo-text", [ItemWrite("note-1", b"open a file", {}, None)], None)
+    active = store.active_version("demo-text")
+    store.upsert_items("demo-text", [ItemWrite("note-1", b"open a file", {}, None)], active)
     store.delete_item("demo-text", "t4")
     store.close()
     for unmarked in (False, True):

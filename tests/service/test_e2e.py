@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 from sklearn.feature_extraction.text import CountVectorizer
 
-from tests.conftest import ADMIN, png_b64
+from tests.conftest import ADMIN, png_b64, wait_for_job
 from tests.service import serve
 from training.demo_data import demo_images, demo_text
 
@@ -43,16 +43,6 @@ def _news(n: int) -> list[dict[str, Any]]:
         }
         for i in range(n)
     ]
-
-
-def _wait(client: httpx.Client, job_id: str, timeout: float = 240) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/v1/admin/jobs/{job_id}", headers=ADMIN).json()
-        if job["state"] in ("succeeded", "failed", "cancelled"):
-            return job
-        time.sleep(0.3)
-    raise AssertionError(f"job {job_id} still {job}")
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +125,7 @@ def test_end_to_end_with_real_models(server: str, data_dir: Path) -> None:
         r = client.post("/v1/collections/news/items", json={"items": news[start : start + 100]})
         assert r.status_code == 200 and r.json()["model_version"] is None
     # the first text model, trained by the admin API in a worker process
-    job = _wait(client, _retrain(client, "news"))
+    job = wait_for_job(client, _retrain(client, "news"), timeout=240)
     assert job["state"] == "succeeded", job
     assert job["progress"] and job["metrics"] is not None
     assert client.get("/v1/collections/news").json()["active_version"] == 1
@@ -200,7 +190,7 @@ def test_end_to_end_with_real_models(server: str, data_dir: Path) -> None:
 
     thread = threading.Thread(target=searcher)
     thread.start()
-    job = _wait(client, _retrain(client, "news"))
+    job = wait_for_job(client, _retrain(client, "news"), timeout=240)
     time.sleep(0.5)
     stop.set()
     thread.join()

@@ -132,3 +132,45 @@ def test_an_activation_that_dies_before_its_commit_changes_nothing(data_dir: Pat
     hit = serving.index.search_radius(expect[:1], 0)[0]
     assert rows[0].num in hit.ids.tolist()
     reopened.store.close()
+
+
+def test_servers_sharing_a_store_follow_each_other(data_dir: Path) -> None:
+    one, two = _open(data_dir), _open(data_dir)
+    _, _, seq = one.upsert("docs", [NewItem("new", "space orbit rocket", {"k": 1}, "x")])
+    assert "new" not in two.get("docs").nums
+    two.sync()
+    state, serving = two.serving("docs")
+    assert state.nums["new"] and state.meta[state.nums["new"]] == {"k": 1}
+    assert state.applied_seq >= seq
+    code = serving.model.encode(["space orbit rocket"])
+    found = state.search(serving, code, 0, None, None, 100)
+    assert "new" in {hit.id for hit in found.hits}
+    one.delete_item("docs", "new")
+    two.sync()
+    assert "new" not in two.get("docs").nums
+    # a version activated through one: a write through two, still serving the old model, is
+    # refused by the store, and two follows the new version and encodes the write again
+    version = _new_version(one, seed=5)
+    one.activate("docs", version)
+    two.upsert("docs", [NewItem("late", "hockey goal team", {}, "x")])
+    assert two.serving("docs")[1].version == version
+    late = one.store.get_item("docs", "late")
+    assert late is not None and late.version == version
+    _check_consistent(two, version)
+    one.sync()
+    _check_consistent(one, version)
+    # collections created and deleted through one come and go on two
+    one.create("fresh", "text", {"bits": 16})
+    two.sync()
+    assert "fresh" in two.states
+    one.delete("fresh")
+    two.sync()
+    assert "fresh" not in two.states
+
+
+def test_without_outside_writes_sync_only_moves_the_applied_mark(data_dir: Path) -> None:
+    registry = _open(data_dir)
+    _, _, seq = registry.upsert("docs", [NewItem("mine", "nasa moon", {}, "x")])
+    registry.store.changed_since = None  # type: ignore[method-assign]  # must not be read
+    registry.sync()
+    assert registry.get("docs").applied_seq >= seq

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from service.sqlite_store import SqliteStore, connect
-from service.store import ItemWrite
+from service.store import CollectionGone, ItemWrite, VersionMoved
 
 
 def test_wal_and_synchronous_full_by_default(tmp_path: Path) -> None:
@@ -22,12 +25,14 @@ def test_wal_and_synchronous_full_by_default(tmp_path: Path) -> None:
 def test_upsert_keeps_num_and_bumps_seq(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db.sqlite3", "NORMAL")
     store.create_collection("c", "text", {})
-    rows = store.upsert_items(
+    store.set_codes("c", 1, [], active=1)
+    rows, seq = store.upsert_items(
         "c", [ItemWrite("a", b"x", {}, b"\x01"), ItemWrite("b", b"y", {}, None)], 1
     )
     assert [old for _, old in rows] == [None, None]
     seq_before = store.max_seq()
-    again = store.upsert_items("c", [ItemWrite("a", b"z", {"m": 1}, b"\x02")], 1)
+    assert seq == seq_before
+    again, _ = store.upsert_items("c", [ItemWrite("a", b"z", {"m": 1}, b"\x02")], 1)
     assert again[0] == (rows[0][0], rows[0][0])
     item = store.get_item("c", "a")
     assert item is not None and item.payload == b"z" and item.metadata == {"m": 1}
@@ -36,10 +41,11 @@ def test_upsert_keeps_num_and_bumps_seq(tmp_path: Path) -> None:
     assert changed == ["a"]
     assert store.delete_item("c", "a") == rows[0][0]
     assert store.delete_item("c", "a") is None
+    last = store.max_seq()
     store.close()
     # reopened: the counter continues, nothing is lost
     reopened = SqliteStore(tmp_path / "db.sqlite3")
-    assert reopened.max_seq() == store.max_seq()
+    assert reopened.max_seq() == last
     assert [k[1] for k in reopened.item_keys("c")] == ["b"]
     reopened.close()
 
@@ -93,3 +99,54 @@ def test_read_only_connection_opens_the_store_whatever_its_path(tmp_path: Path, 
         conn.close()
         store.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_writes_check_the_active_version_and_log_deletions(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "db.sqlite3", "NORMAL")
+    store.create_collection("c", "text", {})
+    with pytest.raises(VersionMoved):  # codes of a version that is not the active one
+        store.upsert_items("c", [ItemWrite("a", b"x", {}, b"\x01")], 1)
+    assert store.item_keys("c") == []
+    with pytest.raises(CollectionGone):
+        store.upsert_items("nope", [ItemWrite("a", b"x", {}, None)], None)
+    (num_a, _), (num_b, _) = store.upsert_items(
+        "c", [ItemWrite("a", b"x", {}, None), ItemWrite("b", b"y", {}, None)], None
+    )[0]
+    after_writes = store.max_seq()
+    assert store.delete_item("c", "a") == num_a
+    rows, gone = store.changed_since("c", 0)
+    assert [r.id for r in rows] == ["b"] and [num for _, num in gone] == [num_a]
+    assert gone[0][0] > after_writes == store.max_seq() - 1
+    assert store.changed_since("c", store.max_seq()) == ([], [])
+    assert num_b != num_a
+
+
+def test_another_connection_sees_the_shared_sequence_and_commits(tmp_path: Path) -> None:
+    one = SqliteStore(tmp_path / "db.sqlite3", "NORMAL")
+    two = SqliteStore(tmp_path / "db.sqlite3", "NORMAL")
+    one.create_collection("c", "text", {})
+    before = two.outside_commits()
+    _, seq_one = one.upsert_items("c", [ItemWrite("a", b"x", {}, None)], None)
+    assert two.outside_commits() != before  # two learns that someone else committed
+    _, seq_two = two.upsert_items("c", [ItemWrite("b", b"y", {}, None)], None)
+    assert seq_two == seq_one + 1 == one.max_seq()  # one sequence for every writer
+    mine = one.outside_commits()
+    one.upsert_items("c", [ItemWrite("c", b"z", {}, None)], None)
+    assert one.outside_commits() == mine  # its own commits do not count
+
+
+def test_one_job_per_collection_across_stores_until_its_owner_dies(tmp_path: Path) -> None:
+    one = SqliteStore(tmp_path / "db.sqlite3", "NORMAL")
+    two = SqliteStore(tmp_path / "db.sqlite3", "NORMAL")
+    job = {"id": "j1", "collection": "c", "state": "training", "settings": {}, "progress": {}}
+    job["created_at"] = 0.0
+    assert one.claim_job({**job, "owner": os.getpid()}) is None
+    assert two.claim_job({**job, "id": "j2", "owner": os.getpid()}) == "j1"
+    assert two.running_job("c") == "j1" and two.fail_unfinished_jobs() == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    one.put_job({**job, "owner": dead.pid})  # its process is gone: the lease is free
+    assert two.running_job("c") is None
+    assert two.claim_job({**job, "id": "j3", "owner": os.getpid()}) is None
+    failed = one.get_job("j1")
+    assert failed is not None and failed["state"] == "failed"
