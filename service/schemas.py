@@ -89,6 +89,8 @@ class UpsertRequest(Strict):
 
 
 class ImportResponse(BaseModel):
+    """What a bulk import wrote; batches written before an error stay written."""
+
     imported: int = Field(description="Items written (an id given twice counts each time).")
     skipped: int = Field(description="Items left because their id was stored (skip_existing).")
     batches: int = Field(description="Transactions the import was written in.")
