@@ -756,7 +756,7 @@ def knn_search(
     saved = np.zeros(bits + 2, np.int64)
     stats = np.zeros(4, np.int64)
     full_scan = (n + nd) * scan_cost
-    has_dead = not alive.all()
+    has_dead = -1  # unknown until a query needs a scan: finding out is a pass over ``alive``
     max_shell = shell_probes.shape[1] - 1
     for i in range(nq):
         q = queries[i]
@@ -813,7 +813,9 @@ def knn_search(
             if sdist.shape[0] < n:
                 sdist = np.empty(n, np.uint8)
             hist[:] = 0
-            _scan_hist(q, base, alive, has_dead, bits + 1, sdist[:n], hist)
+            if has_dead < 0:
+                has_dead = 0 if alive.all() else 1
+            _scan_hist(q, base, alive, has_dead > 0, bits + 1, sdist[:n], hist)
             for j in range(nd):
                 hist[ddist[j]] += 1
             total = 0

@@ -64,6 +64,10 @@ class CostModel:
     candidate: float = 6.0  # one multi-index candidate: distance and earlier-table checks
     copy: float = 1.5  # one item of a bit-flip bucket
     scan: float = 1.0  # one item of a linear popcount pass (per word)
+    # A k-NN shell's lookup against ``probe_*``: a shell narrows and verifies each bucket before
+    # the next slot is read, so its cache misses do not overlap as a ball's do (measured on
+    # 32-bit 20 Newsgroups codes, 100,000 items: ~110 ns per shell probe, scans ~2.5 ns/item).
+    shell_probe: float = 1.7
 
 
 @dataclass(frozen=True)
@@ -388,7 +392,7 @@ class HammingIndex:
         cost = self.config.cost
         w = n_words(self.bits)
         direct = bool(np.all(base.tpbits[lo:hi] == base.tlen[lo:hi]))
-        probe_cost = cost.probe_direct if direct else cost.probe_search
+        probe_cost = (cost.probe_direct if direct else cost.probe_search) * cost.shell_probe
         plan = _KnnPlan(
             lo, hi, shell, float(probe_cost), float(cost.candidate * w), float(cost.scan * w)
         )
