@@ -842,33 +842,18 @@ def knn_search(
 
 @njit(nogil=True, cache=True)
 def radius_one(
-    ix: IndexArrays,
-    code: np.ndarray,
-    r: int,
-    rad: np.ndarray,
-    lo: int,
-    hi: int,
-    scan: bool,
+    ix: IndexArrays, code: np.ndarray, r: int, rad: np.ndarray, lo: int, hi: int, scan: bool,
     max_probes: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """``radius_search`` for one query given as its packed bytes (uint8 (bits // 8,))."""
     return radius_search(ix, _query_words(code), r, rad, lo, hi, scan, max_probes)
 
 
 @njit(nogil=True, cache=True)
 def knn_one(
-    ix: IndexArrays,
-    code: np.ndarray,
-    k: int,
-    bits: int,
-    shell_probes: np.ndarray,
-    lo: int,
-    hi: int,
-    n_live: int,
-    probe_cost: float,
-    cand_cost: float,
-    scan_cost: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    ix: IndexArrays, code: np.ndarray, k: int, bits: int, shell_probes: np.ndarray, lo: int,
+    hi: int, n_live: int, probe_cost: float, cand_cost: float, scan_cost: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """``knn_search`` for one query given as its packed bytes (uint8 (bits // 8,))."""
     return knn_search(
         ix, _query_words(code), k, bits, shell_probes, lo, hi, n_live, probe_cost, cand_cost,

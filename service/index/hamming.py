@@ -191,7 +191,9 @@ class HammingIndex:
     Codes are uint8 arrays of shape (n, bits // 8) in ``numpy.packbits`` order; ids are int64.
     ``search_radius`` and ``search_knn`` choose bit-flip enumeration, multi-index hashing or a
     linear scan per batch from the radius, the size and a sample of candidate counts, and report
-    the choice in ``SearchResult.stats``.
+    the choice in ``SearchResult.stats``. A batch of one query (the service's usual call) skips
+    the batch machinery: its plan is kept with the base tables and the compiled kernel is
+    called without numba's per-call argument typing (see ``_fast``).
     """
 
     def __init__(self, bits: int, config: IndexConfig | None = None) -> None:
@@ -317,6 +319,8 @@ class HammingIndex:
         r = min(max_distance, self.bits)
         snap = self._snap
         row = self._one_query(codes)
+        if threads != 1:
+            _check_int(threads, "threads", 1)  # one query runs on one thread
         if row is not None:  # one query: no batch machinery, the plan usually cached
             plan = snap.base.plans.get(r)
             if not isinstance(plan, _Plan):
@@ -354,6 +358,8 @@ class HammingIndex:
         costs = (plan.probe_cost, plan.cand_cost, plan.scan_cost)
         args = (k, self.bits, plan.shell, plan.lo, plan.hi, snap.n_live, *costs)
         row = self._one_query(codes)
+        if threads != 1:
+            _check_int(threads, "threads", 1)  # one query runs on one thread
         if row is not None:  # one query: no batch machinery
             lims, ids, dist, stats = _fast(snap, _kernels.knn_one, row, args)
             n_queries = 1

@@ -192,6 +192,10 @@ def test_one_query_is_checked_like_a_batch() -> None:
             index.search_radius(np.zeros((1, 4), np.uint8), bad)  # type: ignore[arg-type]
     with pytest.raises(HammingIndexError):
         index.search_knn(np.zeros((1, 4), np.uint8), 0)
+    with pytest.raises(HammingIndexError, match="threads must be >= 1"):
+        index.search_radius(np.zeros((1, 4), np.uint8), 1, threads=0)
+    with pytest.raises(HammingIndexError, match="threads must be >= 1"):
+        index.search_knn(np.zeros((1, 4), np.uint8), 1, threads=0)
     hits = index.search_knn(np.zeros((1, 4), np.uint8), np.int64(5))[0]
     assert hits.ids.tolist() == [1, 2] and hits.distances.tolist() == [1, 2]
     assert HammingIndex(32).search_knn(np.zeros((1, 4), np.uint8), 3).lims.tolist() == [0, 0]
