@@ -30,11 +30,12 @@ on a machine pays for compilation.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, objmode, types
+from numba import njit, objmode, typeof, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -544,6 +545,15 @@ def _collect(
             pos[d] += 1
 
 
+@njit(cache=True)
+def _query_words(code: np.ndarray) -> np.ndarray:
+    """One packed query (uint8 (bits // 8,)) as a (1, W) row of words, like ``to_words``."""
+    out = np.zeros((1, (code.shape[0] + 7) // 8), np.uint64)
+    for b in range(code.shape[0]):
+        out[0, b // 8] |= np.uint64(code[b]) << np.uint64(8 * (7 - b % 8))
+    return out
+
+
 @njit(nogil=True, cache=True)
 def radius_search(
     ix: IndexArrays,
@@ -622,7 +632,12 @@ def radius_search(
             total += count
         lims[i + 1] = total
     if 2 * total < out_ids.shape[0]:  # give back a mostly unused tail
-        trimmed_ids, trimmed_d = _output(total)
+        # A small result (a single query's, say) is allocated here: leaving numba for
+        # NumPy's allocator costs microseconds, and small arrays gain nothing from huge pages.
+        if total < 4096:
+            trimmed_ids, trimmed_d = np.empty(total, np.int64), np.empty(total, np.int32)
+        else:
+            trimmed_ids, trimmed_d = _output(total)
         trimmed_ids[:] = out_ids[:total]
         trimmed_d[:] = out_d[:total]
         return lims, trimmed_ids, trimmed_d, stats
@@ -741,7 +756,7 @@ def knn_search(
     saved = np.zeros(bits + 2, np.int64)
     stats = np.zeros(4, np.int64)
     full_scan = (n + nd) * scan_cost
-    has_dead = not alive.all()
+    has_dead = -1  # unknown until a query needs a scan: finding out is a pass over ``alive``
     max_shell = shell_probes.shape[1] - 1
     for i in range(nq):
         q = queries[i]
@@ -798,7 +813,9 @@ def knn_search(
             if sdist.shape[0] < n:
                 sdist = np.empty(n, np.uint8)
             hist[:] = 0
-            _scan_hist(q, base, alive, has_dead, bits + 1, sdist[:n], hist)
+            if has_dead < 0:
+                has_dead = 0 if alive.all() else 1
+            _scan_hist(q, base, alive, has_dead > 0, bits + 1, sdist[:n], hist)
             for j in range(nd):
                 hist[ddist[j]] += 1
             total = 0
@@ -821,3 +838,58 @@ def knn_search(
         out_d[lims[i] : lims[i] + kk] = buf_d[:kk]
         lims[i + 1] = lims[i] + kk
     return lims, out_ids[: nq * kk], out_d[: nq * kk], stats
+
+
+@njit(nogil=True, cache=True)
+def radius_one(
+    ix: IndexArrays, code: np.ndarray, r: int, rad: np.ndarray, lo: int, hi: int, scan: bool,
+    max_probes: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """``radius_search`` for one query given as its packed bytes (uint8 (bits // 8,))."""
+    return radius_search(ix, _query_words(code), r, rad, lo, hi, scan, max_probes)
+
+
+@njit(nogil=True, cache=True)
+def knn_one(
+    ix: IndexArrays, code: np.ndarray, k: int, bits: int, shell_probes: np.ndarray, lo: int,
+    hi: int, n_live: int, probe_cost: float, cand_cost: float, scan_cost: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """``knn_search`` for one query given as its packed bytes (uint8 (bits // 8,))."""
+    return knn_search(
+        ix, _query_words(code), k, bits, shell_probes, lo, hi, n_live, probe_cost, cand_cost,
+        scan_cost,
+    )  # fmt: skip
+
+
+_ARRAY_TYPES: dict[tuple[int, ...], types.Type] = {}
+
+
+def _numba_type(value: object) -> types.Type:
+    """``numba.typeof(value)`` for the kernels' argument kinds, arrays' types memoised by flags."""
+    if isinstance(value, np.ndarray):
+        f = value.flags
+        key = (value.dtype.num, value.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
+        found = _ARRAY_TYPES.get(key)
+        if found is None:
+            found = _ARRAY_TYPES[key] = typeof(value)
+        return found
+    if isinstance(value, tuple):
+        return types.BaseTuple.from_types([_numba_type(v) for v in value], type(value))
+    return typeof(value)
+
+
+def entry_point(kernel: Any, args: tuple[object, ...]) -> Callable[..., Any]:
+    """``kernel``'s compiled code for arguments of exactly ``args``'s types, called directly.
+
+    numba's dispatcher types every argument on every call, which for the dozen arrays of an
+    ``IndexArrays`` costs several microseconds: most of a one-query search. A caller that
+    passes arguments of these same types (arrays of the same dtype, dimensions, layout and
+    flags; Python ints, floats and bools where these are) may call the result instead.
+    Anything else would be misread, so callers key what they keep by what may vary.
+    """
+    sig = tuple(_numba_type(a) for a in args)
+    found = kernel.overloads.get(sig)
+    if found is None:
+        kernel(*args)  # compiles (or loads) the overload
+        found = kernel.overloads.get(sig)
+    return kernel if found is None else found.entry_point

@@ -138,7 +138,7 @@ class Tables:
     ids: np.ndarray  # int64 (n,): ids in canonical order
     dirs: np.ndarray  # uint32: concatenated prefix directories
     tpbits: np.ndarray  # int64 (T,): directory prefix bits per table
-    plans: dict[int, object] = field(default_factory=dict, compare=False, repr=False)
+    plans: dict[object, object] = field(default_factory=dict, compare=False, repr=False)
     pieces: tuple[Piece, ...] = field(init=False)  # all tables, group after group
     dstart: np.ndarray = field(init=False, compare=False, repr=False)  # int64 (T,)
     # int64 (T,): each piece's word, shift and length, as flat arrays for the kernels

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.index import HammingIndex, IndexConfig
+from service.index import CodeWidthError, CostModel, HammingIndex, HammingIndexError, IndexConfig
 from tests.service.test_index import assert_knn_exact, assert_radius_exact, make_codes
 
 WIDTHS = [8, 16, 24, 32, 40, 64, 72, 96, 128]
@@ -120,3 +120,120 @@ def test_batches_of_many_large_balls_are_exact(threads: int) -> None:
             np.testing.assert_array_equal(res[i].distances, one[0].distances)
         assert ref.lims[-1] == res.lims[1]
     assert_radius_exact(index, db, ids, q[:50], 4)
+
+
+# -- one query (the fast path) and k-NN strategies ----------------------------------------
+
+
+def one_row_variants(code: np.ndarray) -> list[np.ndarray]:
+    """One (1, width) query as a fresh row, a read-only buffer and a strided view."""
+    readonly = np.frombuffer(code.tobytes(), np.uint8).reshape(1, -1)
+    strided = np.repeat(code[None], 2, axis=1)[:, ::2]  # every other byte: not contiguous
+    assert not readonly.flags.writeable and (code.size == 1 or not strided[0].flags.c_contiguous)
+    return [code[None].copy(), readonly, strided]
+
+
+@pytest.mark.parametrize("bits", [8, 16, 32, 64, 128])
+def test_one_query_matches_brute_force_and_the_batch(bits: int) -> None:
+    rng = np.random.default_rng(bits + 11)
+    db = learned_codes(rng, 1200, bits)
+    ids = rng.choice(1 << 40, 1200, replace=False).astype(np.int64)
+    index, live_ids, live_db = churned(bits, None, db, ids)  # tombstones and a delta
+    q = np.concatenate([db[rng.integers(0, len(db), 6)], learned_codes(rng, 2, bits)])
+    batch = {r: index.search_radius(q, r) for r in (0, 1, 3, bits)}
+    knn = {k: index.search_knn(q, k) for k in (1, 11, 60)}
+    for i, code in enumerate(q):
+        for row in one_row_variants(code):
+            for r, res in batch.items():
+                one = assert_radius_exact(index, live_db, live_ids, row, r)
+                np.testing.assert_array_equal(one.ids, res[i].ids)
+                assert one.stats.strategy == res.stats.strategy and one.stats.queries == 1
+                assert one.stats.table_radii == res.stats.table_radii
+            for k, res in knn.items():
+                one = assert_knn_exact(index, live_db, live_ids, row, k)
+                np.testing.assert_array_equal(one.ids, res[i].ids)
+                assert one.lims.tolist() == [0, min(k, len(live_ids))]
+
+
+def test_one_query_sees_every_write() -> None:
+    """Kept plans and entry points belong to a snapshot: each write's effect is visible."""
+    rng = np.random.default_rng(5)
+    db = learned_codes(rng, 800, 32)
+    ids = np.arange(800, dtype=np.int64)
+    index = HammingIndex(32, IndexConfig(min_delta=100))
+    code = db[:1]
+    for step in range(6):
+        index.search_radius(code, 2)
+        index.search_knn(code, 5)
+        if step % 3 == 0:
+            index.add(
+                ids[step * 100 : (step + 1) * 100 + 50], db[step * 100 : (step + 1) * 100 + 50]
+            )
+        elif step % 3 == 1:
+            index.remove(ids[: step * 20 : 3])
+        else:
+            index.rebuild()
+        live_ids, live_db = index.codes()
+        assert_radius_exact(index, live_db, live_ids, code, 2)
+        assert_knn_exact(index, live_db, live_ids, code, 5)
+
+
+def test_one_query_is_checked_like_a_batch() -> None:
+    index = HammingIndex(32)
+    index.add([1, 2], np.array([[0, 0, 0, 1], [0, 0, 0, 3]], np.uint8))
+    with pytest.raises(CodeWidthError, match="reshape"):
+        index.search_radius(np.zeros(4, np.uint8), 1)
+    with pytest.raises(CodeWidthError, match="dtype"):
+        index.search_knn(np.zeros((1, 4), np.int64), 1)
+    with pytest.raises(CodeWidthError, match="shape"):
+        index.search_knn(np.zeros((1, 8), np.uint8), 1)
+    for bad in (True, -1, 1.0):
+        with pytest.raises(HammingIndexError):
+            index.search_radius(np.zeros((1, 4), np.uint8), bad)  # type: ignore[arg-type]
+    with pytest.raises(HammingIndexError):
+        index.search_knn(np.zeros((1, 4), np.uint8), 0)
+    with pytest.raises(HammingIndexError, match="threads must be >= 1"):
+        index.search_radius(np.zeros((1, 4), np.uint8), 1, threads=0)
+    with pytest.raises(HammingIndexError, match="threads must be >= 1"):
+        index.search_knn(np.zeros((1, 4), np.uint8), 1, threads=0)
+    hits = index.search_knn(np.zeros((1, 4), np.uint8), np.int64(5))[0]
+    assert hits.ids.tolist() == [1, 2] and hits.distances.tolist() == [1, 2]
+    assert HammingIndex(32).search_knn(np.zeros((1, 4), np.uint8), 3).lims.tolist() == [0, 0]
+
+
+SHELLS_ONLY = CostModel(scan=1e9)  # a scan never pays: k-NN grows table shells to the end
+SCAN_ONLY = CostModel(probe_direct=1e9, probe_search=1e9)  # the first shell already costs more
+
+
+@pytest.mark.parametrize("cost", [None, SHELLS_ONLY, SCAN_ONLY], ids=["planned", "shells", "scan"])
+@pytest.mark.parametrize("bits", [16, 32, 64])
+def test_knn_with_far_kth_neighbours_every_strategy(bits: int, cost: CostModel | None) -> None:
+    """Duplicated clusters (each query has ~5 items at 0, its k-th far away), tombstones, delta.
+
+    Like the service's 20 Newsgroups collection repeated under new ids.
+    """
+    if cost is SHELLS_ONLY and bits > 32:
+        pytest.skip("growing 32-bit tables to their last shell is 2**32 probes per query")
+    rng = np.random.default_rng(bits + 3)
+    base = learned_codes(rng, 300, bits, spread=6.0)
+    db = np.tile(base, (5, 1))
+    ids = rng.permutation(1 << 20)[: len(db)].astype(np.int64)
+    config = IndexConfig(min_delta=len(db) // 5, cost=cost or CostModel())
+    index = HammingIndex(bits, config)
+    n = len(db)
+    index.add(ids[: n - n // 10], db[: n - n // 10])
+    index.rebuild()
+    index.remove(ids[::7])
+    index.add(ids[n - n // 10 :], db[n - n // 10 :])
+    live_ids, live_db = index.codes()
+    far = np.packbits(rng.integers(0, 2, (3, bits), dtype=np.uint8), axis=1)  # far from all
+    q = np.concatenate([base[rng.integers(0, len(base), 5)], far])
+    for k in (1, 4, 11, 40, len(live_ids) + 3):
+        res = assert_knn_exact(index, live_db, live_ids, q, k)
+        if cost is SCAN_ONLY:
+            assert res.stats.scanned_queries == len(q)
+        if cost is SHELLS_ONLY:
+            assert res.stats.scanned_queries == 0
+        for i in range(len(q)):  # and one query at a time
+            one = assert_knn_exact(index, live_db, live_ids, q[i : i + 1], k)
+            np.testing.assert_array_equal(one.ids, res[i].ids)
