@@ -32,7 +32,7 @@ class TrainConfig:
     # spectral codes, pretraining, fine-tuning, denoiser) reads a uniform random sample of this many
     # items (seeded), and the trained network encodes the rest; see benchmarks/README.md, "Training
     # that samples", for the measurements behind the default
-    sample_rows: int = 30000
+    sample_rows: int = 60000
     # k-NN search is exact up to this many items, approximate above (FAISS IVF on a dense
     # projection, candidates re-ranked by their exact cosine; training/neighbours.py)
     exact_knn_rows: int = 20000
