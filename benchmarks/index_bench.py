@@ -7,16 +7,22 @@ multiset and, below the k-th distance, the exact id set). Run once, niced, e.g.:
     nice -n 10 .venv/bin/python benchmarks/index_bench.py --n 1000000
 
 Writes benchmarks/results/index_bench.json (with the command) and prints a table.
+``--baseline REV`` also times ``service/index`` as of git revision REV in the same process
+(before/after on one machine, in one run).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import io
 import json
 import os
 import platform
 import shlex
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -37,9 +43,15 @@ KNN_SETTINGS = [(64, 10), (64, 100)]
 # -- data ------------------------------------------------------------------------------------
 
 
-def clustered_codes(n: int, bits: int, seed: int, spread: float, dim: int = 64) -> np.ndarray:
-    """Signs of random projections of a 20-component Gaussian mixture (fixed centres)."""
+def clustered_codes(
+    n: int, bits: int, seed: int, spread: float, dim: int = 64, centre_spread: float = 1.0
+) -> np.ndarray:
+    """Signs of random projections of a 20-component Gaussian mixture (fixed centres).
+
+    Centres have standard deviation ``centre_spread``, components ``spread``.
+    """
     centres = np.random.default_rng(99).standard_normal((20, dim)).astype(np.float32)
+    centres *= np.float32(centre_spread)
     proj = np.random.default_rng(1234 + bits).standard_normal((dim, bits)).astype(np.float32)
     rng = np.random.default_rng(seed)
     comp = rng.integers(0, 20, n)
@@ -55,10 +67,40 @@ def uniform_codes(n: int, bits: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (n, bits // 8), dtype=np.uint8)
 
 
-def make_data(kind: str, n: int, nq: int, bits: int, spread: float) -> tuple[np.ndarray, ...]:
+def make_data(
+    kind: str, n: int, nq: int, bits: int, spread: float, centre_spread: float = 1.0
+) -> tuple[np.ndarray, ...]:
     if kind == "clustered":
-        return clustered_codes(n, bits, 0, spread), clustered_codes(nq, bits, 1, spread)
+        return (
+            clustered_codes(n, bits, 0, spread, centre_spread=centre_spread),
+            clustered_codes(nq, bits, 1, spread, centre_spread=centre_spread),
+        )
     return uniform_codes(n, bits, 0), uniform_codes(nq, bits, 1)
+
+
+def baseline_index_class(rev: str) -> Any:
+    """``HammingIndex`` as of git revision ``rev``, importable next to the current one.
+
+    ``service/index`` at ``rev`` is unpacked into a temporary package whose imports of
+    ``service.index`` are renamed, so both versions run in this process on the same data.
+    """
+    root = Path(__file__).resolve().parents[1]
+    blob = subprocess.run(
+        ["git", "-C", str(root), "archive", rev, "service/index"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    tmp = Path(tempfile.mkdtemp(prefix="index_baseline_"))
+    name = "index_baseline_" + "".join(c for c in rev if c.isalnum())
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.endswith(".py"):
+                text = tar.extractfile(member).read().decode()  # type: ignore[union-attr]
+                out = tmp / name / Path(member.name).name
+                out.parent.mkdir(parents=True, exist_ok=True)
+                out.write_text(text.replace("service.index", name))
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module(name).HammingIndex
 
 
 # -- result comparison -------------------------------------------------------------------------
@@ -155,14 +197,42 @@ class FaissZoo:
 # -- benchmark -------------------------------------------------------------------------------
 
 
-def bench_range(
-    ours: HammingIndex, zoo: FaissZoo, xq: np.ndarray, r: int, threads: list[int], sweep: bool
-) -> dict[str, Any]:
-    row: dict[str, Any] = {"radius": r, "methods": []}
-    ours.search_radius(xq[:8], r)  # warm: numba code and the cached strategy choice
+def time_bitseek(
+    row: dict[str, Any], method: str, index: Any, verb: str, arg: int, xq: np.ndarray,
+    threads: list[int],
+) -> SearchResult:  # fmt: skip
+    """Time ``index.<verb>(queries, arg, threads=...)`` (warmed first) into ``row``."""
+    search = getattr(index, verb)
+    search(xq[:8], arg)  # warm: numba code and the cached strategy choice
     for th in threads:
-        sec, res = timed(lambda th=th: ours.search_radius(xq, r, threads=th), repeat=3)
-        row["methods"].append({"method": "bitseek", "threads": th, "qps": len(xq) / sec})
+        sec, res = timed(lambda th=th: search(xq, arg, threads=th), repeat=3)
+        row["methods"].append({"method": method, "threads": th, "qps": len(xq) / sec})
+    return res
+
+
+def time_versions(
+    row: dict[str, Any], ours: HammingIndex, baseline: tuple[str, Any] | None, verb: str,
+    arg: int, xq: np.ndarray, threads: list[int],
+) -> SearchResult:  # fmt: skip
+    """Time our index and, when there is one, the baseline revision's; check they agree."""
+    res = time_bitseek(row, "bitseek", ours, verb, arg, xq, threads)
+    if baseline is not None:
+        old = time_bitseek(row, f"bitseek@{baseline[0]}", baseline[1], verb, arg, xq, threads)
+        same = all(
+            np.array_equal(a, b)
+            for a, b in ((old.lims, res.lims), (old.ids, res.ids), (old.distances, res.distances))
+        )
+        for m in row["methods"][-len(threads) :]:
+            m["exact"] = same
+    return res
+
+
+def bench_range(
+    ours: HammingIndex, zoo: FaissZoo, xq: np.ndarray, r: int, threads: list[int], sweep: bool,
+    baseline: tuple[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    row: dict[str, Any] = {"radius": r, "methods": []}
+    res = time_versions(row, ours, baseline, "search_radius", r, xq, threads)
     row["hits_per_query"] = len(res.ids) / len(xq)
     st = res.stats
     row["bitseek_stats"] = {
@@ -197,13 +267,11 @@ def bench_range(
 
 
 def bench_knn(
-    ours: HammingIndex, zoo: FaissZoo, xq: np.ndarray, k: int, threads: list[int], sweep: bool
-) -> dict[str, Any]:
+    ours: HammingIndex, zoo: FaissZoo, xq: np.ndarray, k: int, threads: list[int], sweep: bool,
+    baseline: tuple[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     row: dict[str, Any] = {"k": k, "methods": []}
-    ours.search_knn(xq[:8], k)
-    for th in threads:
-        sec, res = timed(lambda th=th: ours.search_knn(xq, k, threads=th), repeat=3)
-        row["methods"].append({"method": "bitseek", "threads": th, "qps": len(xq) / sec})
+    res = time_versions(row, ours, baseline, "search_knn", k, xq, threads)
     st = res.stats
     row["bitseek_stats"] = {
         "strategy": st.strategy,
@@ -234,6 +302,15 @@ def bench_knn(
     return row
 
 
+def build_baseline(baseline: tuple[str, Any] | None, xb: np.ndarray, bits: int) -> Any:
+    """The baseline revision's index over ``xb`` (its class in, an index out), or None."""
+    if baseline is None:
+        return None
+    index = baseline[1](bits)
+    index.add(np.arange(len(xb), dtype=np.int64), xb)
+    return (baseline[0], index)
+
+
 def build_ours(xb: np.ndarray, bits: int) -> tuple[HammingIndex, dict[str, Any]]:
     before = rss()
     index = HammingIndex(bits)
@@ -258,7 +335,11 @@ def build_ours(xb: np.ndarray, bits: int) -> tuple[HammingIndex, dict[str, Any]]
 
 
 def best_faiss(methods: list[dict[str, Any]], th: int) -> dict[str, Any] | None:
-    pool = [m for m in methods if m["method"] != "bitseek" and m["threads"] == th and m["exact"]]
+    pool = [
+        m
+        for m in methods
+        if not m["method"].startswith("bitseek") and m["threads"] == th and m["exact"]
+    ]
     return max(pool, key=lambda m: m["qps"]) if pool else None
 
 
@@ -275,8 +356,15 @@ def ratio_table(rows: list[dict[str, Any]], threads: list[int]) -> list[str]:
             best = best_faiss(row["methods"], th)
             inexact = [m["method"] for m in row["methods"] if m.get("exact") is False]
             bq = best["qps"] if best else float("nan")
+            before = [
+                f"{m['method']} {m['qps']:>9,.0f} q/s | "
+                for m in row["methods"]
+                if m["method"].startswith("bitseek@") and m["threads"] == th
+            ]
+            hits = f"{row['hits_per_query']:8,.1f} hits/q | " if "hits_per_query" in row else ""
             lines.append(
-                f"{label:24s} th={th} bitseek {ours['qps']:>10,.0f} q/s | best exact FAISS "
+                f"{label:24s} th={th} {hits}{''.join(before)}"
+                f"bitseek {ours['qps']:>10,.0f} q/s | best exact FAISS "
                 f"{bq:>10,.0f} ({best['method'] if best else '-'}) | x{ours['qps'] / bq:5.2f}"
                 + (f" | inexact: {', '.join(sorted(set(inexact)))}" if inexact else "")
             )
@@ -291,6 +379,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", default="clustered,uniform")
     ap.add_argument("--spread", type=float, default=0.5, help="mixture component std")
     ap.add_argument(
+        "--centre-spread",
+        type=float,
+        default=1.0,
+        help="std of the mixture's centres (learned-code-like: --centre-spread 3 --spread 1)",
+    )
+    ap.add_argument(
+        "--range",
+        default=",".join(f"{b}:{r}" for b, r in RANGE_SETTINGS),
+        help="bits:radius settings for the range table",
+    )
+    ap.add_argument(
+        "--knn",
+        default=",".join(f"{b}:{k}" for b, k in KNN_SETTINGS),
+        help="bits:k settings for the k-NN table ('' for none)",
+    )
+    ap.add_argument("--baseline", default="", help="also time service/index at this git revision")
+    ap.add_argument(
         "--scaling", default="", help="64-bit sizes for the scaling study, e.g. 1e5,1e6"
     )
     ap.add_argument("--radii", default="0,1,2,3,4,5", help="64-bit radii for the radius study")
@@ -299,12 +404,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     threads = [int(t) for t in args.threads.split(",")]
     sweep = not args.no_sweep
+    range_settings = [tuple(int(x) for x in p.split(":")) for p in args.range.split(",") if p]
+    knn_settings = [tuple(int(x) for x in p.split(":")) for p in args.knn.split(",") if p]
+    baseline_class = baseline_index_class(args.baseline) if args.baseline else None
     report: dict[str, Any] = {
         "command": "nice -n 10 .venv/bin/python benchmarks/index_bench.py "
         + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])),
         "n": args.n,
         "nq": args.nq,
         "spread": args.spread,
+        "centre_spread": args.centre_spread,
+        "baseline": args.baseline or None,
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()},
         "faiss": faiss.__version__,
         "build": [],
@@ -314,9 +424,11 @@ def main(argv: list[str] | None = None) -> int:
         "scaling": [],
     }
     for kind in args.data.split(","):
-        for bits in sorted({b for b, _ in RANGE_SETTINGS} | {b for b, _ in KNN_SETTINGS}):
-            xb, xq = make_data(kind, args.n, args.nq, bits, args.spread)
+        for bits in sorted({b for b, _ in range_settings} | {b for b, _ in knn_settings}):
+            xb, xq = make_data(kind, args.n, args.nq, bits, args.spread, args.centre_spread)
             ours, info = build_ours(xb, bits)
+            cls = baseline_class
+            baseline = build_baseline((args.baseline, cls) if cls else None, xb, bits)
             info.update(data=kind, bits=bits)
             report["build"].append(info)
             print(
@@ -324,13 +436,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{info['bytes_per_item']:.1f} B/item"
             )
             zoo = FaissZoo(xb, bits)
-            for b, r in RANGE_SETTINGS:
+            for b, r in range_settings:
                 if b == bits:
-                    row = bench_range(ours, zoo, xq, r, threads, sweep)
+                    row = bench_range(ours, zoo, xq, r, threads, sweep, baseline)
                     report["range"].append({"data": kind, "bits": bits, **row})
-            for b, k in KNN_SETTINGS:
+            for b, k in knn_settings:
                 if b == bits:
-                    row = bench_knn(ours, zoo, xq, k, threads, sweep)
+                    row = bench_knn(ours, zoo, xq, k, threads, sweep, baseline)
                     report["knn"].append({"data": kind, "bits": bits, **row})
             if kind == "clustered" and bits == 64 and args.radii:
                 for r in (int(x) for x in args.radii.split(",")):
@@ -346,9 +458,9 @@ def main(argv: list[str] | None = None) -> int:
                             "candidates_per_query": res.stats.candidates / len(xq),
                         }
                     )
-            del zoo, ours
+            del zoo, ours, baseline
     for n in (int(float(x)) for x in args.scaling.split(",") if x):
-        xb, xq = make_data("clustered", n, args.nq, 64, args.spread)
+        xb, xq = make_data("clustered", n, args.nq, 64, args.spread, args.centre_spread)
         ours, info = build_ours(xb, 64)
         zoo = FaissZoo(xb, 64)
         for r in (2, 3):

@@ -117,6 +117,26 @@ class SemanticHasher:
             self.config.input_dim,
         )  # fmt: skip
 
+    def encoder_jacobian(self, x: np.ndarray) -> np.ndarray:
+        """(n, input_dim) -> (n, n_bits, input_dim): the derivative of the code units'
+        activations sigmoid(logits) with respect to the input at each row, the encoder's local
+        linear map. Its leading right singular vectors are the input directions the code is most
+        sensitive to: the tangent directions of the book's contractive-autoencoder figures."""
+        checked = self._check(x)
+        rows = checked.toarray() if isinstance(checked, sp.csr_matrix) else np.asarray(checked)
+        out = np.empty((len(rows), self.n_bits, self.config.input_dim), dtype=np.float32)
+
+        def units(v: torch.Tensor) -> torch.Tensor:
+            return torch.sigmoid(self.model.encode_layers(v[None])[1])[0]  # (n_bits,)
+
+        # the server runs model calls under inference_mode; autograd must be back on here
+        with torch.inference_mode(False), torch.enable_grad():
+            for i, row in enumerate(rows):
+                xb = torch.tensor(row, dtype=torch.float32, device=self.device)
+                jac = torch.autograd.functional.jacobian(units, xb)  # (n_bits, input_dim)
+                out[i] = jac.detach().float().cpu().numpy()
+        return out
+
     def _decode_mean(self, code: torch.Tensor) -> torch.Tensor:
         return mean_reconstruction(self.model.decode_logits(code), self.config.likelihood)
 

@@ -39,6 +39,21 @@ def _metadata(labels: np.ndarray | None, names: list[str], i: int) -> dict[str, 
     return {"label": picked[0] if len(picked) == 1 else ",".join(picked)}
 
 
+def _record_evaluation(model: Any, dataset: Any) -> None:
+    """Score the model against the baselines on the demo's held-out split (about a second), so
+    the collection shows its precision@k beside PCA-ITQ's, as `bitseek evaluate` records it."""
+    from training.data import DatasetError
+    from training.evaluate import evaluate_model
+
+    try:
+        evaluation = evaluate_model(model, dataset, seed=0).to_dict(pr_curves=False)
+    except DatasetError as exc:  # e.g. unlabelled data: nothing to decide relevance by
+        log.info("%s: no evaluation (%s)", dataset.source, exc)
+        return
+    entry = {k: evaluation[k] for k in ("bits", "n_queries", "n_database", "methods")}
+    model.metrics["evaluation"] = {f"{dataset.source} test split": entry}
+
+
 def _is_kept(registry: Registry, name: str, demo_ids: list[str], done_mark: Path) -> bool:
     """A marked build is complete. An unmarked one (interrupted, or built before the mark existed)
     is redone only when it is neither whole nor holds items a user wrote into it."""
@@ -81,6 +96,7 @@ def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
                 registry.delete(name)
             train_device = "cuda" if device.startswith("cuda") else "cpu"
             model = train(dataset, TrainConfig.from_dict({**config, "device": train_device}))
+            _record_evaluation(model, dataset)
             spec: dict[str, Any] = {
                 "bits": model.bits,
                 "description": f"demo ({dataset.source})",

@@ -9,7 +9,6 @@ stopped. Used by ``POST /v1/collections/{c}/items/import`` and by ``bitseek impo
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -80,21 +79,13 @@ def read_items(path: Path) -> tuple[Iterator[dict[str, Any]], int | None]:
 
 
 def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
-    opener: Any = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}:{number}: expected a JSON object")
-            labels = record.pop("labels", None)
-            if isinstance(labels, list) and "metadata" not in record:
-                record["metadata"] = {"label": ",".join(str(label) for label in labels)}
-            yield record
+    from training.data import json_objects
+
+    for _, record in json_objects(path, "an item object"):
+        labels = record.pop("labels", None)
+        if isinstance(labels, list) and "metadata" not in record:
+            record["metadata"] = {"label": ",".join(str(label) for label in labels)}
+        yield record
 
 
 def ndjson(items: Iterator[dict[str, Any]]) -> Iterator[bytes]:

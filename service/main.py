@@ -15,7 +15,19 @@ from service.errors import install_error_handlers
 from service.middleware import BodyLimit, RequestMetrics
 from service.prometheus import Metrics
 from service.registry import IndexFactory
-from service.routes import admin, collections, denoise, encode, health, imports, items, search
+from service.routes import (
+    admin,
+    collections,
+    denoise,
+    encode,
+    health,
+    imports,
+    items,
+    search,
+    search_get,
+    ui,
+    visuals,
+)
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -43,6 +55,8 @@ def create_app(
         version="1.0",
         summary="Semantic hashing search: binary codes from deep autoencoders, Hamming-ball index.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc: routes/ui.py, with assets shipped in the package
+        redoc_url=None,
     )
 
     def snapshot() -> dict[str, Any]:
@@ -53,11 +67,15 @@ def create_app(
 
     metrics = Metrics(snapshot)
     install_error_handlers(app)
-    for router in (collections.router, imports.router, items.router, encode.router, search.router):
+    # visuals first: its items/{id}/image must win over items/{id:path}
+    for router in (visuals.router, collections.router, imports.router, items.router, encode.router):
         app.include_router(router, prefix="/v1")
+    app.include_router(search.router, prefix="/v1")
+    app.include_router(search_get.router, prefix="/v1")
     app.include_router(denoise.router, prefix="/v1")
     app.include_router(admin.router, prefix="/v1")
     app.include_router(health.router)
+    app.include_router(ui.router)
     # the last added is outermost: requests refused for their size are still counted
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)

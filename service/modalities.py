@@ -9,11 +9,14 @@ the modality's name.
 
 from __future__ import annotations
 
+import base64
+import io
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
+from PIL import Image
 
 from service.config import InputLimits
 from service.errors import InvalidInput
@@ -29,6 +32,9 @@ from service.schemas import Denoised, Term
 Items = list[str] | np.ndarray  # what a model's encode / denoise takes
 SHAPE_KEYS = {"dim": "vector", "image_shape": "image"}  # spec key -> the modality that owns it
 DEFAULT_IMAGE_SHAPE = [28, 28]
+PREVIEW_CHARS = 280  # a text hit's preview: its opening lines
+PREVIEW_VALUES = 16  # a vector hit's preview: its first values
+THUMBNAIL_SIZE = 64  # an image hit's preview: at most this many pixels a side
 
 
 class Modality(ABC):
@@ -36,6 +42,9 @@ class Modality(ABC):
 
     name: ClassVar[str]
     takes_files: ClassVar[bool] = False  # items may come as multipart file uploads
+    pixels: ClassVar[bool] = False  # items are pictures (thumbnails, tangent images)
+    # the reconstruction lives in the encoder's input space (not text's word distribution)
+    reconstructs_features: ClassVar[bool] = True
 
     def __init__(self, spec: dict[str, Any], limits: InputLimits) -> None:
         self.spec = spec
@@ -93,9 +102,23 @@ class Modality(ABC):
     def denoised(self, out: Any) -> list[Denoised]:
         """A model's ``denoise`` output -> the API's reconstructions, one per item."""
 
+    @abstractmethod
+    def preview(self, value: Any) -> Any:
+        """A stored value -> a bounded JSON preview of it (what a search hit card shows)."""
+
+    def thumbnail(self, value: Any, size: int | None) -> bytes:
+        """A stored value -> PNG bytes at most ``size`` pixels a side (None: as stored)."""
+        raise InvalidInput(f"this collection holds {self.name} items, not images", "collection")
+
+    @abstractmethod
+    def corrupt(self, value: Any, level: float, mode: str, rng: np.random.RandomState) -> Any:
+        """A stored value with a share ``level`` in [0, 1] of it destroyed, for a denoiser to
+        restore; ``mode`` "noise" (replace by noise) or "mask" (blank out)."""
+
 
 class TextModality(Modality):
     name = "text"
+    reconstructs_features = False
 
     def decode(self, value: Any, field: str) -> str:
         return decode_text(value, field, self.limits.max_text_chars)
@@ -116,10 +139,20 @@ class TextModality(Modality):
         # term weights are bounded by the softmax: nothing to check
         return [Denoised(terms=[Term(term=t, weight=float(w)) for t, w in row]) for row in out]
 
+    def corrupt(self, value: Any, level: float, mode: str, rng: np.random.RandomState) -> str:
+        words = str(value).split()
+        kept = [w for w in words if rng.random_sample() >= level]
+        return " ".join(kept or words[:1])  # both modes drop words
+
+    def preview(self, value: Any) -> str:
+        text = str(value)
+        return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "\u2026"
+
 
 class ImageModality(Modality):
     name = "image"
     takes_files = True
+    pixels = True
 
     @classmethod
     def spec_keys(
@@ -168,6 +201,29 @@ class ImageModality(Modality):
         check_finite(images, self.name)
         return [Denoised(image=encode_png(img)) for img in images]
 
+    def corrupt(
+        self, value: Any, level: float, mode: str, rng: np.random.RandomState
+    ) -> np.ndarray:
+        pixels = np.asarray(value, dtype=np.uint8).copy()
+        hit = rng.random_sample(pixels.shape) < level
+        fill = rng.randint(0, 256, pixels.shape) if mode == "noise" else np.zeros(pixels.shape)
+        pixels[hit] = fill[hit].astype(np.uint8)
+        return pixels
+
+    def preview(self, value: Any) -> str:
+        return base64.b64encode(self.thumbnail(value, THUMBNAIL_SIZE)).decode("ascii")
+
+    def thumbnail(self, value: Any, size: int | None) -> bytes:
+        pixels = np.asarray(value, dtype=np.uint8)
+        image = Image.fromarray(
+            pixels[:, :, 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels
+        )
+        if size is not None and max(image.size) > size:
+            image.thumbnail((size, size), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        return buf.getvalue()
+
 
 class VectorModality(Modality):
     name = "vector"
@@ -208,6 +264,19 @@ class VectorModality(Modality):
         vectors = np.asarray(out, dtype=np.float64)
         check_finite(vectors, self.name)
         return [Denoised(vector=v.tolist()) for v in vectors]
+
+    def corrupt(
+        self, value: Any, level: float, mode: str, rng: np.random.RandomState
+    ) -> np.ndarray:
+        vector = np.asarray(value, dtype=np.float32).copy()
+        hit = rng.random_sample(vector.shape) < level
+        spread = float(vector.std()) or 1.0
+        fill = rng.standard_normal(vector.shape) * spread if mode == "noise" else 0 * vector
+        vector[hit] = fill[hit]
+        return vector
+
+    def preview(self, value: Any) -> list[float]:
+        return [float(v) for v in np.asarray(value)[:PREVIEW_VALUES]]
 
 
 MODALITIES: dict[str, type[Modality]] = {

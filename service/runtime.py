@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,7 @@ import torch
 from service.backend import Backend
 from service.config import Settings
 from service.follower import Follower
+from service.insights import InsightsCache
 from service.jobs import JobManager
 from service.model_runner import ModelRunner
 from service.prometheus import Metrics
@@ -33,6 +34,7 @@ class Runtime:
     models: ModelRunner
     metrics: Metrics
     follower: Follower
+    insights: InsightsCache = field(default_factory=InsightsCache)  # model pictures, on disk
 
     @classmethod
     def start(

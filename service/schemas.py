@@ -10,6 +10,7 @@ from models.code_width import CODE_WIDTHS
 
 MetaValue = str | int | float | bool | None
 Modality = Literal["text", "image", "vector"]
+Include = Literal["code", "preview", "payload"]  # what a search hit may carry besides its id
 
 _ID = Field(min_length=1, max_length=256, description="The item's id, chosen by the client.")
 _TEXT = Field(default=None, description="Text item (text collections): a non-empty string.")
@@ -88,6 +89,8 @@ class UpsertRequest(Strict):
 
 
 class ImportResponse(BaseModel):
+    """What a bulk import wrote; batches written before an error stay written."""
+
     imported: int = Field(description="Items written (an id given twice counts each time).")
     skipped: int = Field(description="Items left because their id was stored (skip_existing).")
     batches: int = Field(description="Transactions the import was written in.")
@@ -221,12 +224,37 @@ class SearchRequest(Strict):
         description="Read your writes: search only once this server holds every write up to"
         " this sequence number (an upsert's `seq`), whichever server took the write.",
     )
+    include: list[Include] = Field(
+        default_factory=list,
+        max_length=3,
+        description="Per hit also: `code` (hex), `preview` (text: its opening 280 characters;"
+        " image: a PNG thumbnail at most 64 pixels a side; vector: its first 16 values) or"
+        " `payload` (the stored item, as read_item gives it).",
+    )
+
+
+def _absent(value: Any) -> bool:
+    return value is None
 
 
 class Hit(BaseModel):
     id: str = Field(description="Item id.")
     distance: int = Field(description="Hamming distance to the query code.")
     metadata: dict[str, Any] = Field(description="The item's metadata.")
+    # only when asked for with `include`: left out of the JSON otherwise
+    code: str | None = Field(
+        default=None, exclude_if=_absent, description="Hex of its code (include `code`)."
+    )
+    preview: str | list[float] | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="Bounded preview of the item (include `preview`).",
+    )
+    payload: str | list[float] | None = Field(
+        default=None,
+        exclude_if=_absent,
+        description="The stored text, base64 PNG or vector (include `payload`).",
+    )
 
 
 class SearchResponse(BaseModel):

@@ -114,6 +114,18 @@ class FakeModel:
             return out
         return x.copy()
 
+    def reconstruct(self, features: np.ndarray) -> np.ndarray:
+        # shrink towards the mean: a field r(x) - x that points inwards, like a denoiser's
+        x = np.asarray(features, dtype=np.float32)
+        return (0.5 * x + 0.5 * self._mean).astype(np.float32)
+
+    def tangents(self, items: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        # d sigmoid(Wx) / dx = diag(s (1 - s)) W^T, exactly
+        s = self.encode_continuous(items)
+        jac = (s * (1 - s))[:, :, None] * self._w.T[None]
+        _, values, vt = np.linalg.svd(jac, full_matrices=False)
+        return values[:, :k].astype(np.float32), vt[:, :k].astype(np.float32)
+
     def to(self, device: str) -> FakeModel:
         return self
 

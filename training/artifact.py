@@ -98,9 +98,23 @@ class TrainedModel:
         """The decoder's reconstruction of (possibly corrupted) items, in the items' own terms."""
         features = self.featurize(items)
         x = features.toarray() if isinstance(features, sp.csr_matrix) else features
-        # (n, input_dim) mean of the output distribution
-        recon = self.hasher.denoise(x) if self.denoiser is None else reconstruct(self.denoiser, x)
+        recon = self.reconstruct(x)  # (n, input_dim) mean of the output distribution
         return self.featurizer.from_reconstruction(recon, items)
+
+    def reconstruct(self, features: np.ndarray) -> np.ndarray:
+        """float32 (n, input_dim) encoder inputs -> (n, input_dim) the mean reconstruction, in
+        the same feature space: what ``denoise`` computes before it maps back to items."""
+        x = np.asarray(features, dtype=np.float32)
+        return self.hasher.denoise(x) if self.denoiser is None else reconstruct(self.denoiser, x)
+
+    def tangents(self, items: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The encoder's ``k`` leading tangent directions at each item: singular values
+        float32 (n, k) and the right singular vectors of its Jacobian, float32 (n, k, input_dim),
+        the input-space directions that move the code most."""
+        jac = self.hasher.encoder_jacobian(self.featurize(items))  # (n, bits, input_dim)
+        _, values, vt = np.linalg.svd(jac.astype(np.float64), full_matrices=False)
+        k = min(k, values.shape[1])
+        return values[:, :k].astype(np.float32), vt[:, :k, :].astype(np.float32)
 
     def to(self, device: str) -> TrainedModel:
         hasher = self.hasher.to(device)

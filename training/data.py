@@ -156,8 +156,9 @@ def _open_text(path: Path) -> Iterator[str]:
         raise DatasetError(f"{path}: cannot be read as UTF-8 JSON Lines: {error}") from error
 
 
-def _read_jsonl(path: Path) -> list[tuple[str | None, str, list[str] | None]]:
-    records: list[tuple[str | None, str, list[str] | None]] = []
+def json_objects(path: Path, expected: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(``path:line``, object) for each non-blank line of a JSON Lines file (gzipped or not);
+    ``DatasetError`` naming the line when one is not JSON or not ``expected`` (an object)."""
     for line_number, line in enumerate(_open_text(path), start=1):
         if not line.strip():
             continue
@@ -167,7 +168,13 @@ def _read_jsonl(path: Path) -> list[tuple[str | None, str, list[str] | None]]:
         except json.JSONDecodeError as error:
             raise DatasetError(f"{where}: not valid JSON ({error.msg})") from error
         if not isinstance(record, dict):
-            raise DatasetError(f"{where}: expected a JSON object with a 'text' key")
+            raise DatasetError(f"{where}: expected {expected}")
+        yield where, record
+
+
+def _read_jsonl(path: Path) -> list[tuple[str | None, str, list[str] | None]]:
+    records: list[tuple[str | None, str, list[str] | None]] = []
+    for where, record in json_objects(path, "a JSON object with a 'text' key"):
         text = record.get("text")
         if not isinstance(text, str):
             raise DatasetError(f"{where}: key 'text' must be a string, got {type(text).__name__}")

@@ -33,7 +33,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, types
+from llvmlite import ir
+from numba import njit, objmode, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 
@@ -65,13 +67,41 @@ def _popcount(typingctx, x):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
+@intrinsic
+def _prefetch(typingctx, arr, index):  # type: ignore[no-untyped-def]
+    # LLVM's prefetch hint for ``arr[index]`` (``index`` a tuple): numba has none, and a
+    # ball's buckets each start with a cache miss, which hints let the CPU overlap. Indexing
+    # the array here makes no view, which numba would reference-count.
+    sig = types.void(arr, index)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        aryty, idxty = signature.args
+        ary = context.make_array(aryty)(context, builder, args[0])
+        idx = [
+            context.cast(builder, v, t, types.intp)
+            for v, t in zip(cgutils.unpack_tuple(builder, args[1]), idxty, strict=True)
+        ]
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idx, wraparound=False)
+        i32, i8p = ir.IntType(32), ir.IntType(8).as_pointer()
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])  # read, keep
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 @njit(inline="always", cache=True)
-def _distance(codes: np.ndarray, j: int, q0: np.uint64, q1: np.uint64, w: int) -> int:
-    # Codes have one or two words; spelling both out (instead of looping over a row view) lets
-    # LLVM keep the query in registers: it is several times faster than a generic loop.
-    d = _popcount(codes[j, 0] ^ q0)
+def _distance(x0: np.uint64, x1: np.uint64, w: int) -> int:
+    """Popcount of a code XOR the query, given its (first, last) words ``x0, x1``.
+
+    Codes have one or two words; spelling both out (instead of looping over a row view) lets
+    LLVM keep the query in registers. Callers pass words, not the array: numba reference
+    counts an array passed to a call, in the loop, where it costs more than the distance.
+    """
+    d = _popcount(x0)
     if w == 2:
-        d += _popcount(codes[j, 1] ^ q1)
+        d += _popcount(x1)
     return d
 
 
@@ -101,30 +131,32 @@ def _next_mask(v: np.int64, limit: np.int64) -> np.int64:
 
 
 @njit(cache=True)
-def _narrow(ix: IndexArrays, t: int, key: np.int64, lo: int, hi: int) -> tuple[int, int]:
-    """The bucket of ``key`` inside its directory slot ``[lo, hi)`` of table ``t``."""
-    keylen = ix.tlen[t]
-    if ix.tpbits[t] == keylen or lo == hi:
+def _narrow(
+    col: np.ndarray, shift: int, keylen: int, pbits: int, key: np.int64, lo: int, hi: int
+) -> tuple[int, int]:
+    """The bucket of ``key`` inside its directory slot ``[lo, hi)``; ``col``: the key words.
+
+    Takes one array, not the bundle: numba reference-counts every array a call passes, and
+    this runs once per probe.
+    """
+    if pbits == keylen or lo == hi:
         return lo, hi
-    word, shift = ix.twords[t], ix.tshift[t]
     mask = (np.int64(1) << keylen) - 1
-    codes = ix.codes[t]
     a, b = lo, hi
-    while a < b:  # first item with item_key >= key
-        mid = (a + b) >> 1
-        if _key(codes[mid, word], shift, mask) < key:
-            a = mid + 1
-        else:
-            b = mid
-    start = a
-    b = hi
-    while a < b:  # first item with item_key > key
-        mid = (a + b) >> 1
-        if _key(codes[mid, word], shift, mask) <= key:
-            a = mid + 1
-        else:
-            b = mid
-    return start, a
+    if hi - lo > 16:  # a short slot is one or two cache lines: a linear pass is cheaper
+        while a < b:  # first item with item_key >= key
+            mid = (a + b) >> 1
+            if _key(col[mid], shift, mask) < key:
+                a = mid + 1
+            else:
+                b = mid
+    else:
+        while a < hi and _key(col[a], shift, mask) < key:
+            a += 1
+    b = a
+    while b < hi and _key(col[b], shift, mask) == key:  # buckets are mostly short
+        b += 1
+    return a, b
 
 
 @njit(inline="always", cache=True)
@@ -134,10 +166,11 @@ def _slot(ix: IndexArrays, t: int, key: np.int64) -> tuple[np.int64, np.int64]:
     return np.int64(ix.dirs[prefix]), np.int64(ix.dirs[prefix + 1])
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _bucket(ix: IndexArrays, t: int, key: np.int64) -> tuple[int, int]:
     lo, hi = _slot(ix, t, key)
-    return _narrow(ix, t, key, lo, hi)
+    col = ix.codes[t, :, ix.twords[t]]
+    return _narrow(col, ix.tshift[t], ix.tlen[t], ix.tpbits[t], key, lo, hi)
 
 
 @njit(inline="always", cache=True)
@@ -149,195 +182,306 @@ def _seen_by(ix: IndexArrays, q: np.ndarray, t: int, j: int, u: int) -> int:
 
 @njit(cache=True)
 def _radix_sort(a: np.ndarray) -> None:
-    """Sort int64 ``a`` in place: LSD radix on bytes of ``a - min``, only as many as needed.
+    """Sort int64 ``a`` in place: LSD radix on ``a - min``, only as many digits as needed.
 
     Large result lists are most of a big ball's cost; ids are usually dense row numbers, so
-    two or three byte passes beat a comparison sort several times over.
+    two digits of up to 11 bits (a counting table that stays in L1) beat a comparison sort
+    several times over.
     """
     n = a.shape[0]
-    lo = a.min()
-    span = np.uint64(a.max()) - np.uint64(lo)  # exact modulo 2**64 because max >= min
-    ulo = np.uint64(lo)
+    ulo = np.uint64(a.min())
+    span = np.uint64(a.max()) - ulo  # exact modulo 2**64 because max >= min
+    nbits = 1
+    while nbits < 64 and (span >> np.uint64(nbits)) != np.uint64(0):
+        nbits += 1
+    most = 11 if n >= 1024 else 8  # a short list would spend its time on the counting table
+    passes = (nbits + most - 1) // most
+    width = (nbits + passes - 1) // passes
+    mask = np.uint64((1 << width) - 1)
     src = a
     dst = np.empty(n, np.int64)
-    shift = np.uint64(0)
-    count = np.zeros(257, np.int64)
-    while True:
+    count = np.empty((1 << width) + 1, np.int64)
+    for k in range(passes):
+        shift = np.uint64(k * width)
         count[:] = 0
         for i in range(n):
-            count[np.int64(((np.uint64(src[i]) - ulo) >> shift) & np.uint64(255)) + 1] += 1
-        for d in range(256):
+            count[np.int64(((np.uint64(src[i]) - ulo) >> shift) & mask) + 1] += 1
+        for d in range(1 << width):
             count[d + 1] += count[d]
         for i in range(n):
-            digit = np.int64(((np.uint64(src[i]) - ulo) >> shift) & np.uint64(255))
+            digit = np.int64(((np.uint64(src[i]) - ulo) >> shift) & mask)
             dst[count[digit]] = src[i]
             count[digit] += 1
         src, dst = dst, src
-        shift += np.uint64(8)
-        if shift >= np.uint64(64) or (span >> shift) == np.uint64(0):
-            break
     if src is not a:  # an odd number of passes left the result in the scratch array
         a[:] = src
 
 
 @njit(cache=True)
-def _sort_hits(ids: np.ndarray, dist: np.ndarray, n: int, maxd: int) -> None:
-    """Sort ``ids[:n], dist[:n]`` in place by (distance, id): counting sort on distance."""
-    if n <= 1:
-        return
-    counts = np.zeros(maxd + 2, np.int64)
-    for i in range(n):
-        counts[dist[i] + 1] += 1
-    for d in range(maxd + 1):
-        counts[d + 1] += counts[d]
-    tmp = np.empty(n, np.int64)
-    pos = counts[: maxd + 1].copy()
-    for i in range(n):
-        d = dist[i]
-        tmp[pos[d]] = ids[i]
-        pos[d] += 1
-    for d in range(maxd + 1):
-        a, b = counts[d], counts[d + 1]
-        seg = tmp[a:b]
-        if b - a > 64:
-            _radix_sort(seg)
-        elif b - a > 16:
-            seg.sort()
-        else:
-            for i in range(1, b - a):  # insertion sort: most groups are tiny
-                v = seg[i]
-                j = i - 1
-                while j >= 0 and seg[j] > v:
-                    seg[j + 1] = seg[j]
-                    j -= 1
-                seg[j + 1] = v
-        for i in range(a, b):
-            ids[i] = tmp[i]
-            dist[i] = d
+def _sort_ids(seg: np.ndarray) -> None:
+    n = seg.shape[0]
+    if n > 64:
+        _radix_sort(seg)
+    elif n > 16:
+        seg.sort()
+    else:
+        for i in range(1, n):  # insertion sort: most groups are tiny
+            v = seg[i]
+            j = i - 1
+            while j >= 0 and seg[j] > v:
+                seg[j + 1] = seg[j]
+                j -= 1
+            seg[j + 1] = v
 
 
 @njit(cache=True)
-def _ball(
+def _sort_hits(ids: np.ndarray, dist: np.ndarray, n: int, maxd: int) -> None:
+    """Sort ``ids[:n], dist[:n]`` in place by (distance, id).
+
+    A counting sort groups the hits by distance unless they already come grouped (a
+    bit-flip ball and a scan write them that way); then each group is sorted by id.
+    """
+    if n <= 1:
+        return
+    grouped = True
+    for i in range(1, n):
+        grouped &= dist[i - 1] <= dist[i]
+    if not grouped:
+        counts = np.zeros(maxd + 2, np.int64)
+        for i in range(n):
+            counts[dist[i] + 1] += 1
+        for d in range(maxd + 1):
+            counts[d + 1] += counts[d]
+        tmp = np.empty(n, np.int64)
+        for i in range(n):
+            d = dist[i]
+            tmp[counts[d]] = ids[i]
+            counts[d] += 1
+        ids[:n] = tmp
+        a = 0
+        for d in range(maxd + 1):  # counts[d] is now the end of group d
+            dist[a : counts[d]] = d
+            a = counts[d]
+    a = 0
+    for i in range(1, n + 1):
+        if i == n or dist[i] != dist[a]:
+            _sort_ids(ids[a:i])
+            a = i
+
+
+@njit(cache=True)
+def _probe(
     ix: IndexArrays,
     q: np.ndarray,
-    r: int,
     rad: np.ndarray,
     lo: int,
     hi: int,
-    buf_ids: np.ndarray,
-    buf_d: np.ndarray,
-    count: int,
+    buckets: np.ndarray,
     stats: np.ndarray,
-    pkeys: np.ndarray,
-    plo: np.ndarray,
-    phi: np.ndarray,
-) -> int:
-    """Append every live base item within ``r`` of ``q`` (multi-index probing); new count.
+) -> tuple[int, int]:
+    """Every non-empty bucket the group's tables probe for ``q``: (buckets, candidates).
 
-    Hits past the buffer's end are counted, not stored: the caller grows the buffer and asks
-    again. (Growing in here would make numba refcount the buffers on every item.)
+    ``buckets`` (int64 (4, probes of the group)) receives rows ``bt, ba, bb, bf``: bucket ``p``
+    is items ``ba[p]:bb[p]`` of table ``bt[p]``, reached with ``bf[p]`` key flips, in table
+    order and, within a table, in order of flips.
     """
-    cap = buf_ids.shape[0]
-    w = q.shape[0]
-    q0, q1 = q[0], q[w - 1]
+    bt, ba, bb, bf = buckets[0], buckets[1], buckets[2], buckets[3]
+    nb = 0
     for t in range(lo, hi):
         rt = rad[t - lo]
         if rt < 0:
             continue
         keylen = ix.tlen[t]
-        codes = ix.codes[t]
         qkey = _table_key(ix, t, q)
         limit = np.int64(1) << keylen
-        # Phase 1: every probe's key and directory slot. The loads are independent, so the
-        # CPU overlaps their cache misses instead of paying them one bucket at a time.
-        np_ = 0
+        first = nb
+        # Every probe's directory slot first: the loads are independent, so the CPU overlaps
+        # their cache misses instead of paying them one bucket at a time.
         for d in range(min(rt, keylen) + 1):
             v = (np.int64(1) << d) - 1
             while v < limit:
-                key = qkey ^ v
-                lo_, hi_ = _slot(ix, t, key)
-                if lo_ < hi_:  # the caller sizes the scratch for every probe of a table
-                    pkeys[np_] = key
-                    plo[np_] = lo_
-                    phi[np_] = hi_
-                    np_ += 1
+                slot_lo, slot_hi = _slot(ix, t, qkey ^ v)
+                if slot_lo < slot_hi:
+                    bt[nb] = v  # the flip mask until the slot is narrowed below
+                    ba[nb] = slot_lo
+                    bb[nb] = slot_hi
+                    bf[nb] = d
+                    nb += 1
                 stats[0] += 1
                 v = _next_mask(v, limit)
-        # Phase 2: narrow each slot to its bucket and verify the bucket's codes.
-        for p in range(np_):
-            a, b = _narrow(ix, t, pkeys[p], plo[p], phi[p])
-            stats[1] += b - a
-            for j in range(a, b):
-                dist = _distance(codes, j, q0, q1, w)
-                if dist > r:
-                    continue
-                seen = False
-                for u in range(lo, t):  # reported already by an earlier table?
-                    ru = rad[u - lo]
-                    if ru >= 0 and _seen_by(ix, q, t, j, u) <= ru:
-                        seen = True
-                        break
-                if seen:
-                    continue
-                if t == 0:
-                    if not ix.alive[j]:
-                        continue
-                    if count < cap:
-                        buf_ids[count] = ix.ids[j]
-                        buf_d[count] = dist
-                elif count < cap:
-                    # Another table's row order: resolving the id and tombstone here would be
-                    # two dependent cache misses per hit; ``_resolve`` batches them later.
-                    buf_ids[count] = ix.rows[t - 1, j]
-                    buf_d[count] = -1 - dist
-                count += 1
-    return count
+        col = ix.codes[t, :, ix.twords[t]]
+        shift, pbits = ix.tshift[t], ix.tpbits[t]
+        for p in range(first, nb):
+            ba[p], bb[p] = _narrow(col, shift, keylen, pbits, qkey ^ bt[p], ba[p], bb[p])
+            bt[p] = t
+    cands = 0
+    for p in range(nb):
+        cands += bb[p] - ba[p]
+    stats[1] += cands
+    return nb, cands
+
+
+@njit(cache=True)
+def _earlier(ix: IndexArrays, rad: np.ndarray, lo: int) -> np.ndarray:
+    """Each table of the group as a row (key word, shift, mask, flip radius) for ``_verify``.
+
+    A skipped table has radius -1: it sees nothing, as every popcount is larger.
+    """
+    earlier = np.empty((rad.shape[0], 4), np.int64)
+    for u in range(rad.shape[0]):
+        earlier[u, 0] = ix.twords[lo + u]
+        earlier[u, 1] = ix.tshift[lo + u]
+        earlier[u, 2] = (np.int64(1) << ix.tlen[lo + u]) - 1
+        earlier[u, 3] = rad[u]
+    return earlier
+
+
+@njit(cache=True)
+def _verify(
+    ix: IndexArrays,
+    q: np.ndarray,
+    r: int,
+    rad: np.ndarray,
+    lo: int,
+    earlier: np.ndarray,
+    nb: int,
+    buckets: np.ndarray,
+    out_ids: np.ndarray,
+    out_d: np.ndarray,
+    at: int,
+) -> tuple[int, int]:
+    """Write the hits among ``_probe``'s buckets from ``at``: (end, start of pending rows).
+
+    ``earlier`` is ``_earlier(ix, rad, lo)``.
+
+    Every candidate is written and the end advances only past hits, so there is no branch per
+    item; the output must have room for every candidate. The hits from ``pending`` on are
+    canonical rows for ``_resolve`` (the bit-flip table 0 writes final ids): resolving them
+    here would be two dependent cache misses per hit of another table's order.
+    """
+    bt, ba, bb, bf = buckets[0], buckets[1], buckets[2], buckets[3]
+    count = at
+    pending = at  # several tables: every hit is a canonical row
+    if rad.shape[0] == 1:
+        # One table keyed by the whole code: the key flips are the distance. The arrays are
+        # unpacked here: numba reference counts each one a call or the bundle hands out, and
+        # buckets of a few items would pay that many times over.
+        ids, alive, rows = ix.ids, ix.alive, ix.rows
+        for p in range(nb):  # ask for every bucket's lines first, so their misses overlap
+            for j in range(ba[p], bb[p], 8):
+                if bt[p] == 0:
+                    _prefetch(ids, (j,))
+                else:
+                    _prefetch(rows, (bt[p] - 1, j))
+            if bt[p] == 0:
+                _prefetch(alive, (ba[p],))
+        for p in range(nb):
+            t, a, b, d = bt[p], ba[p], bb[p], bf[p]
+            if t == 0:  # table 0's hits are final ids
+                for j in range(a, b):
+                    out_ids[count] = ids[j]
+                    out_d[count] = d
+                    count += alive[j]
+                pending = count
+            else:
+                for j in range(a, b):
+                    out_ids[count] = rows[t - 1, j]
+                    out_d[count] = d
+                    count += 1
+        return count, pending
+    # An item is reported by the first table that can see it: one whose piece of an earlier
+    # table is within that table's radius is skipped. The test of the table just before is
+    # kept in scalars, since with two tables it is the only test, and read from ``earlier``
+    # in the loop it costs several times more.
+    codes, rows = ix.codes, ix.rows
+    w = q.shape[0]
+    q0, q1 = q[0], q[w - 1]
+    for p in range(nb):  # ask for every bucket's lines first, so their misses overlap
+        for j in range(ba[p], bb[p], 8 // w):
+            _prefetch(codes, (bt[p], j, 0))
+    for p in range(nb):
+        t = bt[p]
+        k = t - lo  # earlier tables
+        u = max(k - 1, 0)
+        ew, es, em = earlier[u, 0], np.uint64(earlier[u, 1]), np.uint64(earlier[u, 2])
+        er = earlier[u, 3] if k else -1
+        qe = q[ew]
+        for j in range(ba[p], bb[p]):
+            dist = _distance(codes[t, j, 0] ^ q0, codes[t, j, w - 1] ^ q1, w)
+            if dist > r:  # most candidates: a well-predicted branch beats doing the rest
+                continue
+            ok = np.int64(_popcount(((codes[t, j, ew] ^ qe) >> es) & em) > er)
+            for v in range(k - 1):
+                x = (codes[t, j, earlier[v, 0]] ^ q[earlier[v, 0]]) >> np.uint64(earlier[v, 1])
+                ok &= np.int64(_popcount(x & np.uint64(earlier[v, 2])) > earlier[v, 3])
+            out_ids[count] = j if t == 0 else np.int64(rows[t - 1, j])
+            out_d[count] = dist
+            count += ok
+    return count, pending
 
 
 @njit(cache=True)
 def _resolve(
-    buf_ids: np.ndarray, buf_d: np.ndarray, count: int, ids: np.ndarray, alive: np.ndarray
+    out_ids: np.ndarray, out_d: np.ndarray, start: int, end: int, ids: np.ndarray, alive: np.ndarray
 ) -> int:
-    """Turn ``_ball``'s pending hits (canonical row, ``-1 - distance``) into live ids.
-
-    The loads are independent, so their cache misses overlap. Returns the new count.
-    """
-    out = 0
-    for i in range(count):
-        item, d = buf_ids[i], buf_d[i]
-        if d < 0:  # pending: ``item`` is a canonical row
-            if not alive[item]:
-                continue
-            item, d = ids[item], -1 - d
-        buf_ids[out] = item
-        buf_d[out] = d
-        out += 1
-    return out
+    """Turn the canonical rows in ``out_ids[start:end]`` into live ids, in place; new end."""
+    count = start
+    for i in range(start, end):
+        row = out_ids[i]
+        out_ids[count] = ids[row]
+        out_d[count] = out_d[i]
+        count += alive[row]
+    return count
 
 
 @njit(cache=True)
 def _scan(
-    q: np.ndarray,
-    r: int,
-    codes: np.ndarray,
-    ids: np.ndarray,
-    alive: np.ndarray,
-    buf_ids: np.ndarray,
-    buf_d: np.ndarray,
-    count: int,
-) -> int:
-    """Append every live item of ``codes`` (2-D, or table 0 of 3-D) within ``r``; new count."""
-    cap = buf_ids.shape[0]
+    q: np.ndarray, r: int, codes: np.ndarray, ids: np.ndarray, out_ids: np.ndarray,
+    out_d: np.ndarray, at: int,
+) -> int:  # fmt: skip
+    """Write every item of ``codes`` within ``r`` from ``at`` (room for all of them); new end."""
     w = q.shape[0]
     q0, q1 = q[0], q[w - 1]
+    count = at
     for j in range(codes.shape[0]):
-        dist = _distance(codes, j, q0, q1, w)
-        if dist <= r and alive[j]:
-            if count < cap:
-                buf_ids[count] = ids[j]
-                buf_d[count] = dist
-            count += 1
+        dist = _distance(codes[j, 0] ^ q0, codes[j, w - 1] ^ q1, w)
+        out_ids[count] = ids[j]
+        out_d[count] = dist
+        count += dist <= r
     return count
+
+
+@njit(cache=True)
+def _output(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Empty (ids int64, distances int32) arrays of ``n`` entries, allocated by NumPy.
+
+    NumPy asks the kernel for huge pages on large arrays; numba's own allocator does not,
+    and a large result written into 4 KiB pages spends most of its time in page faults
+    (four to five times as long to fill on the machine of benchmarks/README.md).
+    """
+    with objmode(ids="int64[::1]", dist="int32[::1]"):
+        ids = np.empty(n, np.int64)
+        dist = np.empty(n, np.int32)
+    return ids, dist
+
+
+@njit(cache=True)
+def _reserve(
+    out_ids: np.ndarray, out_d: np.ndarray, used: int, need: int, done: int, queries: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Output arrays with room for ``need`` more entries after ``used`` (grown if short).
+
+    ``used`` entries answer the first ``done`` of ``queries``: growth aims at the whole batch
+    at that rate (plus a quarter), so a batch of large balls grows its output once or twice
+    rather than at every doubling, each of which copies everything.
+    """
+    if used + need <= out_ids.shape[0]:
+        return out_ids, out_d
+    projected = used * queries // max(done, 1) * 5 // 4 + need
+    grown_ids, grown_d = _output(max(used + need, 2 * out_ids.shape[0], projected))
+    grown_ids[:used] = out_ids[:used]
+    grown_d[:used] = out_d[:used]
+    return grown_ids, grown_d
 
 
 @njit(cache=True)
@@ -347,7 +491,7 @@ def _scan_dists(
     w = q.shape[0]
     q0, q1 = q[0], q[w - 1]
     for j in range(codes.shape[0]):
-        out[j] = _distance(codes, j, q0, q1, w) if alive[j] else dead
+        out[j] = _distance(codes[j, 0] ^ q0, codes[j, w - 1] ^ q1, w) if alive[j] else dead
 
 
 @njit(cache=True)
@@ -367,7 +511,7 @@ def _scan_hist(
     # counter would make every increment wait for the previous one.
     parts = np.zeros((4, hist.shape[0]), np.int64)
     for j in range(codes.shape[0]):
-        d = _distance(codes, j, q0, q1, w)
+        d = _distance(codes[j, 0] ^ q0, codes[j, w - 1] ^ q1, w)
         if has_dead and not alive[j]:
             d = dead
         out[j] = d
@@ -377,33 +521,27 @@ def _scan_hist(
 
 
 @njit(cache=True)
-def _collect(
-    dist: np.ndarray, ids: np.ndarray, cut: int, buf_ids: np.ndarray, buf_d: np.ndarray, count: int
-) -> int:
-    cap = buf_ids.shape[0]
-    for j in range(dist.shape[0]):
-        if dist[j] <= cut:
-            if count < cap:
-                buf_ids[count] = ids[j]
-                buf_d[count] = dist[j]
-            count += 1
-    return count
+def _group_starts(hist: np.ndarray, cut: int, at: int) -> np.ndarray:
+    """Where each distance ``0..cut`` of a histogram starts when its items follow ``at``."""
+    pos = np.empty(cut + 1, np.int64)
+    for d in range(cut + 1):
+        pos[d] = at
+        at += hist[d]
+    return pos
 
 
 @njit(cache=True)
-def _append(
-    out_ids: np.ndarray, out_d: np.ndarray, total: int, ids: np.ndarray, dist: np.ndarray, n: int
-) -> tuple[np.ndarray, np.ndarray]:
-    if total + n > out_ids.shape[0]:
-        cap = max(total + n, 2 * out_ids.shape[0])
-        grown_ids = np.empty(cap, np.int64)
-        grown_d = np.empty(cap, np.int32)
-        grown_ids[:total] = out_ids[:total]
-        grown_d[:total] = out_d[:total]
-        out_ids, out_d = grown_ids, grown_d
-    out_ids[total : total + n] = ids[:n]
-    out_d[total : total + n] = dist[:n]
-    return out_ids, out_d
+def _collect(
+    dist: np.ndarray, ids: np.ndarray, cut: int, pos: np.ndarray, out_ids: np.ndarray,
+    out_d: np.ndarray,
+) -> None:  # fmt: skip
+    """Write every item with ``dist <= cut`` at its distance's next place in ``pos``."""
+    for j in range(dist.shape[0]):
+        d = dist[j]
+        if d <= cut:
+            out_ids[pos[d]] = ids[j]
+            out_d[pos[d]] = d
+            pos[d] += 1
 
 
 @njit(nogil=True, cache=True)
@@ -419,75 +557,88 @@ def radius_search(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every item within ``r`` of each query: CSR ``(lims, ids, dist, stats)``.
 
-    ``scan`` replaces the table probes by a popcount pass over table 0; ``max_probes`` bounds
-    the probes of any one table (it sizes the probe scratch). ``stats`` is
+    ``scan`` replaces the table probes by a popcount pass over table 0; ``max_probes`` is the
+    group's probe count per query (it sizes the bucket scratch). ``stats`` is
     ``[probes, candidates]`` summed over the batch (scanned items count as candidates).
+
+    Each query's hits are bounded before any is written (by its buckets' sizes, or by the
+    scan's distance histogram), collected in a scratch buffer sized for that bound and
+    reused across queries, so it stays in cache while they are written and sorted, then
+    copied out: no query is ever answered twice for want of room.
     """
     nq = queries.shape[0]
     n = ix.codes.shape[1]
     nd = ix.dcodes.shape[0]
-    base = ix.codes[0]
-    dalive = np.ones(nd, np.bool_)
     lims = np.zeros(nq + 1, np.int64)
     out_ids = np.empty(max(16, 4 * nq), np.int64)
     out_d = np.empty(max(16, 4 * nq), np.int32)
-    buf_ids = np.empty(1024, np.int64)
-    buf_d = np.empty(1024, np.int32)
+    hit_ids = np.empty(1024, np.int64)  # one query's hits: reused, so it stays in cache
+    hit_d = np.empty(1024, np.int32)
     stats = np.zeros(2, np.int64)
-    pkeys = np.empty(max_probes, np.int64)
-    plo = np.empty(max_probes, np.int64)
-    phi = np.empty(max_probes, np.int64)
+    buckets = np.empty((4, max_probes), np.int64)
+    sdist = np.empty(n if scan else 0, np.uint8)  # bits + 1 <= 129 fits a byte
+    bits = 64 * queries.shape[1]  # at least the width: distances index the histogram
+    hist = np.zeros(bits + 2, np.int64)
+    has_dead = scan and not ix.alive.all()
+    earlier = _earlier(ix, rad, lo)
     total = 0
     for i in range(nq):
         q = queries[i]
-        while True:
-            p0, p1 = stats[0], stats[1]
-            count = 0
-            if scan:
-                stats[1] += n
-                count = _scan(q, r, base, ix.ids, ix.alive, buf_ids, buf_d, count)
-            elif n > 0:
-                count = _ball(ix, q, r, rad, lo, hi, buf_ids, buf_d, count, stats, pkeys, plo, phi)
+        # Bound the hits first (a histogram of distances, or the buckets' sizes), so the
+        # scratch has room for them before any is written.
+        if scan:
+            hist[:] = 0
+            _scan_hist(q, ix.codes[0], ix.alive, has_dead, bits + 1, sdist, hist)
+            stats[1] += n
+            pos = _group_starts(hist, r, 0)
+            need = pos[r] + hist[r]
+        elif n > 0:
+            nb, need = _probe(ix, q, rad, lo, hi, buckets, stats)
+        else:
+            need = 0
+        if need + nd > hit_ids.shape[0]:
+            hit_ids = np.empty(2 * (need + nd), np.int64)
+            hit_d = np.empty(2 * (need + nd), np.int32)
+        # Calls are guarded: each one reference-counts the arrays it is passed, which is a
+        # good part of a query whose ball is empty.
+        count = 0
+        if scan:  # the hits in (distance, row) order
+            _collect(sdist, ix.ids, r, pos, hit_ids, hit_d)
+            count = need
+        elif need:
+            count, pending = _verify(ix, q, r, rad, lo, earlier, nb, buckets, hit_ids, hit_d, 0)
+            if count > pending:
+                count = _resolve(hit_ids, hit_d, pending, count, ix.ids, ix.alive)
+        if nd:
             stats[1] += nd
-            count = _scan(q, r, ix.dcodes, ix.dids, dalive, buf_ids, buf_d, count)
-            if count <= buf_ids.shape[0]:
-                break
-            stats[0], stats[1] = p0, p1  # too many hits for the buffer: grow it, run again
-            buf_ids = np.empty(2 * count, np.int64)
-            buf_d = np.empty(2 * count, np.int32)
-        if not scan:
-            count = _resolve(buf_ids, buf_d, count, ix.ids, ix.alive)
-        _sort_hits(buf_ids, buf_d, count, r)
-        out_ids, out_d = _append(out_ids, out_d, total, buf_ids, buf_d, count)
-        total += count
+            count = _scan(q, r, ix.dcodes, ix.dids, hit_ids, hit_d, count)
+        if count:
+            if count > 1:
+                _sort_hits(hit_ids, hit_d, count, r)
+            if total + count > out_ids.shape[0]:
+                out_ids, out_d = _reserve(out_ids, out_d, total, count, i, nq)
+            out_ids[total : total + count] = hit_ids[:count]
+            out_d[total : total + count] = hit_d[:count]
+            total += count
         lims[i + 1] = total
-    return lims, out_ids[:total].copy(), out_d[:total].copy(), stats
+    if 2 * total < out_ids.shape[0]:  # give back a mostly unused tail
+        trimmed_ids, trimmed_d = _output(total)
+        trimmed_ids[:] = out_ids[:total]
+        trimmed_d[:] = out_d[:total]
+        return lims, trimmed_ids, trimmed_d, stats
+    return lims, out_ids[:total], out_d[:total], stats
 
 
 @njit(nogil=True, cache=True)
 def count_candidates(
-    ix: IndexArrays, queries: np.ndarray, rad: np.ndarray, lo: int, hi: int
+    ix: IndexArrays, queries: np.ndarray, rad: np.ndarray, lo: int, hi: int, max_probes: int
 ) -> tuple[int, int]:
     """(probes, candidates) a group would spend on ``queries``, without verifying anything."""
-    probes = 0
-    cands = 0
+    stats = np.zeros(2, np.int64)
+    buckets = np.empty((4, max_probes), np.int64)
     for i in range(queries.shape[0]):
-        q = queries[i]
-        for t in range(lo, hi):
-            rt = rad[t - lo]
-            if rt < 0:
-                continue
-            keylen = ix.tlen[t]
-            qkey = _table_key(ix, t, q)
-            limit = np.int64(1) << keylen
-            for d in range(min(rt, keylen) + 1):
-                v = (np.int64(1) << d) - 1
-                while v < limit:
-                    a, b = _bucket(ix, t, qkey ^ v)
-                    probes += 1
-                    cands += b - a
-                    v = _next_mask(v, limit)
-    return probes, cands
+        _probe(ix, queries[i], rad, lo, hi, buckets, stats)
+    return stats[0], stats[1]
 
 
 @njit(cache=True)
@@ -538,7 +689,7 @@ def _shell(
             row = j if t == 0 else np.int64(ix.rows[t - 1, j])
             if not ix.alive[row]:
                 continue
-            dist = _distance(codes, j, q0, q1, w)
+            dist = _distance(codes[j, 0] ^ q0, codes[j, w - 1] ^ q1, w)
             hist[dist] += 1
             if count < cap:
                 buf_ids[count] = ix.ids[row]
@@ -660,10 +811,13 @@ def knn_search(
             if total > buf_ids.shape[0]:
                 buf_ids = np.empty(2 * total, np.int64)
                 buf_d = np.empty(2 * total, np.int32)
-            count = _collect(sdist[:n], ids, cut, buf_ids, buf_d, 0)
-            count = _collect(ddist, dids, cut, buf_ids, buf_d, count)
+            pos = _group_starts(hist, cut, 0)
+            _collect(sdist[:n], ids, cut, pos, buf_ids, buf_d)
+            _collect(ddist, dids, cut, pos, buf_ids, buf_d)
+            count = total
         if kk > 0:
             _sort_hits(buf_ids, buf_d, count, bits)
-        out_ids, out_d = _append(out_ids, out_d, lims[i], buf_ids, buf_d, kk)
+        out_ids[lims[i] : lims[i] + kk] = buf_ids[:kk]
+        out_d[lims[i] : lims[i] + kk] = buf_d[:kk]
         lims[i + 1] = lims[i] + kk
-    return lims, out_ids[: nq * kk].copy(), out_d[: nq * kk].copy(), stats
+    return lims, out_ids[: nq * kk], out_d[: nq * kk], stats

@@ -51,12 +51,19 @@ _SAMPLE_QUERIES = 16  # queries whose candidate counts decide a batch's strategy
 
 @dataclass(frozen=True)
 class CostModel:
-    """Rough nanosecond costs used to pick a strategy (measured on an x86 server core)."""
+    """Rough nanosecond costs used to pick a strategy (measured on an x86 server core).
 
-    probe_direct: float = 6.0  # a lookup where the directory slot is the bucket
-    probe_search: float = 15.0  # a lookup that binary-searches inside a directory slot
-    candidate: float = 3.0  # one candidate: distance check, and the hit's share of output/sort
-    scan: float = 0.8  # one item of a linear popcount pass (per word)
+    A bit-flip bucket's items are all hits at a known distance, so they cost ``copy``; a
+    multi-index candidate costs ``candidate`` whether or not it is a hit. Both include
+    fetching the item; the cost of sorting and returning hits is the same for every
+    strategy and left out.
+    """
+
+    probe_direct: float = 8.0  # a lookup where the directory slot is the bucket
+    probe_search: float = 25.0  # a lookup that narrows a directory slot to the bucket
+    candidate: float = 6.0  # one multi-index candidate: distance and earlier-table checks
+    copy: float = 1.5  # one item of a bit-flip bucket
+    scan: float = 1.0  # one item of a linear popcount pass (per word)
 
 
 @dataclass(frozen=True)
@@ -259,23 +266,18 @@ class HammingIndex:
         codes : uint8 (n_queries, bits // 8); threads : worker threads for the batch.
         Returns a ``SearchResult``; each query's hits are sorted by (distance, id).
         """
-        r = _check_int(max_distance, "max_distance", 0)
+        # Nothing is farther than the width, so a larger radius is the whole-code ball.
+        r = min(_check_int(max_distance, "max_distance", 0), self.bits)
         queries = self._words(codes, "codes")
         snap = self._snap
         base = snap.base
-        plan = self._plan(snap, min(r, self.bits), queries)
+        plan = self._plan(snap, r, queries)
         lo, hi = base.group_range(plan.group)
         scan = plan.strategy == "scan"
-        max_probes = (
-            0
-            if scan
-            else max(
-                probe_count((p,), plan.rad[t : t + 1]) for t, p in enumerate(base.pieces[lo:hi])
-            )
-        )
+        probes = 0 if scan else probe_count(base.pieces[lo:hi], plan.rad)
 
         def run(q: np.ndarray) -> tuple[np.ndarray, ...]:
-            return _kernels.radius_search(snap.arrays, q, r, plan.rad, lo, hi, scan, max_probes)
+            return _kernels.radius_search(snap.arrays, q, r, plan.rad, lo, hi, scan, probes)
 
         lims, ids, dist, stats = _run_chunks(run, queries, threads)
         return SearchResult(
@@ -372,8 +374,11 @@ class HammingIndex:
             if est >= best_cost or base.n == 0:
                 continue
             if len(sample):
-                probes, cands = _kernels.count_candidates(snap.arrays, sample, rad, lo, hi)
-                est = (probes * per_probe + cands * cost.candidate * w) / len(sample)
+                probes, cands = _kernels.count_candidates(
+                    snap.arrays, sample, rad, lo, hi, probe_count(base.pieces[lo:hi], rad)
+                )
+                per_cand = cost.candidate * w if m > 1 else cost.copy
+                est = (probes * per_probe + cands * per_cand) / len(sample)
             if est < best_cost:
                 best_cost = est
                 best = _Plan("bitflip" if m == 1 else "multi-index", g, rad)

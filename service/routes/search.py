@@ -15,6 +15,7 @@ from service.codes import from_hex, to_hex
 from service.collection import CollectionState, Serving
 from service.deps import RuntimeDep
 from service.errors import InvalidInput, NotFound
+from service.hit_details import hit_details
 from service.routes.common import CollectionPath, decode_queries, json_response
 from service.runtime import Runtime
 from service.schemas import Payload, SearchRequest, SearchResponse
@@ -109,8 +110,13 @@ async def search_items(
     else:  # a radius or a filter can rank many items: off the event loop
         ranked = await run_in_threadpool(state.search, *args)
     truncated = k is None and ranked.matched > max_k  # a radius alone: cap the size
+    hits = ranked.hits
+    if body.include:  # opt-in: reads each hit's stored row
+        hits = await run_in_threadpool(
+            hit_details, hits, state, serving, runtime.store, set(body.include)
+        )
     answer = SearchResponse(
-        hits=ranked.hits,
+        hits=hits,
         truncated=truncated,
         took_ms=round((time.perf_counter() - start) * 1000.0, 3),
         probes=ranked.probes,

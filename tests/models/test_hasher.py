@@ -78,3 +78,22 @@ def test_sparse_rows_encode_like_their_dense_copy(hasher: SemanticHasher) -> Non
     )
     with pytest.raises(ValueError, match=r"shape \(n, 10\)"):
         hasher.encode(sp.csr_matrix((3, 7), dtype=np.float32))
+
+
+def test_encoder_jacobian_matches_finite_differences_even_under_inference_mode() -> None:
+    """The web page's tangent directions: d sigmoid(code logits) / d input, computed with
+    autograd back on although the server runs every model call under inference_mode."""
+    torch.manual_seed(0)
+    hasher = SemanticHasher(DeepBinaryAutoencoder(AutoencoderConfig(6, (5,), n_bits=8)))
+    x = np.random.RandomState(0).rand(2, 6).astype(np.float32)
+    with torch.inference_mode():
+        jac = hasher.encoder_jacobian(x)
+    assert jac.shape == (2, 8, 6)
+    eps = 1e-3
+    for j in range(6):
+        step = np.zeros_like(x)
+        step[:, j] = eps
+        numeric = (hasher.encode_continuous(x + step) - hasher.encode_continuous(x - step)) / (
+            2 * eps
+        )
+        np.testing.assert_allclose(jac[:, :, j], numeric, atol=2e-3)

@@ -1,0 +1,1 @@
+"""The web page's templates and static files, shipped inside the package (no CDN, no build)."""
