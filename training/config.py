@@ -28,6 +28,14 @@ class TrainConfig:
     # text and word-count vectors: terms the network reads, at most one per training item (more
     # inputs than items feeds overfitting)
     vocab_size: int = 10000
+    # large training splits: every stage (vocabulary and feature statistics, k-NN graphs and their
+    # spectral codes, pretraining, fine-tuning, denoiser) reads a uniform random sample of this many
+    # items (seeded), and the trained network encodes the rest; see benchmarks/README.md, "Training
+    # that samples", for the measurements behind the default
+    sample_rows: int = 60000
+    # k-NN search is exact up to this many items, approximate above (FAISS IVF on a dense
+    # projection, candidates re-ranked by their exact cosine; training/neighbours.py)
+    exact_knn_rows: int = 20000
     # greedy layer-wise pretraining
     pretrain: str = (
         "autoencoder"  # none | autoencoder | denoising | contractive | sparse | psd | rbm
@@ -108,7 +116,7 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         positive = ("batch_size", "vocab_size", "pretrain_rows", "neighbour_vocab_size")
-        for name in (*positive, "denoiser_rows", "denoiser_batch_size"):
+        for name in (*positive, "denoiser_rows", "denoiser_batch_size", "exact_knn_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "pretrain_lr", "rbm_lr", "denoiser_lr"):
@@ -122,6 +130,10 @@ class TrainConfig:
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.sample_rows < 2:
+            raise ValueError(
+                f"sample_rows must be >= 2 (training needs two items), got {self.sample_rows}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 < self.sparse_target < 1.0:

@@ -461,3 +461,10 @@ def _check_unique(source: Path, split: str, ids: list[str]) -> None:
 def n_rows(items: Items) -> int:
     """Number of items in a split's `items`, whatever its type."""
     return len(items) if isinstance(items, list) else int(cast(Any, items).shape[0])
+
+
+def take(items: Items, idx: np.ndarray) -> Items:
+    """The rows ``idx`` of a split's `items`, in the same type."""
+    if isinstance(items, list):
+        return [items[i] for i in idx]
+    return cast(Any, items)[idx]

@@ -17,10 +17,12 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeAlias
 
+import faiss
 import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.sparse.linalg import eigsh
+from sklearn.utils.extmath import randomized_svd
 
 from training.config import TrainConfig
 from training.features import CountVectorFeaturizer, Featurizer, TextFeaturizer, bm25_rows, idf_of
@@ -28,29 +30,43 @@ from training.word_vectors import document_vectors, ppmi_word_vectors
 
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
 _KNN_DIM = 64  # dense inputs are projected on their top principal axes before the k-NN search
+# approximate search: sparse rows are projected on this many singular directions, and this many
+# candidates per neighbour are re-ranked by their exact cosine; lists probed per query
+_ANN_DIM = 128
+_RERANK_FACTOR = 8
+_N_PROBE = 32
 # spectral embedding weighted by eigenvalue**t (diffusion-map coordinates, t = 2) before ITQ, so
 # the smoother leading eigenvectors weigh more in the rotation
 DIFFUSION_TIME = 2
 
 
+def _unit_rows(x: sp.csr_matrix) -> sp.csr_matrix:
+    xs = sp.csr_matrix(x, dtype=np.float32)
+    norms = np.sqrt(np.asarray(xs.multiply(xs).sum(1)).ravel())
+    return sp.csr_matrix(sp.diags(1 / np.maximum(norms, 1e-12)) @ xs)
+
+
+def _dense_unit_rows(x: np.ndarray, device: str) -> torch.Tensor:
+    """Dense rows on their top principal axes (when wider than _KNN_DIM), unit length."""
+    dense = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+    if dense.shape[1] > _KNN_DIM and dense.shape[0] > _KNN_DIM:
+        centred = dense - dense.mean(0)
+        _, _, v = torch.pca_lowrank(centred, q=_KNN_DIM, center=False, niter=3)
+        dense = centred @ v  # (n, 64) principal components
+    return dense / dense.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+
 def _cosine_blocks(x: Matrix, device: str) -> Callable[[int, int], torch.Tensor]:
     """A function giving the cosine similarities of rows a..b against all rows, (b - a, n)."""
     if sp.issparse(x):
-        xs = sp.csr_matrix(x, dtype=np.float32)
-        norms = np.sqrt(np.asarray(xs.multiply(xs).sum(1)).ravel())
-        xs = sp.csr_matrix(sp.diags(1 / np.maximum(norms, 1e-12)) @ xs)
+        xs = _unit_rows(x)
         xt = xs.T.tocsr()
 
         def sparse_sims(a: int, b: int) -> torch.Tensor:
             return torch.from_numpy((xs[a:b] @ xt).toarray()).to(device)
 
         return sparse_sims
-    dense = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
-    if dense.shape[1] > _KNN_DIM and dense.shape[0] > _KNN_DIM:
-        centred = dense - dense.mean(0)
-        _, _, v = torch.pca_lowrank(centred, q=_KNN_DIM, center=False, niter=3)
-        dense = centred @ v  # (n, 64) principal components
-    dense = dense / dense.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    dense = _dense_unit_rows(x, device)
 
     def dense_sims(a: int, b: int) -> torch.Tensor:
         return dense[a:b] @ dense.T
@@ -58,12 +74,17 @@ def _cosine_blocks(x: Matrix, device: str) -> Callable[[int, int], torch.Tensor]
     return dense_sims
 
 
-def nearest_neighbours(x: Matrix, k: int, device: str = "cpu", block: int = 1024) -> np.ndarray:
-    """Indices (n, k) of each row's k most cosine-similar other rows; exact, blockwise."""
+def nearest_neighbours(
+    x: Matrix, k: int, device: str = "cpu", block: int = 1024, exact_rows: int | None = None
+) -> np.ndarray:
+    """Indices (n, k) of each row's k most cosine-similar other rows: exact and blockwise (time
+    quadratic in n) up to ``exact_rows`` rows (None: always), approximate above."""
     n = x.shape[0]
     k = min(k, n - 1)
     if k < 1:
         return np.zeros((n, 0), dtype=np.int64)
+    if exact_rows is not None and n > exact_rows:
+        return approximate_neighbours(x, k, device)
     sims_of = _cosine_blocks(x, device)
     out = np.empty((n, k), dtype=np.int64)
     for a in range(0, n, block):
@@ -71,6 +92,70 @@ def nearest_neighbours(x: Matrix, k: int, device: str = "cpu", block: int = 1024
         sims = sims_of(a, b)  # (b - a, n)
         sims[torch.arange(b - a), torch.arange(a, b)] = -math.inf  # never your own neighbour
         out[a:b] = sims.topk(k, dim=1).indices.cpu().numpy()
+    return out
+
+
+def approximate_neighbours(x: Matrix, k: int, device: str = "cpu", seed: int = 0) -> np.ndarray:
+    """Indices (n, k) of each row's approximate k most cosine-similar other rows, in time about
+    n^1.5: FAISS inverted lists over unit vectors (dense rows on their principal axes as in the
+    exact search; sparse rows on their top singular directions, then the candidates re-ranked by
+    their exact cosine, since a 128-d projection of a large vocabulary blurs close neighbours)."""
+    n = x.shape[0]
+    if sp.issparse(x):
+        xs = _unit_rows(x)
+        vectors = _sparse_projection(xs, seed)
+        found = _ivf_search(vectors, min(_RERANK_FACTOR * k, n - 1) + 1, seed)
+        return _rerank(xs, _without_self(found, min(_RERANK_FACTOR * k, n - 1)), k)
+    vectors = _dense_unit_rows(x, device).cpu().numpy()
+    return _without_self(_ivf_search(vectors, k + 1, seed), k)
+
+
+def _sparse_projection(xs: sp.csr_matrix, seed: int) -> np.ndarray:
+    """Unit rows (n, <= _ANN_DIM) of xs on its top right singular vectors (uncentred: LSA)."""
+    dim = min(_ANN_DIM, xs.shape[0] - 1, xs.shape[1] - 1)
+    u, s, _ = randomized_svd(xs, dim, n_iter=3, random_state=seed)
+    vectors = np.ascontiguousarray(u * s, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+def _ivf_search(vectors: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Inner-product search of every row among all rows, (n, k) ids, -1 where a row found fewer."""
+    n, dim = vectors.shape
+    # about 4 sqrt(n) lists (FAISS's guideline), each with enough rows to train its centroid
+    n_lists = max(1, min(int(4 * math.sqrt(n)), n // 40))
+    quantizer = faiss.IndexFlatIP(dim)
+    index = faiss.IndexIVFFlat(quantizer, dim, n_lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = seed
+    index.train(vectors)
+    index.add(vectors)
+    index.nprobe = min(n_lists, _N_PROBE)
+    _, ids = index.search(vectors, k)
+    return ids.astype(np.int64)
+
+
+def _without_self(found: np.ndarray, k: int) -> np.ndarray:
+    """(n, k) of a search's results with each row's own id and the empty slots (-1) dropped;
+    a row left short repeats its best neighbour."""
+    n = found.shape[0]
+    keep = (found != np.arange(n)[:, None]) & (found >= 0)
+    order = np.argsort(~keep, axis=1, kind="stable")  # kept ids first, in rank order
+    out = np.take_along_axis(found, order, axis=1)[:, :k]
+    short = ~np.take_along_axis(keep, order, axis=1)[:, :k]
+    out[short] = np.broadcast_to(out[:, :1], out.shape)[short]
+    return out
+
+
+def _rerank(xs: sp.csr_matrix, candidates: np.ndarray, k: int, block: int = 512) -> np.ndarray:
+    """The k of each row's candidates (n, c) with the highest exact cosine (xs: unit rows)."""
+    n, c = candidates.shape
+    out = np.empty((n, k), dtype=np.int64)
+    for a in range(0, n, block):
+        b = min(a + block, n)
+        cand = candidates[a:b]
+        left = xs[np.repeat(np.arange(a, b), c)]
+        sims = np.asarray(left.multiply(xs[cand.ravel()]).sum(1)).reshape(b - a, c)
+        best = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+        out[a:b] = np.take_along_axis(cand, best, axis=1)
     return out
 
 
@@ -165,15 +250,16 @@ def neighbour_lists(
         counts_featurizer = CountVectorFeaturizer.fit(items, config.neighbour_vocab_size)
         graph_counts = counts_featurizer.targets(items)
         graph_x = counts_featurizer.inputs_from_targets(graph_counts)
-    knns = [nearest_neighbours(graph_x, config.neighbours, device)]
+    k, exact_rows = config.neighbours, config.exact_knn_rows
+    knns = [nearest_neighbours(graph_x, k, device, exact_rows=exact_rows)]
     if not isinstance(featurizer, TextFeaturizer | CountVectorFeaturizer):
         return knns
     if config.bm25_graph:
-        knns.append(nearest_neighbours(bm25_rows(graph_counts), config.neighbours, device))
+        knns.append(nearest_neighbours(bm25_rows(graph_counts), k, device, exact_rows=exact_rows))
     if config.word_vector_graph:
         sparse_counts = sp.csr_matrix(graph_counts)
         columns, vectors = ppmi_word_vectors(sparse_counts)
         idf = idf_of(sparse_counts).astype(np.float64)
         docs = document_vectors(sparse_counts, columns, vectors, idf)
-        knns.append(nearest_neighbours(docs, config.neighbours, device))
+        knns.append(nearest_neighbours(docs, k, device, exact_rows=exact_rows))
     return knns

@@ -18,7 +18,7 @@ from models.autoencoder import AutoencoderConfig, DeepBinaryAutoencoder
 from models.hasher import SemanticHasher, bit_statistics
 from training.artifact import TrainedModel
 from training.config import TrainConfig
-from training.data import Dataset
+from training.data import Dataset, take
 from training.denoiser import fit_denoiser
 from training.device import resolve_device
 from training.features import fit_featurizer
@@ -54,15 +54,30 @@ def autoencoder_config(
     )
 
 
+def training_sample(n: int, config: TrainConfig) -> np.ndarray | None:
+    """Sorted indices of a uniform random sample of ``config.sample_rows`` of n training items,
+    drawn with the seed; None when all n fit."""
+    if n <= config.sample_rows:
+        return None
+    rng = np.random.default_rng(config.seed)
+    return np.sort(rng.choice(n, config.sample_rows, replace=False))
+
+
 def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = None) -> TrainedModel:
     """Fit a hasher on ``dataset.train``; ``progress`` gets {"stage", "epoch", "epochs", "loss"}."""
     started = time.perf_counter()
     device = resolve_device(config.device)
     seed_everything(config.seed)
     items = dataset.train.items
-    n = len(dataset.train)
+    n_train = n = len(dataset.train)
     if n < 2:
         raise ValueError(f"{dataset.source}: the training split needs at least 2 items, got {n}")
+    # every stage below sees only the sample, so time and memory stop growing with the split; the
+    # items left out get their codes from the trained network, as unseen items do
+    sample = training_sample(n, config)
+    if sample is not None:
+        items, n = take(items, sample), len(sample)
+        LOG.info("training on a uniform sample of %d of the %d items (sample_rows)", n, n_train)
     featurizer = fit_featurizer(
         dataset.modality, items, min(config.vocab_size, n), likelihood=config.likelihood
     )
@@ -96,7 +111,8 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
         LOG.warning("%d of %d bits are (nearly) constant on the training split: %s",
                     stats["n_dead_bits"], config.bits, stats["dead_bits"])  # fmt: skip
     metrics = {
-        "n_train": n,
+        "n_train": n_train,
+        "n_sampled": n,
         "device": device,
         "layer_dims": list(acfg.layer_dims),
         "likelihood": acfg.likelihood,

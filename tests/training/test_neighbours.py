@@ -104,3 +104,31 @@ def test_word_counts_get_tfidf_bm25_and_word_vector_graphs_other_data_one() -> N
     assert len(neighbour_lists(vectors, real, x, x, cfg, "cpu")) == 1  # no word counts, no BM25
     none = TrainConfig(**{**TINY, "neighbours": 0})
     assert neighbour_lists(vectors, real, x, x, none, "cpu") == []
+
+
+def _recall(found: np.ndarray, exact: np.ndarray) -> float:
+    shared = [len(set(f) & set(e)) / len(e) for f, e in zip(found, exact, strict=True)]
+    return float(np.mean(shared))
+
+
+def test_search_is_exact_up_to_the_threshold_and_approximate_above() -> None:
+    ds = clustered_vectors(n=3000, dim=32, seed=1)
+    x = ds.train.items
+    exact = nearest_neighbours(x, 10)
+    np.testing.assert_array_equal(nearest_neighbours(x, 10, exact_rows=3000), exact)
+    approx = nearest_neighbours(x, 10, exact_rows=1000)
+    assert approx.shape == exact.shape and not (approx == np.arange(3000)[:, None]).any()
+    assert _recall(approx, exact) >= 0.9
+    np.testing.assert_array_equal(approx, nearest_neighbours(x, 10, exact_rows=1000))
+
+
+def test_approximate_search_of_sparse_rows_reranks_by_exact_cosine() -> None:
+    rng = np.random.default_rng(0)
+    topics = rng.random((10, 2000)) < 0.01  # each row: words of one topic plus a few stray words
+    y = rng.integers(0, 10, size=2000)
+    words = (topics[y] & (rng.random((2000, 2000)) < 0.6)) | (rng.random((2000, 2000)) < 0.002)
+    x = sp.csr_matrix(words.astype(np.float32) * rng.random((2000, 2000)).astype(np.float32))
+    exact = nearest_neighbours(x, 10)
+    approx = nearest_neighbours(x, 10, exact_rows=500)
+    assert not (approx == np.arange(2000)[:, None]).any()
+    assert _recall(approx, exact) >= 0.9

@@ -5,8 +5,9 @@ import torch
 from models.autoencoder import DeepBinaryAutoencoder
 from training.config import PRETRAIN_MODES, TrainConfig
 from training.data import Dataset, Split
+from training.neighbours import neighbour_lists
 from training.pretrain import pretrain_layer, pretrain_stack, rbm_for
-from training.train import autoencoder_config, train
+from training.train import autoencoder_config, train, training_sample
 
 TINY = {"hidden_dims": (16,), "bits": 8, "epochs": 2, "pretrain_epochs": 1, "neighbours": 3,
         "batch_size": 32}  # fmt: skip
@@ -150,3 +151,44 @@ def test_cuda_request_without_gpu_is_a_clear_error() -> None:
         pytest.skip("a GPU is present")
     with pytest.raises(ValueError, match="CUDA is not available"):
         train(clustered_vectors(), TrainConfig(**TINY, device="cuda"))
+
+
+def test_training_sample_is_uniform_deterministic_and_only_for_large_splits() -> None:
+    cfg = TrainConfig(sample_rows=30, seed=1)
+    a, b = training_sample(100, cfg), training_sample(100, cfg)
+    assert a is not None and b is not None
+    np.testing.assert_array_equal(a, b)
+    assert len(np.unique(a)) == 30 and (np.diff(a) > 0).all() and a.max() < 100
+    other = training_sample(100, TrainConfig(sample_rows=30, seed=2))
+    assert other is not None and not np.array_equal(a, other)
+    assert training_sample(30, cfg) is None  # all fit: nothing changes
+    with pytest.raises(ValueError, match="sample_rows must be >= 2"):
+        TrainConfig(sample_rows=1)
+    with pytest.raises(ValueError, match="exact_knn_rows must be >= 1"):
+        TrainConfig(exact_knn_rows=0)
+
+
+def test_every_stage_reads_only_the_sample_and_the_model_encodes_every_item(monkeypatch) -> None:
+    ds = clustered_vectors(n=200)
+    seen: list[int] = []
+
+    def recording(items, featurizer, x, counts, config, device):  # type: ignore[no-untyped-def]
+        seen.append(x.shape[0])
+        return neighbour_lists(items, featurizer, x, counts, config, device)
+
+    monkeypatch.setattr("training.train.neighbour_lists", recording)
+    cfg = TrainConfig(**TINY, sample_rows=50, seed=4)
+    model = train(ds, cfg)
+    assert seen == [50]
+    assert model.metrics["n_train"] == 200 and model.metrics["n_sampled"] == 50
+    assert model.metrics["denoiser"]["rows"] == 50
+    assert model.encode(ds.train.items).shape == (200, 1)
+    again = train(ds, cfg).encode_continuous(ds.train.items)
+    np.testing.assert_array_equal(model.encode_continuous(ds.train.items), again)
+
+
+def test_a_split_within_the_sample_bound_trains_as_before() -> None:
+    ds = clustered_vectors()
+    everything = TrainConfig(**TINY, sample_rows=10**9, exact_knn_rows=10**9)
+    a = train(ds, TrainConfig(**TINY, sample_rows=120)).encode_continuous(ds.train.items)
+    np.testing.assert_array_equal(a, train(ds, everything).encode_continuous(ds.train.items))
