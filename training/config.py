@@ -34,8 +34,9 @@ class TrainConfig:
     # that samples", for the measurements behind the default
     sample_rows: int = 60000
     # k-NN search is exact up to this many items, approximate above (FAISS IVF on a dense
-    # projection, candidates re-ranked by their exact cosine; training/neighbours.py)
-    exact_knn_rows: int = 20000
+    # projection, candidates re-ranked by their exact cosine; training/neighbours.py); at the
+    # default every set of the development suite stays exact (lower it for speed on large corpora)
+    exact_knn_rows: int = 60000
     # greedy layer-wise pretraining
     pretrain: str = (
         "autoencoder"  # none | autoencoder | denoising | contractive | sparse | psd | rbm
