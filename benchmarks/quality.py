@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -41,7 +42,21 @@ RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_SCRATCH = Path("/tmp/bitseek-quality")
 DEFAULT = "default"  # pretrain "mode" meaning: pass no --pretrain flag (the CLI's default)
 METHODS = ("model", "lsh", "pca_sign", "pca_itq")
-Runner = Callable[[list[str], Path], int]  # (argv, log file) -> exit code
+# (argv, log file) -> exit code, or (exit code, peak RSS in bytes) where the runner measures it
+Runner = Callable[[list[str], Path], "int | tuple[int, int]"]
+# The development suite (`../shared/data`, see its README): long and short texts, word counts,
+# grey and colour images. `--suite` trains each at 32 bits (every `--seeds`) and 64 bits (seed 0).
+SUITE = {
+    "20newsgroups": "text/20newsgroups",
+    "tmc": "vectors/tmc",
+    "agnews": "text/agnews",
+    "stackoverflow": "text/stackoverflow",
+    "biomedical": "text/biomedical",
+    "mnist": "images/mnist.npz",
+    "cifar10": "images/cifar10",
+}
+SUITE_BITS = (32, 64)
+DEFAULT_DATA_ROOT = REPO.parent / "shared" / "data"
 
 
 @dataclass(frozen=True)
@@ -96,12 +111,20 @@ def evaluate_argv(combo: Combo, sweep: Sweep, model_dir: Path, out: Path) -> lis
     return argv
 
 
-def run_subprocess(argv: list[str], log: Path) -> int:
-    """Run one CLI command with its stdout and stderr (progress bars, logs) appended to `log`."""
+def run_subprocess(argv: list[str], log: Path) -> tuple[int, int]:
+    """Run one CLI command with its stdout and stderr (progress bars, logs) appended to `log`;
+    returns its exit code and peak resident memory (the child's own, from wait4)."""
     with log.open("a") as f:
         f.write(f"$ {shlex.join(argv)}\n")
         f.flush()
-        return subprocess.run(argv, stdout=f, stderr=subprocess.STDOUT, check=False).returncode
+        process = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        return process.returncode, usage.ru_maxrss * 1024  # Linux reports KiB
+
+
+def _outcome(result: int | tuple[int, int]) -> tuple[int, int | None]:
+    return (result, None) if isinstance(result, int) else result
 
 
 class ComboFailed(RuntimeError):
@@ -146,12 +169,13 @@ def run_combo(
     log.write_text("")
     train = train_argv(combo, sweep, model_dir)
     start = time.perf_counter()
-    if runner(train, log) != 0:
+    code, peak_rss = _outcome(runner(train, log))
+    if code != 0:
         raise ComboFailed(f"{combo.slug}: bitseek train failed ({log}): {_tail(log)}")
     train_wall = time.perf_counter() - start
     evaluate = evaluate_argv(combo, sweep, model_dir, out)
     out.unlink(missing_ok=True)
-    if runner(evaluate, log) != 0 or not out.exists():
+    if _outcome(runner(evaluate, log))[0] != 0 or not out.exists():
         raise ComboFailed(f"{combo.slug}: bitseek evaluate failed ({log}): {_tail(log)}")
     evaluation = json.loads(out.read_text())
     metrics = json.loads((model_dir / "metrics.json").read_text())
@@ -167,6 +191,7 @@ def run_combo(
         "evaluate_command": shlex.join(evaluate),
         "train_wall_seconds": round(train_wall, 1),  # the whole process, as a user waits for it
         "train_seconds": metrics.get("train_seconds"),  # inside train(): no start-up, no loading
+        "train_peak_rss_bytes": peak_rss,
         "torch_threads": metrics.get("torch_threads"),
         "n_dead_bits": metrics.get("n_dead_bits"),
         "n_queries": evaluation["n_queries"],
@@ -174,6 +199,7 @@ def run_combo(
         "encode_items_per_second": evaluation["encode_items_per_second"],
         "encode_batch": evaluation["encode_batch"],
         "methods": _round(evaluation["methods"]),
+        "cosine_knn_precision_at_k": evaluation.get("cosine_knn_precision_at_k"),
         "skipped": evaluation["skipped"],
         "evaluated_at": evaluation["created_at"],
         "model_dir": str(model_dir),
@@ -263,6 +289,84 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _geometric_mean(values: Sequence[float]) -> float:
+    return float(math.exp(sum(math.log(v) for v in values) / len(values)))
+
+
+def suite_combos(root: Path, seeds: Sequence[int]) -> list[Combo]:
+    """Every suite set at 32 bits with each seed, then at 64 bits with the first: cheap sets and
+    seed 0 first, so a stopped run has the widest table."""
+    combos = [Combo(str(root / path), bits, DEFAULT, seeds[0]) for path in SUITE.values()
+              for bits in SUITE_BITS]  # fmt: skip
+    return combos + [Combo(str(root / path), SUITE_BITS[0], DEFAULT, seed)
+                     for seed in seeds[1:] for path in SUITE.values()]  # fmt: skip
+
+
+def suite_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per set and code length: the model's P@100 over seeds against PCA-ITQ and exact cosine
+    k-NN on the same features, train time and peak memory; the geometric mean of the ratio to
+    PCA-ITQ over the sets, per code length."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["bits"]), []).append(r)
+    entries = []
+    for (dataset, bits), runs in groups.items():
+        model = [r["methods"]["model"]["precision_at_k"] for r in runs]
+        mean = sum(model) / len(model)
+        std = (
+            (sum((v - mean) ** 2 for v in model) / (len(model) - 1)) ** 0.5
+            if len(model) > 1
+            else None
+        )
+        itq = runs[0]["methods"].get("pca_itq", {}).get("precision_at_k")
+        knn = runs[0].get("cosine_knn_precision_at_k")
+        rss = [r["train_peak_rss_bytes"] for r in runs if r.get("train_peak_rss_bytes")]
+        entries.append({
+            "dataset": dataset, "bits": bits, "seeds": sorted(r["seed"] for r in runs),
+            "model_p_at_100": round(mean, 4), "model_std": None if std is None else round(std, 4),
+            "pca_itq": itq, "cosine_knn": knn,
+            "ratio_pca_itq": round(mean / itq, 4) if itq else None,
+            "ratio_cosine_knn": round(mean / knn, 4) if knn else None,
+            "train_wall_seconds": round(sum(r["train_wall_seconds"] for r in runs) / len(runs), 1),
+            "train_peak_rss_bytes": max(rss) if rss else None,
+        })  # fmt: skip
+    geo = {}
+    for bits in sorted({e["bits"] for e in entries}):
+        ratios = [e["ratio_pca_itq"] for e in entries if e["bits"] == bits and e["ratio_pca_itq"]]
+        if ratios:
+            geo[str(bits)] = {
+                "sets": len(ratios),
+                "geometric_mean_ratio_pca_itq": round(_geometric_mean(ratios), 4),
+                "min_ratio_pca_itq": min(ratios),
+            }
+    return {"entries": entries, "geometric_mean": geo}
+
+
+def suite_table(summary: dict[str, Any]) -> str:
+    lines = [
+        "| data | bits | model P@100 (mean +- std over seeds) | PCA-ITQ | cosine k-NN "
+        "| model / PCA-ITQ | model / k-NN | train wall s | train peak RSS GB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for e in sorted(summary["entries"], key=lambda e: (e["bits"], e["dataset"])):
+        spread = (
+            f" +- {e['model_std']:.3f} ({len(e['seeds'])})" if e["model_std"] is not None else ""
+        )
+        rss = e["train_peak_rss_bytes"]
+        lines.append(
+            f"| {e['dataset']} | {e['bits']} | {e['model_p_at_100']:.3f}{spread} "
+            f"| {_fmt(e['pca_itq'])} | {_fmt(e['cosine_knn'])} | {_fmt(e['ratio_pca_itq'], '.2f')} "
+            f"| {_fmt(e['ratio_cosine_knn'], '.2f')} | {e['train_wall_seconds']:.0f} "
+            f"| {_fmt(None if rss is None else rss / 1e9, '.2f')} |"
+        )
+    for bits, g in summary["geometric_mean"].items():
+        lines.append(
+            f"\n{bits} bits: geometric mean of model / PCA-ITQ over {g['sets']} sets "
+            f"{g['geometric_mean_ratio_pca_itq']:.3f} (lowest {g['min_ratio_pca_itq']:.3f})"
+        )
+    return "\n".join(lines)
+
+
 def plot_dataset(rows: Sequence[dict[str, Any]], path: Path) -> None:
     """One panel per code length: the model per pretraining mode, the baselines dashed."""
     from matplotlib.figure import Figure
@@ -337,6 +441,7 @@ def run_sweep(
     def flush() -> None:  # after every combination: a killed sweep keeps what it finished
         report["rows"] = [done[c] for c in combos if c in done]
         report["seed_spread"] = seed_spread(report["rows"])
+        report["suite"] = suite_summary(report["rows"])
         report["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
         _write_json(out, report)
 
@@ -369,7 +474,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--name", required=True, help="results go to benchmarks/results/quality_NAME")
-    ap.add_argument("--data", nargs="+", required=True, help="dataset paths")
+    data = ap.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", nargs="+", help="dataset paths")
+    data.add_argument("--suite", action="store_true",
+                      help=f"the development suite under --data-root ({', '.join(SUITE)}) at "
+                           "32 bits with every --seeds and 64 bits with the first")  # fmt: skip
+    ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
+                    help="where --suite finds its sets (default %(default)s)")  # fmt: skip
     ap.add_argument("--bits", type=int, nargs="+", default=[32])
     ap.add_argument("--pretrain", nargs="+", default=[DEFAULT], choices=(DEFAULT, *PRETRAIN_MODES),
                     help=f"pretraining modes; '{DEFAULT}' passes no --pretrain flag")  # fmt: skip
@@ -389,13 +500,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error("--jobs and --threads must be at least 1")
     if (args.scratch.resolve()).is_relative_to(REPO):
         ap.error(f"--scratch {args.scratch} is inside the repository; models must go elsewhere")
-    combos = [Combo(d, b, p, s) for d in args.data for b in args.bits for p in args.pretrain
-              for s in args.seeds]  # fmt: skip
+    if args.suite:
+        combos = suite_combos(args.data_root, args.seeds)
+    else:
+        combos = [Combo(d, b, p, s) for d in args.data for b in args.bits for p in args.pretrain
+                  for s in args.seeds]  # fmt: skip
     sweep = Sweep(args.bitseek, args.scratch / args.name, args.config, args.threads)
     report = run_sweep(combos, sweep, name=args.name, results=args.results, jobs=args.jobs,
                        force=args.force, command=sweep_command(argv))  # fmt: skip
     print()
     print(markdown_tables(report["rows"]))
+    print()
+    print(suite_table(report["suite"]))
     print(f"\nwrote {args.results / f'quality_{args.name}.json'}; plots: {report['plots']}")
     return 1 if report["failed"] else 0
 

@@ -1,4 +1,5 @@
-"""`bitseek evaluate`: a trained model against LSH, PCA sign and PCA-ITQ under one protocol.
+"""`bitseek evaluate`: a trained model against LSH, PCA sign, PCA-ITQ and exact cosine k-NN under
+one protocol.
 
 Test items query the training items (all metrics in `training.retrieval_metrics`). The baselines
 are fitted on the model's own training features (`model.featurize`), so they see exactly the input
@@ -30,7 +31,7 @@ from training.artifact import load_model, record_evaluation
 from training.baselines import BASELINES, Features
 from training.commands import DEFAULT_THREADS, THREADS_HELP, positive_int, set_threads
 from training.data import Dataset, DatasetError, Split, load_dataset
-from training.retrieval_metrics import RetrievalMetrics, evaluate_codes
+from training.retrieval_metrics import RetrievalMetrics, cosine_knn_precision, evaluate_codes
 
 LOG = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class Evaluation:
     seconds: dict[str, float] = field(default_factory=dict)  # encode/fit time per method
     encode_items_per_second: float = 0.0  # the model, raw query items -> codes, batches of 256
     encode_batch: int = THROUGHPUT_BATCH
+    # exact cosine k-NN on the same features: not a hash, the ceiling of ranking by the input
+    cosine_knn_precision: float | None = None
 
     def to_dict(self, pr_curves: bool = True) -> dict[str, Any]:
         methods = {name: m.to_dict() for name, m in self.methods.items()}
@@ -72,6 +75,7 @@ class Evaluation:
             "encode_items_per_second": round(self.encode_items_per_second, 1),
             "encode_batch": self.encode_batch,
             "methods": methods,
+            "cosine_knn_precision_at_k": self.cosine_knn_precision,
             "skipped": dict(self.skipped),
             "seconds": dict(self.seconds),
         }
@@ -161,16 +165,17 @@ def evaluate_model(model: EvaluableModel, dataset: Dataset, *, seed: int = 0) ->
     methods = {
         "model": evaluate_codes(query_codes, db_codes, queries.labels, database.labels),
     }
+    db_features, query_features = model.featurize(database.items), model.featurize(queries.items)
     baselines, skipped, fit_seconds = evaluate_baselines(
-        model.featurize(database.items),
-        model.featurize(queries.items),
-        database.labels,
-        queries.labels,
-        model.bits,
-        seed=seed,
+        db_features, query_features, database.labels, queries.labels, model.bits, seed=seed
     )
     methods.update(baselines)
     seconds.update(fit_seconds)
+    start = time.perf_counter()
+    cosine = cosine_knn_precision(
+        query_features, db_features, queries.labels, database.labels, k=methods["model"].k
+    )
+    seconds["cosine_knn"] = time.perf_counter() - start
     return Evaluation(
         bits=model.bits,
         n_queries=len(queries),
@@ -179,6 +184,7 @@ def evaluate_model(model: EvaluableModel, dataset: Dataset, *, seed: int = 0) ->
         skipped=skipped,
         seconds=seconds,
         encode_items_per_second=items_per_second,
+        cosine_knn_precision=cosine,
     )
 
 
@@ -204,6 +210,11 @@ def format_table(evaluation: Evaluation) -> str:
             f"{m.empty_within_radius:>6.2f} {evaluation.seconds.get(name, float('nan')):>8.1f}"
         )
     lines.extend(f"{name:<10} skipped: {why}" for name, why in evaluation.skipped.items())
+    if evaluation.cosine_knn_precision is not None:
+        lines.append(
+            f"{'cosine kNN':<10} {evaluation.cosine_knn_precision:>8.3f} (exact, on the same "
+            f"features; a reference, not a hash) {evaluation.seconds.get('cosine_knn', 0):.1f} s"
+        )
     return "\n".join(lines)
 
 

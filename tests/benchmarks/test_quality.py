@@ -55,6 +55,8 @@ def test_sweep_runs_the_real_cli_and_resumes_without_rerunning(blobs, tmp_path, 
     assert "--json --out" in row["evaluate_command"]
     assert (row["bits"], row["pretrain"], row["torch_threads"]) == (16, "autoencoder", 1)
     assert row["train_wall_seconds"] >= row["train_seconds"] > 0
+    assert row["train_peak_rss_bytes"] > 50e6  # torch alone is more: it is the child's, measured
+    assert 0 < row["cosine_knn_precision_at_k"] <= 1
     assert row["encode_items_per_second"] > 0 and row["n_queries"] == 40
     assert set(row["methods"]) == {"model", "lsh", "pca_sign", "pca_itq"}
     for m in row["methods"].values():
@@ -138,3 +140,36 @@ def test_seeds_are_passed_to_train_and_their_spread_is_summarised(tmp_path):
     assert spread["p_at_100_std"] == pytest.approx(0.02)
     assert (spread["p_at_100_min"], spread["p_at_100_max"]) == (0.70, 0.74)
     assert quality.seed_spread([row(0, 0.7)]) == []  # one run: no spread to report
+
+
+def test_suite_runs_every_set_at_both_widths_then_the_other_seeds():
+    combos = quality.suite_combos(Path("/data"), [0, 1, 2])
+    first = combos[: 2 * len(quality.SUITE)]
+    assert {(c.dataset, c.bits, c.seed) for c in first} == {
+        (quality.dataset_name(path), bits, 0)
+        for path in quality.SUITE.values()
+        for bits in (32, 64)
+    }
+    rest = combos[len(first) :]
+    assert {(c.bits, c.seed) for c in rest} == {(32, 1), (32, 2)} and len(rest) == 14
+    assert all(c.data.startswith("/data/") for c in combos)
+
+
+def test_suite_summary_averages_seeds_and_takes_the_geometric_mean_of_ratios():
+    def row(dataset, seed, p, itq):
+        methods = {"model": {"precision_at_k": p}, "pca_itq": {"precision_at_k": itq}}
+        return {"dataset": dataset, "bits": 32, "seed": seed, "train_wall_seconds": 10.0,
+                "train_peak_rss_bytes": 1e9 + seed, "cosine_knn_precision_at_k": 0.5,
+                "methods": methods}  # fmt: skip
+
+    summary = quality.suite_summary(
+        [row("a", 0, 0.60, 0.5), row("a", 1, 0.64, 0.5), row("b", 0, 0.4, 0.5)]
+    )
+    a, b = sorted(summary["entries"], key=lambda e: e["dataset"])
+    assert a["model_p_at_100"] == pytest.approx(0.62) and a["seeds"] == [0, 1]
+    assert a["model_std"] == pytest.approx(0.0283, abs=1e-4) and b["model_std"] is None
+    assert a["ratio_pca_itq"] == pytest.approx(1.24) and a["train_peak_rss_bytes"] == 1e9 + 1
+    geo = summary["geometric_mean"]["32"]
+    assert geo["geometric_mean_ratio_pca_itq"] == pytest.approx((1.24 * 0.8) ** 0.5, abs=1e-4)
+    assert geo["min_ratio_pca_itq"] == 0.8
+    assert "geometric mean of model / PCA-ITQ over 2 sets" in quality.suite_table(summary)

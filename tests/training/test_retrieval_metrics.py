@@ -196,3 +196,38 @@ def test_bad_inputs_are_rejected_with_the_field_named():
         precision_at_k(counts, relevant, 4)
     with pytest.raises(ValueError, match="radius"):
         radius_precision_recall(counts, relevant, -1)
+
+
+def _naive_cosine_precision(q, d, ql, dl, k):
+    """Average over many random tie orders of a plain sort: the expectation the function gives."""
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    dn = d / np.linalg.norm(d, axis=1, keepdims=True)
+    rng = np.random.default_rng(0)
+    scores = []
+    for sims, labels in zip(qn @ dn.T, ql, strict=True):
+        relevant = (dl & labels).any(axis=1)
+        for _ in range(400):
+            order = np.lexsort((rng.random(len(sims)), -np.round(sims, 6)))
+            scores.append(relevant[order[:k]].mean())
+    return float(np.mean(scores))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_cosine_knn_precision_is_tie_aware_and_takes_sparse_rows(sparse):
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(3)
+    # integer rows with many zeros: plenty of exact ties, including at cosine 0
+    q = rng.integers(0, 2, size=(6, 5)).astype(np.float64) * rng.integers(0, 2, size=(6, 5))
+    d = rng.integers(0, 2, size=(40, 5)).astype(np.float64) * rng.integers(0, 2, size=(40, 5))
+    q[:, 0] += 0.5  # no all-zero rows: cosine is defined
+    d[:, 0] += 0.5
+    ql = rng.integers(0, 2, size=(6, 3)).astype(bool)
+    dl = rng.integers(0, 2, size=(40, 3)).astype(bool)
+    expected = _naive_cosine_precision(q, d, ql, dl, k=7)
+    as_input = sp.csr_matrix if sparse else np.asarray
+    got = retrieval_metrics.cosine_knn_precision(
+        as_input(q), as_input(d), ql.astype(np.uint8), dl.astype(np.uint8), k=7, chunk=4
+    )
+    assert got == pytest.approx(expected, abs=0.01)
+    assert 0.0 < got < 1.0
