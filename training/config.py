@@ -72,6 +72,9 @@ class TrainConfig:
     # from the training split (training/word_vectors.py); links on-topic documents that share few
     # terms (short texts above all)
     word_vector_graph: bool = True
+    # text and word counts: a fourth k-NN graph on the input's top LSA directions (truncated SVD of
+    # the tf-idf rows): global structure beside the local term overlap; 0 turns it off
+    lsa_graph_dims: int = 200
     neighbour_weight: float = 0.0  # pull each code towards a random neighbour's code
     balance_weight: float = 1.0
     decorrelation_weight: float = 1.0
@@ -113,7 +116,13 @@ class TrainConfig:
                 "denoiser_noise must be in (0, 1): it is the largest masking rate and noise std "
                 f"drawn, got {self.denoiser_noise}"
             )
-        for name in ("epochs", "pretrain_epochs", "neighbours", "denoiser_epochs"):
+        for name in (
+            "epochs",
+            "pretrain_epochs",
+            "neighbours",
+            "denoiser_epochs",
+            "lsa_graph_dims",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         positive = ("batch_size", "vocab_size", "pretrain_rows", "neighbour_vocab_size")

@@ -51,6 +51,19 @@ def idf_of(counts: sp.csr_matrix) -> np.ndarray:
     return (np.log((1 + n) / (1 + df)) + 1).astype(np.float32)  # scikit-learn's smooth idf
 
 
+def lsa_rows(x: Matrix, dims: int, seed: int = 0) -> np.ndarray:
+    """Rows (n, dims) on the leading singular directions of x (latent semantic analysis on
+    tf-idf rows), L2-normalised: the corpus-wide structure that global linear hashes see, where
+    two short texts on one topic meet even when they share no term."""
+    from sklearn.utils.extmath import randomized_svd
+
+    dims = min(dims, min(x.shape) - 1)
+    u, s, _ = randomized_svd(sp.csr_matrix(x, dtype=np.float32), dims, random_state=seed)
+    rows = (u * s).astype(np.float32)
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
+
+
 def bm25_rows(counts: Matrix, k1: float = 1.2, b: float = 0.75) -> sp.csr_matrix:
     """Okapi BM25 weights of word-count rows (n, terms), each row L2-normalised; idf and the mean
     document length come from these same rows (so: training items only).

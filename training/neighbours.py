@@ -5,10 +5,11 @@ only) in two ways: the decoder rebuilds the mean of an item and its neighbours, 
 learn target bits read off the k-NN graph. Those bits are the graph's leading non-trivial
 eigenvectors (a Laplacian eigenmap, as in spectral hashing / self-taught hashing) scaled by their
 eigenvalues squared (diffusion-map coordinates), rotated by ITQ to lose least when thresholded.
-Word counts get three graphs, summed after normalisation: under tf-idf and under BM25 weights (the
-two weightings disagree on many neighbours and their union is the better guide), and between
+Word counts get four graphs, summed after normalisation: under tf-idf and under BM25 weights (the
+two weightings disagree on many neighbours and their union is the better guide), between
 documents' mean word vectors learned from the corpus itself, which link documents on one topic
-that share few terms.
+that share few terms, and on the input's leading LSA directions (the global structure PCA-ITQ
+hashes by, which wins on short texts).
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from scipy.sparse.linalg import eigsh
 from sklearn.utils.extmath import randomized_svd
 
 from training.config import TrainConfig
-from training.features import CountVectorFeaturizer, Featurizer, TextFeaturizer, bm25_rows, idf_of
+from training.features import (
+    CountVectorFeaturizer,
+    Featurizer,
+    TextFeaturizer,
+    bm25_rows,
+    idf_of,
+    lsa_rows,
+)
 from training.word_vectors import document_vectors, ppmi_word_vectors
 
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
@@ -262,4 +270,7 @@ def neighbour_lists(
         idf = idf_of(sparse_counts).astype(np.float64)
         docs = document_vectors(sparse_counts, columns, vectors, idf)
         knns.append(nearest_neighbours(docs, k, device, exact_rows=exact_rows))
+    if config.lsa_graph_dims > 0 and min(x.shape) > 2:
+        lsa = lsa_rows(x, config.lsa_graph_dims, config.seed)
+        knns.append(nearest_neighbours(lsa, k, device, exact_rows=exact_rows))
     return knns

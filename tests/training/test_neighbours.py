@@ -3,7 +3,7 @@ import scipy.sparse as sp
 
 from tests.training.test_train import TINY, clustered_vectors
 from training.config import TrainConfig
-from training.features import fit_featurizer
+from training.features import fit_featurizer, lsa_rows
 from training.neighbours import (
     nearest_neighbours,
     neighbour_lists,
@@ -81,7 +81,7 @@ def test_two_neighbour_graphs_together_separate_what_each_alone_merges() -> None
     assert separation(alone, 0, 2) > 1.5 and abs(separation(alone, 0, 1)) < 0.5
 
 
-def test_word_counts_get_tfidf_bm25_and_word_vector_graphs_other_data_one() -> None:
+def test_word_counts_get_tfidf_bm25_word_vector_and_lsa_graphs_other_data_one() -> None:
     rng = np.random.default_rng(0)
     counts = sp.csr_matrix(rng.poisson(0.3, size=(40, 30)).astype(np.float32))
     cfg = TrainConfig(**TINY)
@@ -89,10 +89,13 @@ def test_word_counts_get_tfidf_bm25_and_word_vector_graphs_other_data_one() -> N
     target = featurizer.targets(counts)
     knns = neighbour_lists(counts, featurizer, featurizer.inputs_from_targets(target), target,
                            cfg, "cpu")  # fmt: skip
-    assert [k.shape for k in knns] == [(40, 3)] * 3  # tf-idf, BM25, word vectors
+    assert [k.shape for k in knns] == [(40, 3)] * 4  # tf-idf, BM25, word vectors, LSA
     assert not np.array_equal(knns[0], knns[1])  # the two weightings disagree somewhere
     assert not np.array_equal(knns[0], knns[2])
-    off = TrainConfig(**{**TINY, "bm25_graph": False, "word_vector_graph": False})
+    assert not np.array_equal(knns[0], knns[3])
+    off = TrainConfig(
+        **{**TINY, "bm25_graph": False, "word_vector_graph": False, "lsa_graph_dims": 0}
+    )
     alone = neighbour_lists(counts, featurizer, featurizer.inputs_from_targets(target), target,
                             off, "cpu")  # fmt: skip
     np.testing.assert_array_equal(alone[0], knns[0])
@@ -132,3 +135,19 @@ def test_approximate_search_of_sparse_rows_reranks_by_exact_cosine() -> None:
     approx = nearest_neighbours(x, 10, exact_rows=500)
     assert not (approx == np.arange(2000)[:, None]).any()
     assert _recall(approx, exact) >= 0.9
+
+
+def test_lsa_rows_are_unit_rows_on_the_leading_singular_directions() -> None:
+    rng = np.random.default_rng(1)
+    topics = rng.random((3, 50)) ** 4  # three topics' word profiles
+    x = sp.csr_matrix(np.vstack([rng.poisson(5 * topics[i % 3]) for i in range(60)]), dtype=float)
+    rows = lsa_rows(x, 8)
+    assert rows.shape == (60, 8) and rows.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1, atol=1e-5)
+    same = rows @ rows.T
+    topic = np.arange(60) % 3
+    assert (
+        same[topic[:, None] == topic[None, :]].mean()
+        > same[topic[:, None] != topic[None, :]].mean() + 0.3
+    )
+    assert lsa_rows(x[:5], 64).shape == (5, 4)  # never more directions than the data has
