@@ -75,6 +75,8 @@ class TrainConfig:
     # text and word counts: a fourth k-NN graph on the input's top LSA directions (truncated SVD of
     # the tf-idf rows): global structure beside the local term overlap; 0 turns it off
     lsa_graph_dims: int = 200
+    # images: a second k-NN graph on histograms of oriented gradients (training/image_features.py)
+    gradient_graph: bool = True
     neighbour_weight: float = 0.0  # pull each code towards a random neighbour's code
     balance_weight: float = 1.0
     decorrelation_weight: float = 1.0

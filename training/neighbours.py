@@ -9,7 +9,8 @@ Word counts get four graphs, summed after normalisation: under tf-idf and under 
 two weightings disagree on many neighbours and their union is the better guide), between
 documents' mean word vectors learned from the corpus itself, which link documents on one topic
 that share few terms, and on the input's leading LSA directions (the global structure PCA-ITQ
-hashes by, which wins on short texts).
+hashes by, which wins on short texts). Images get two: pixels, and histograms of oriented gradients
+(`training.image_features`), which stay close under small shifts and lighting changes.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from training.config import TrainConfig
 from training.features import (
     CountVectorFeaturizer,
     Featurizer,
+    ImageFeaturizer,
     TextFeaturizer,
     bm25_rows,
     idf_of,
     lsa_rows,
 )
+from training.image_features import gradient_histograms, has_gradient_cells
 from training.word_vectors import document_vectors, ppmi_word_vectors
 
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
@@ -260,6 +263,11 @@ def neighbour_lists(
         graph_x = counts_featurizer.inputs_from_targets(graph_counts)
     k, exact_rows = config.neighbours, config.exact_knn_rows
     knns = [nearest_neighbours(graph_x, k, device, exact_rows=exact_rows)]
+    if isinstance(featurizer, ImageFeaturizer):
+        if config.gradient_graph and has_gradient_cells(featurizer.shape):
+            edges = gradient_histograms(x, featurizer.shape)
+            knns.append(nearest_neighbours(edges, k, device, exact_rows=exact_rows))
+        return knns
     if not isinstance(featurizer, TextFeaturizer | CountVectorFeaturizer):
         return knns
     if config.bm25_graph:

@@ -151,3 +151,20 @@ def test_lsa_rows_are_unit_rows_on_the_leading_singular_directions() -> None:
         > same[topic[:, None] != topic[None, :]].mean() + 0.3
     )
     assert lsa_rows(x[:5], 64).shape == (5, 4)  # never more directions than the data has
+
+
+def test_images_get_a_pixel_and_a_gradient_graph_unless_too_small_or_turned_off() -> None:
+    rng = np.random.default_rng(2)
+    images = (rng.random((30, 12, 12)) * 255).astype(np.uint8)
+    featurizer = fit_featurizer("image", images)
+    x = featurizer.inputs_from_targets(featurizer.targets(images))
+    cfg = TrainConfig(**TINY)
+    knns = neighbour_lists(images, featurizer, x, x, cfg, "cpu")
+    assert [k.shape for k in knns] == [(30, 3)] * 2 and not np.array_equal(knns[0], knns[1])
+    off = TrainConfig(**{**TINY, "gradient_graph": False})
+    (alone,) = neighbour_lists(images, featurizer, x, x, off, "cpu")
+    np.testing.assert_array_equal(alone, knns[0])
+    tiny = (rng.random((30, 6, 6)) * 255).astype(np.uint8)
+    small = fit_featurizer("image", tiny)
+    xs = small.inputs_from_targets(small.targets(tiny))
+    assert len(neighbour_lists(tiny, small, xs, xs, cfg, "cpu")) == 1  # under 2 x 2 cells
