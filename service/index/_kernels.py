@@ -444,9 +444,10 @@ def _verify_pair(
     """``_verify`` for the usual dense case: one-word codes, a group of two tables.
 
     Each candidate is one XOR, so both its distance and its piece of the first table come
-    from the same word; the loop has no branch (a hit advances the end), which beats the
-    general loop's branch on a candidate's distance when a sizeable share of candidates are
-    hits, as in dense balls.
+    from the same word. Table 0's loop has no branch (a hit advances the end): dense balls
+    make a sizeable share of candidates hits. Other tables' hits read the row map, which a
+    non-hit should not: on sparse balls (uniform codes, buckets of a few items) that read is
+    a cache miss per bucket, so those loops keep the branch.
     """
     bt, ba, bb = buckets[0], buckets[1], buckets[2]
     codes, rows = ix.codes, ix.rows
@@ -464,17 +465,18 @@ def _verify_pair(
             else:
                 for j in range(a, b):
                     dist = _popcount(codes[t, j, 0] ^ q0)
-                    out_ids[count] = rows[t - 1, j]
-                    out_d[count] = dist
-                    count += dist <= r
+                    if dist <= r:
+                        out_ids[count] = rows[t - 1, j]
+                        out_d[count] = dist
+                        count += 1
         else:  # the second table: skip what the first table's probes saw
             for j in range(a, b):
                 x = codes[t, j, 0] ^ q0
                 dist = _popcount(x)
-                seen = _popcount((x >> es) & em) <= er
-                out_ids[count] = rows[t - 1, j]
-                out_d[count] = dist
-                count += (dist <= r) & (not seen)
+                if dist <= r and _popcount((x >> es) & em) > er:
+                    out_ids[count] = rows[t - 1, j]
+                    out_d[count] = dist
+                    count += 1
     return count
 
 
