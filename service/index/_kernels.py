@@ -312,6 +312,19 @@ def _probe(
                 v = _next_mask(v, limit)
         col = ix.codes[t, :, ix.twords[t]]
         shift, pbits = ix.tshift[t], ix.tpbits[t]
+        if pbits < keylen:
+            # The first steps of every slot's search, asked for at once: the searches are
+            # independent, so their first cache misses overlap.
+            codes, w = ix.codes, ix.twords[t]
+            for p in range(first, nb):
+                a, b = ba[p], bb[p]
+                if b - a > 16:
+                    mid = (a + b) >> 1
+                    _prefetch(codes, (t, mid, w))
+                    _prefetch(codes, (t, (a + mid) >> 1, w))
+                    _prefetch(codes, (t, (mid + b) >> 1, w))
+                else:
+                    _prefetch(codes, (t, a, w))
         for p in range(first, nb):
             ba[p], bb[p] = _narrow(col, shift, keylen, pbits, qkey ^ bt[p], ba[p], bb[p])
             bt[p] = t
@@ -400,6 +413,8 @@ def _verify(
     for p in range(nb):  # ask for every bucket's lines first, so their misses overlap
         for j in range(ba[p], bb[p], 8 // w):
             _prefetch(codes, (bt[p], j, 0))
+    if w == 1 and rad.shape[0] == 2:
+        return _verify_pair(ix, q0, r, lo, earlier, nb, buckets, out_ids, out_d, at), pending
     for p in range(nb):
         t = bt[p]
         k = t - lo  # earlier tables
@@ -419,6 +434,50 @@ def _verify(
             out_d[count] = dist
             count += ok
     return count, pending
+
+
+@njit(cache=True)
+def _verify_pair(
+    ix: IndexArrays, q0: np.uint64, r: int, lo: int, earlier: np.ndarray, nb: int,
+    buckets: np.ndarray, out_ids: np.ndarray, out_d: np.ndarray, at: int,
+) -> int:  # fmt: skip
+    """``_verify`` for the usual dense case: one-word codes, a group of two tables.
+
+    Each candidate is one XOR, so both its distance and its piece of the first table come
+    from the same word. Table 0's loop has no branch (a hit advances the end): dense balls
+    make a sizeable share of candidates hits. Other tables' hits read the row map, which a
+    non-hit should not: on sparse balls (uniform codes, buckets of a few items) that read is
+    a cache miss per bucket, so those loops keep the branch.
+    """
+    bt, ba, bb = buckets[0], buckets[1], buckets[2]
+    codes, rows = ix.codes, ix.rows
+    es, em, er = np.uint64(earlier[0, 1]), np.uint64(earlier[0, 2]), earlier[0, 3]
+    count = at
+    for p in range(nb):
+        t, a, b = bt[p], ba[p], bb[p]
+        if t == lo:  # the group's first table: every hit is new
+            if t == 0:
+                for j in range(a, b):
+                    dist = _popcount(codes[0, j, 0] ^ q0)
+                    out_ids[count] = j
+                    out_d[count] = dist
+                    count += dist <= r
+            else:
+                for j in range(a, b):
+                    dist = _popcount(codes[t, j, 0] ^ q0)
+                    if dist <= r:
+                        out_ids[count] = rows[t - 1, j]
+                        out_d[count] = dist
+                        count += 1
+        else:  # the second table: skip what the first table's probes saw
+            for j in range(a, b):
+                x = codes[t, j, 0] ^ q0
+                dist = _popcount(x)
+                if dist <= r and _popcount((x >> es) & em) > er:
+                    out_ids[count] = rows[t - 1, j]
+                    out_d[count] = dist
+                    count += 1
+    return count
 
 
 @njit(cache=True)

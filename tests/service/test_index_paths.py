@@ -243,3 +243,46 @@ def test_knn_with_far_kth_neighbours_every_strategy(bits: int, cost: CostModel |
         for i in range(len(q)):  # and one query at a time
             one = assert_knn_exact(index, live_db, live_ids, q[i : i + 1], k)
             np.testing.assert_array_equal(one.ids, res[i].ids)
+
+
+# -- the two-table verify of one-word codes (a 64-bit index's usual dense ball) ---------------
+
+PAIR_ONLY = CostModel(copy=1e9, scan=1e4)  # neither bit-flip nor a scan: a two-table group
+
+
+@pytest.mark.parametrize("bits", [16, 24, 32, 48, 64])
+@pytest.mark.parametrize("groups", [(2,), (1, 2), (2, 1)])
+def test_two_table_verify_is_exact_with_tombstones_delta_and_edge_radii(
+    bits: int, groups: tuple[int, ...]
+) -> None:
+    """The pair of tables is group 0 (rows of table 0 are final) or group 1 (all rows mapped)."""
+    if bits > 32 and 1 in groups:
+        pytest.skip("a whole-code table needs a code of at most 32 bits")
+    rng = np.random.default_rng(bits * 7 + len(groups))
+    config = IndexConfig(groups=groups, min_delta=300, cost=PAIR_ONLY)
+    q = learned_codes(rng, 6, bits)
+    empty = HammingIndex(bits, config)
+    assert empty.search_radius(q, 2).lims.tolist() == [0] * 7  # an empty index
+    db = learned_codes(rng, 2400, bits)
+    db[:300] = db[0]  # one crowded bucket in every table
+    ids = rng.choice(1 << 40, len(db), replace=False).astype(np.int64) - (1 << 39)
+    index = HammingIndex(bits, config)
+    index.add(ids[:2000], db[:2000])
+    index.rebuild()
+    index.remove(ids[:2000:9])  # tombstones, some in the crowded bucket
+    index.add(ids[2000:], db[2000:])  # a delta
+    live_ids, live_db = index.codes()
+    q = np.concatenate([db[:2], db[rng.integers(0, len(db), 10)], q])
+    # Whole-code balls of 16-bit pieces (32 bits) are 2**16 probes: fine; of 24-bit or 32-bit
+    # pieces they are not, and the planner scans those instead.
+    edge = [bits, bits + 5] if bits <= 32 else []
+    for r in [0, 1, 2, 3, 5, *edge]:
+        res = assert_radius_exact(index, live_db, live_ids, q, r)
+        assert res.stats.strategy == "multi-index" and res.stats.tables == 2
+        for i in (0, 5, len(q) - 1):  # the one-query path
+            one = assert_radius_exact(index, live_db, live_ids, q[i : i + 1], r)
+            np.testing.assert_array_equal(one.ids, res[i].ids)
+    planned = HammingIndex(bits, IndexConfig(groups=groups, min_delta=300))
+    planned.add(live_ids, live_db)
+    assert_radius_exact(planned, live_db, live_ids, q, bits + 5)  # radius past the width
+    assert_knn_exact(planned, live_db, live_ids, q[:4], len(live_ids) + 10)  # k past the size
