@@ -7,7 +7,6 @@ acknowledged once its data is durable.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from service.backend import Backend, Model
+from service.code_column import ColumnedIndex
 from service.collection import CollectionState, Serving
 from service.config import InputLimits
 from service.errors import Conflict, InvalidInput, NotFound, Unavailable, model_rejected
@@ -166,11 +166,7 @@ class Registry:
             log.exception("collection %s: cannot load model v%s", state.name, version)
             self.broken[state.name] = f"model v{version}: {exc}"
         with state.write_lock:
-            state.ids.clear()
-            state.nums.clear()
-            state.meta.clear()
-            for num, item_id, meta_json, _ in keys:
-                state.remember(num, item_id, _loads(meta_json))
+            state.reload((num, item_id, meta_json) for num, item_id, meta_json, _ in keys)
             if serving is not None:
                 state.serving = serving
                 self.broken.pop(state.name, None)
@@ -223,7 +219,7 @@ class Registry:
                 return
             serving = state.serving
             for _, num in gone:  # first: a deleted id may have been written again since
-                if num in state.ids and serving is not None:
+                if serving is not None and state.items.get(num) is not None:
                     serving.index.remove(np.asarray([num], dtype=np.int64))
                 state.forget(num)
             codes: dict[int, bytes] = {}
@@ -270,8 +266,8 @@ class Registry:
             )
         return model
 
-    def _build_index(self, bits: int, codes: Sequence[tuple[int, bytes]]) -> CodeIndex:
-        index = self.index_factory(bits)
+    def _build_index(self, bits: int, codes: Sequence[tuple[int, bytes]]) -> ColumnedIndex:
+        index = ColumnedIndex(self.index_factory(bits), bits)
         if codes:
             ids = np.fromiter((num for num, _ in codes), dtype=np.int64, count=len(codes))
             packed = np.frombuffer(b"".join(code for _, code in codes), dtype=np.uint8)
@@ -508,12 +504,14 @@ class Registry:
             if self.states.get(name) is not state:
                 raise NotFound(f"collection {name!r} was deleted", "collection")
             delta = self._encode_rows(state, model, self.store.iter_items(name, seen))
-            missing = {n for n in state.ids if n not in codes and n not in delta}
+            live = state.items.nums()
+            coded = np.fromiter([*codes, *delta], np.int64, len(codes) + len(delta))
+            missing = set(np.setdiff1d(live, coded).tolist())
             if missing:  # not expected: every item is in the staged codes or the delta
                 delta.update(self._encode_nums(state, model, missing))
-            gone = [n for n in codes if n not in state.ids]  # deleted since they were staged
-            if gone:
-                index.remove(np.asarray(gone, dtype=np.int64))
+            gone = np.setdiff1d(np.fromiter(codes, np.int64, len(codes)), live)
+            if len(gone):  # deleted since they were staged
+                index.remove(gone)
             if delta:
                 nums = np.fromiter(delta, dtype=np.int64, count=len(delta))
                 packed = np.frombuffer(b"".join(delta.values()), dtype=np.uint8)
@@ -523,7 +521,7 @@ class Registry:
                 name, version, sorted(delta.items()), active=version, record=record
             )
             state.serving = Serving(version, model, index)  # the swap: one assignment
-            count = len(state.ids)
+            count = state.size
         self.broken.pop(name, None)
         log.info("collection %s now serves model v%d (%d items)", name, version, count)
 
@@ -550,8 +548,3 @@ def _check_copied_spec(spec: dict[str, Any], source: CollectionState, bits: int)
                 " it out to take the model's",
                 key,
             )
-
-
-def _loads(text: str) -> dict[str, Any]:
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}
