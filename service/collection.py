@@ -11,9 +11,8 @@ that already holds the old one finishes on it.
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -24,7 +23,7 @@ from pyroaring import BitMap
 from service.backend import Model
 from service.code_column import ColumnedIndex
 from service.filter_index import FilterIndex, matches
-from service.item_table import ItemTable, meta_bytes
+from service.item_table import ItemTable, meta_bytes, parse_metadata
 from service.modalities import Modality
 from service.ranking import IndexProbe, Keep, Neighbours, Ranked, rank
 
@@ -61,27 +60,39 @@ class CollectionState:
     def size(self) -> int:
         return self.items.count
 
-    def forget(self, num: int) -> None:
-        found = self.items.get(num)
-        if found is not None:
-            self.filters.remove(num, found[1].metadata(found[0]))
-            self.items.drop(num)
+    def forget(self, nums: Sequence[int]) -> None:
+        self._unfilter(nums)
+        self.items.drop(nums)
 
-    def remember(self, num: int, item_id: str, metadata: dict[str, Any]) -> None:
-        self.forget(num)  # an overwrite: its old values leave the bitmaps
-        self.items.put([num], [item_id], [meta_bytes(metadata)])
-        self.filters.add(num, metadata)
+    def remember(self, rows: Sequence[tuple[int, str, dict[str, Any]]]) -> None:
+        """Insert or overwrite (number, id, metadata) rows."""
+        nums = [num for num, _, _ in rows]
+        self._unfilter(nums)  # an overwrite: its old values leave the bitmaps
+        metas = [meta_bytes(m) for _, _, m in rows]
+        self.items.put(nums, [i for _, i, _ in rows], metas)
+        for meta, group in _grouped(nums, metas).items():
+            self.filters.add(group, parse_metadata(meta))
 
     def reload(self, rows: Iterable[tuple[int, str, str]]) -> None:
         """Replace every item with ``rows``: (number, id, metadata JSON as stored)."""
         items, filters = ItemTable(), FilterIndex(self.filters.config)
         rows = iter(rows)
         while chunk := list(islice(rows, 10_000)):
-            for num, _, meta_json in chunk:
-                filters.add(num, _loads(meta_json))
-            nums, ids, metas = zip(*chunk, strict=True)
-            items.put(nums, ids, [m.encode() for m in metas])
+            nums = [num for num, _, _ in chunk]
+            metas = [m.encode() for _, _, m in chunk]
+            items.put(nums, [i for _, i, _ in chunk], metas)
+            for meta, group in _grouped(nums, metas).items():
+                filters.add(group, parse_metadata(meta))
         self.items, self.filters = items, filters  # searches meanwhile read the old ones
+
+    def _unfilter(self, nums: Sequence[int]) -> None:
+        ptrs, records = self.items.locate(np.asarray(nums, np.int64))
+        held: dict[bytes, list[int]] = {}
+        for num, ptr in zip(nums, ptrs.tolist(), strict=True):
+            if ptr >= 0:
+                held.setdefault(records.metadata_json(ptr), []).append(num)
+        for meta, group in held.items():
+            self.filters.remove(group, parse_metadata(meta))
 
     def search(
         self,
@@ -138,6 +149,9 @@ def _both(a: Keep, b: Keep | None) -> Keep:
     return a if b is None else lambda nums: a(nums) & b(nums)
 
 
-def _loads(text: str) -> dict[str, Any]:
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}
+def _grouped(nums: Iterable[int], metas: Iterable[bytes]) -> dict[bytes, list[int]]:
+    """Numbers by their metadata JSON."""
+    out: dict[bytes, list[int]] = {}
+    for num, meta in zip(nums, metas, strict=True):
+        out.setdefault(meta, []).append(num)
+    return out

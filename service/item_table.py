@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -34,10 +35,10 @@ class Records:
 
     arena: bytearray
 
-    def key(self, ptr: int) -> bytes:
+    def key(self, ptr: int) -> bytearray:
         """The id's UTF-8 bytes: sorts like the id."""
         start = ptr >> _ID_BITS
-        return bytes(self.arena[start : start + (ptr & 0xFFFF)])
+        return self.arena[start : start + (ptr & 0xFFFF)]
 
     def id(self, ptr: int) -> str:
         return self.key(ptr).decode()
@@ -49,11 +50,15 @@ class Records:
         return bytes(self.arena[end : end + size])
 
     def metadata(self, ptr: int) -> dict[str, Any]:
-        raw = self.metadata_json(ptr)
-        if raw == b"{}":
-            return {}
-        value = json.loads(raw)
-        return value if isinstance(value, dict) else {}
+        return parse_metadata(self.metadata_json(ptr))
+
+
+@lru_cache(maxsize=4096)
+def parse_metadata(raw: bytes) -> dict[str, Any]:
+    """Metadata JSON as a dict. Cached: most collections repeat a few metadata values, and the
+    dicts are only read (hits share them, as they shared the one dict per item before)."""
+    value = json.loads(raw)
+    return value if isinstance(value, dict) else {}
 
 
 def meta_bytes(metadata: dict[str, Any]) -> bytes:
@@ -89,38 +94,39 @@ class ItemTable:
 
     # writers ------------------------------------------------------------------------------
     def put(self, nums: Sequence[int], ids: Sequence[str], metas: Sequence[bytes]) -> None:
-        """Insert or overwrite; the last of a number in the batch wins."""
+        """Insert or overwrite; a number twice in the batch takes the last."""
+        last = {num: i for i, num in enumerate(nums)}  # the batch's, not per item
+        order = list(last.values())
+        new = np.fromiter(last, np.int64, len(last))
         where, arena = self._parts
-        first, ptr = where.ensure(np.asarray(nums, np.int64))
-        records = Records(arena)
-        for num, item_id, meta in zip(nums, ids, metas, strict=True):
-            key = item_id.encode()
-            if len(key) >> _ID_BITS:
-                raise ValueError(f"item id of {len(key)} bytes: at most {0xFFFF}")
-            old = int(ptr[num - first])
-            if old >= 0:
-                self._dead += self._size(records, old)
-            else:
-                self.count += 1
-            arena += len(meta).to_bytes(_LEN, "little")
-            start = len(arena)
-            arena += key
-            arena += meta
-            ptr[num - first] = start << _ID_BITS | len(key)
+        first, ptr = where.ensure(new)
+        rows = new - first
+        old = ptr[rows]
+        self._dead += self._sizes(Records(arena), old[old >= 0])
+        self.count += int((old < 0).sum())
+        keys = [ids[i].encode() for i in order]
+        if any(len(key) >> _ID_BITS for key in keys):
+            raise ValueError(f"an item id is longer than {0xFFFF} bytes")
+        parts: list[bytes] = []
+        for i, key in zip(order, keys, strict=True):
+            parts += (len(metas[i]).to_bytes(_LEN, "little"), key, metas[i])
+        sizes = np.fromiter(map(len, parts), np.int64, len(parts)).reshape(-1, 3)
+        key_at = len(arena) + np.cumsum(sizes.sum(axis=1)) - sizes[:, 1:].sum(axis=1)
+        out = key_at << _ID_BITS | sizes[:, 1]
+        arena += b"".join(parts)
+        ptr[rows] = out  # after the records: a reader never meets a pointer past the arena
         self._maybe_compact()
 
-    def drop(self, num: int) -> bool:
-        """Forget an item; False when there was none."""
+    def drop(self, nums: Sequence[int]) -> None:
+        """Forget items; numbers it does not hold are ignored."""
         where, arena = self._parts
-        first, ptr = where.rows()
-        at = num - first
-        if not 0 <= at < len(ptr) or ptr[at] < 0:
-            return False
-        self._dead += self._size(Records(arena), int(ptr[at]))
-        ptr[at] = -1
-        self.count -= 1
+        arr, rows, _ = where.slots(np.unique(np.asarray(nums, np.int64)))
+        old = arr[rows]
+        rows = rows[old >= 0]
+        self._dead += self._sizes(Records(arena), old[old >= 0])
+        self.count -= len(rows)
+        arr[rows] = -1
         self._maybe_compact()
-        return True
 
     def clear(self) -> None:
         self._parts = (NumArray(np.int64, fill=-1), bytearray())
@@ -132,8 +138,8 @@ class ItemTable:
         return where.rows()[1].nbytes + len(arena)
 
     @staticmethod
-    def _size(records: Records, ptr: int) -> int:
-        return _LEN + (ptr & 0xFFFF) + len(records.metadata_json(ptr))
+    def _sizes(records: Records, ptrs: np.ndarray) -> int:
+        return sum(_LEN + (p & 0xFFFF) + len(records.metadata_json(p)) for p in ptrs.tolist())
 
     def _maybe_compact(self) -> None:
         where, arena = self._parts

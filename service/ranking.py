@@ -66,26 +66,18 @@ def _unpack(result: SearchResult) -> Found:
 
 def _first(
     n: int | None, dists: np.ndarray, ptrs: np.ndarray, records: Records
-) -> list[tuple[int, bytes, int]]:
+) -> list[tuple[int, bytearray, int]]:
     """The first ``n`` (all: None) of the candidates as (distance, id bytes, pointer), in
     (distance, id) order."""
-    take = np.ones(len(dists), bool) if n is None or len(dists) <= n else None
-    cut_shell: list[tuple[bytes, int]] = []
-    if take is None:
-        assert n is not None
+    out = []
+    if n is not None and len(dists) > n:
         cut = int(np.partition(dists, n - 1)[n - 1])
-        take = dists < cut
+        below = dists < cut
         # of the shell n cuts only the smallest ids are hits: decode no other
-        shell = ptrs[dists == cut].tolist()
-        wanted = n - int(take.sum())
-        cut_shell = heapq.nsmallest(wanted, ((records.key(p), p) for p in shell))
-        out = [(cut, key, p) for key, p in cut_shell]
-    else:
-        out = []
-    out += [
-        (d, records.key(p), p)
-        for d, p in zip(dists[take].tolist(), ptrs[take].tolist(), strict=True)
-    ]
+        shell = ((records.key(p), p) for p in ptrs[dists == cut].tolist())
+        out = [(cut, key, p) for key, p in heapq.nsmallest(n - int(below.sum()), shell)]
+        dists, ptrs = dists[below], ptrs[below]
+    out += [(d, records.key(p), p) for d, p in zip(dists.tolist(), ptrs.tolist(), strict=True)]
     out.sort()
     return out
 
@@ -108,7 +100,7 @@ def rank(
     records = Records(bytearray())
     n = k if k is not None else limit
 
-    def collect(ids: np.ndarray, dists: np.ndarray) -> list[tuple[int, bytes, int]]:
+    def collect(ids: np.ndarray, dists: np.ndarray) -> list[tuple[int, bytearray, int]]:
         nonlocal matched, records
         ptrs, records = items.locate(ids)
         ok = ptrs >= 0
@@ -118,7 +110,7 @@ def rank(
         matched = len(ptrs)
         return _first(n, dists, ptrs, records)
 
-    def done(found: list[tuple[int, bytes, int]], widened: bool, searched: int) -> Ranked:
+    def done(found: list[tuple[int, bytearray, int]], widened: bool, searched: int) -> Ranked:
         # ids decoded and metadata parsed only for what is returned
         hits = [
             Hit.model_construct(id=key.decode(), distance=d, metadata=records.metadata(p))

@@ -218,14 +218,14 @@ class Registry:
             if not rows and not gone:
                 return
             serving = state.serving
-            for _, num in gone:  # first: a deleted id may have been written again since
-                if serving is not None and state.items.get(num) is not None:
-                    serving.index.remove(np.asarray([num], dtype=np.int64))
-                state.forget(num)
+            # first: a deleted id may have been written again since
+            if gone and serving is not None:
+                serving.index.remove(np.asarray([num for _, num in gone], dtype=np.int64))
+            state.forget([num for _, num in gone])
+            state.remember([(row.num, row.id, row.metadata) for row in rows])
             codes: dict[int, bytes] = {}
             stale = []
             for row in rows:
-                state.remember(row.num, row.id, row.metadata)
                 code = row.code_under(serving.version) if serving is not None else None
                 if code is not None:
                     codes[row.num] = code
@@ -424,8 +424,9 @@ class Registry:
                         nums = np.asarray([num for num, _ in rows], dtype=np.int64)
                         flat = np.frombuffer(b"".join(c for c in codes if c), dtype=np.uint8)
                         serving.index.add(nums, flat.reshape(len(rows), -1))
-                    for (num, _), item in zip(rows, batch, strict=True):
-                        state.remember(num, item.id, item.metadata)
+                    state.remember(
+                        [(num, i.id, i.metadata) for (num, _), i in zip(rows, batch, strict=True)]
+                    )
                     return len(batch), version, seq
             except VersionMoved:  # another server activated a version: follow it, encode again
                 self.sync(force=True)
@@ -447,7 +448,7 @@ class Registry:
             serving = state.serving
             if serving is not None:
                 serving.index.remove(np.asarray([num], dtype=np.int64))
-            state.forget(num)
+            state.forget([num])
 
     def get_item(self, name: str, item_id: str) -> tuple[CollectionState, ItemRow]:
         state = self.get(name)

@@ -53,8 +53,7 @@ def _state(
     state = CollectionState("c", modality_of("vector", {"dim": 2}, InputLimits()), 0.0)
     index = ColumnedIndex(HammingIndex(bits), bits)
     index.add(nums, codes)
-    for num, item_id, m in zip(nums.tolist(), ids, meta, strict=True):
-        state.remember(num, item_id, m)
+    state.remember(list(zip(nums.tolist(), ids, meta, strict=True)))
     serving = Serving(1, FakeModel("vector", bits, (2,)), index)
     state.serving = serving
     return state, serving
