@@ -49,7 +49,7 @@ class NumArray:
         new_lo, new_hi = min(first, lo), max(first + len(arr), hi + 1)
         grow = max(_FIRST, len(arr))  # doubling: amortised O(1) per number
         if lo < first:
-            new_lo = max(0, min(new_lo, first - grow))
+            new_lo = min(lo, max(0, first - grow))  # numbers start at 1: no rows below 0
         if hi >= first + len(arr):
             new_hi = max(new_hi, first + len(arr) + grow)
         out = np.full((new_hi - new_lo, *self._shape), self._fill, self._dtype)
