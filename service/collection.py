@@ -83,6 +83,7 @@ class CollectionState:
             items.put(nums, [i for _, i, _ in chunk], metas)
             for meta, group in _grouped(nums, metas).items():
                 filters.add(group, parse_metadata(meta))
+        items.trim()
         self.items, self.filters = items, filters  # searches meanwhile read the old ones
 
     def _unfilter(self, nums: Sequence[int]) -> None:

@@ -1,9 +1,11 @@
 """A collection's items in memory: number -> (user id, metadata JSON), with no Python object
 per item.
 
-Records sit in one bytearray arena, ``[u32 metadata length][id UTF-8][metadata JSON]``, appended
-and never changed in place; a ``NumArray`` of int64 points each number at its record as
-``offset of the id << 16 | id length`` (-1: no item). An overwrite appends a new record and
+Records sit in one bytearray arena, ``[id UTF-8][metadata JSON]``, appended and never changed in
+place; a ``NumArray`` of int64 points each number at its record with both lengths,
+``offset << 24 | id length << 13 | metadata length`` (-1: no item), so a record costs its bytes
+and the pointer's 8. Metadata of 8,191 bytes or more has its u32 length before it and the
+length field all ones. An overwrite appends a new record and
 repoints the number; once dead records outweigh live ones the writer copies the live ones into a
 new arena and publishes (pointers, arena) in one assignment. Readers take that pair once
 (``locate``), so a pointer they read is valid in the arena they hold; they only slice the arena
@@ -25,8 +27,11 @@ import numpy as np
 
 from service.num_array import NumArray
 
-_ID_BITS = 16  # the id length's share of a pointer; ids are at most 256 characters
-_LEN = 4  # bytes of the metadata length before each id
+_META_BITS = 13  # the metadata length's share of a pointer
+_LONG = (1 << _META_BITS) - 1  # metadata this long or longer: its length sits in the arena
+_ID_BITS = 11  # ids are at most 256 characters, 1,024 bytes
+_AT = _META_BITS + _ID_BITS  # the offset's place; 39 bits of it keep pointers positive
+_LEN = 4  # bytes of a long metadata's length
 
 
 @dataclass(frozen=True)
@@ -37,17 +42,26 @@ class Records:
 
     def key(self, ptr: int) -> bytearray:
         """The id's UTF-8 bytes: sorts like the id."""
-        start = ptr >> _ID_BITS
-        return self.arena[start : start + (ptr & 0xFFFF)]
+        start = ptr >> _AT
+        return self.arena[start : start + _id_len(ptr)]
 
     def id(self, ptr: int) -> str:
         return self.key(ptr).decode()
 
     def metadata_json(self, ptr: int) -> bytes:
-        start = ptr >> _ID_BITS
-        end = start + (ptr & 0xFFFF)
-        size = int.from_bytes(self.arena[start - _LEN : start], "little")
+        end = (ptr >> _AT) + _id_len(ptr)
+        size = ptr & _LONG
+        if size == _LONG:
+            size = int.from_bytes(self.arena[end : end + _LEN], "little")
+            end += _LEN
         return bytes(self.arena[end : end + size])
+
+    def size(self, ptr: int) -> int:
+        """The record's bytes in the arena."""
+        meta = ptr & _LONG
+        if meta == _LONG:
+            meta = _LEN + len(self.metadata_json(ptr))
+        return _id_len(ptr) + meta
 
     def metadata(self, ptr: int) -> dict[str, Any]:
         return parse_metadata(self.metadata_json(ptr))
@@ -106,13 +120,14 @@ class ItemTable:
         self.count += int((old < 0).sum())
         keys = [ids[i].encode() for i in order]
         if any(len(key) >> _ID_BITS for key in keys):
-            raise ValueError(f"an item id is longer than {0xFFFF} bytes")
+            raise ValueError(f"an item id is longer than {(1 << _ID_BITS) - 1} bytes")
         parts: list[bytes] = []
         for i, key in zip(order, keys, strict=True):
-            parts += (len(metas[i]).to_bytes(_LEN, "little"), key, metas[i])
+            parts += _record(key, metas[i])
         sizes = np.fromiter(map(len, parts), np.int64, len(parts)).reshape(-1, 3)
-        key_at = len(arena) + np.cumsum(sizes.sum(axis=1)) - sizes[:, 1:].sum(axis=1)
-        out = key_at << _ID_BITS | sizes[:, 1]
+        meta_len = np.fromiter((len(metas[i]) for i in order), np.int64, len(order))
+        key_at = len(arena) + np.cumsum(sizes.sum(axis=1)) - sizes.sum(axis=1)
+        out = key_at << _AT | sizes[:, 0] << _META_BITS | np.minimum(meta_len, _LONG)
         arena += b"".join(parts)
         ptr[rows] = out  # after the records: a reader never meets a pointer past the arena
         self._maybe_compact()
@@ -128,10 +143,10 @@ class ItemTable:
         arr[rows] = -1
         self._maybe_compact()
 
-    def clear(self) -> None:
-        self._parts = (NumArray(np.int64, fill=-1), bytearray())
-        self._dead = 0
-        self.count = 0
+    def trim(self) -> None:
+        """Give back the slack of growth (after a bulk load): two copies, no per-item work."""
+        where, arena = self._parts
+        self._parts = (where.trimmed(where.rows()[1] >= 0), bytearray(arena))
 
     def nbytes(self) -> int:
         where, arena = self._parts
@@ -139,7 +154,7 @@ class ItemTable:
 
     @staticmethod
     def _sizes(records: Records, ptrs: np.ndarray) -> int:
-        return sum(_LEN + (p & 0xFFFF) + len(records.metadata_json(p)) for p in ptrs.tolist())
+        return sum(records.size(p) for p in ptrs.tolist())
 
     def _maybe_compact(self) -> None:
         where, arena = self._parts
@@ -154,11 +169,17 @@ class ItemTable:
         out = bytearray()
         for row in live.tolist():
             old = int(ptr[row])
-            meta = records.metadata_json(old)
-            out += len(meta).to_bytes(_LEN, "little")
-            start = len(out)
-            out += records.key(old)
-            out += meta
-            new_ptr[row + first - new_first] = start << _ID_BITS | (old & 0xFFFF)
+            new_ptr[row + first - new_first] = len(out) << _AT | old & (1 << _AT) - 1
+            out += b"".join(_record(bytes(records.key(old)), records.metadata_json(old)))
         self._parts = (fresh, out)  # one assignment: readers hold either pair whole
         self._dead = 0
+
+
+def _id_len(ptr: int) -> int:
+    return ptr >> _META_BITS & (1 << _ID_BITS) - 1
+
+
+def _record(key: bytes, meta: bytes) -> tuple[bytes, bytes, bytes]:
+    """An item's bytes in the arena: id, long metadata's length (else nothing), metadata."""
+    size = len(meta).to_bytes(_LEN, "little") if len(meta) >= _LONG else b""
+    return key, size, meta

@@ -47,7 +47,7 @@ class NumArray:
         if not len(arr):
             first = lo
         new_lo, new_hi = min(first, lo), max(first + len(arr), hi + 1)
-        grow = max(_FIRST, len(arr))  # doubling: amortised O(1) per number
+        grow = max(_FIRST, len(arr) // 4)  # geometric: amortised O(1) per number
         if lo < first:
             new_lo = min(lo, max(0, first - grow))  # numbers start at 1: no rows below 0
         if hi >= first + len(arr):
@@ -57,3 +57,12 @@ class NumArray:
             out[first - new_lo : first - new_lo + len(arr)] = arr
         self._rows = (new_lo, out)
         return self._rows
+
+    def trimmed(self, used: np.ndarray) -> NumArray:
+        """A copy holding only the rows from the first to the last ``used`` one."""
+        first, arr = self._rows
+        rows = np.flatnonzero(used)
+        out = NumArray(self._dtype, self._shape[0] if self._shape else 0, self._fill)
+        if len(rows):
+            out._rows = (first + int(rows[0]), arr[rows[0] : rows[-1] + 1].copy())
+        return out
