@@ -119,15 +119,17 @@ class ItemTable:
         self._dead += self._sizes(Records(arena), old[old >= 0])
         self.count += int((old < 0).sum())
         keys = [ids[i].encode() for i in order]
-        if any(len(key) >> _ID_BITS for key in keys):
+        metas = [metas[i] for i in order]
+        key_len = np.fromiter(map(len, keys), np.int64, len(keys))
+        if len(keys) and key_len.max() >> _ID_BITS:
             raise ValueError(f"an item id is longer than {(1 << _ID_BITS) - 1} bytes")
-        parts: list[bytes] = []
-        for i, key in zip(order, keys, strict=True):
-            parts += _record(key, metas[i])
-        sizes = np.fromiter(map(len, parts), np.int64, len(parts)).reshape(-1, 3)
-        meta_len = np.fromiter((len(metas[i]) for i in order), np.int64, len(order))
-        key_at = len(arena) + np.cumsum(sizes.sum(axis=1)) - sizes.sum(axis=1)
-        out = key_at << _AT | sizes[:, 0] << _META_BITS | np.minimum(meta_len, _LONG)
+        meta_len = np.fromiter(map(len, metas), np.int64, len(metas))
+        stored = [m if len(m) < _LONG else len(m).to_bytes(_LEN, "little") + m for m in metas]
+        sizes = key_len + np.fromiter(map(len, stored), np.int64, len(stored))
+        key_at = len(arena) + np.cumsum(sizes) - sizes
+        out = key_at << _AT | key_len << _META_BITS | np.minimum(meta_len, _LONG)
+        parts: list[bytes] = [b""] * (2 * len(keys))
+        parts[0::2], parts[1::2] = keys, stored
         arena += b"".join(parts)
         ptr[rows] = out  # after the records: a reader never meets a pointer past the arena
         self._maybe_compact()
@@ -170,16 +172,12 @@ class ItemTable:
         for row in live.tolist():
             old = int(ptr[row])
             new_ptr[row + first - new_first] = len(out) << _AT | old & (1 << _AT) - 1
-            out += b"".join(_record(bytes(records.key(old)), records.metadata_json(old)))
+            meta = records.metadata_json(old)
+            out += records.key(old)
+            out += len(meta).to_bytes(_LEN, "little") + meta if len(meta) >= _LONG else meta
         self._parts = (fresh, out)  # one assignment: readers hold either pair whole
         self._dead = 0
 
 
 def _id_len(ptr: int) -> int:
     return ptr >> _META_BITS & (1 << _ID_BITS) - 1
-
-
-def _record(key: bytes, meta: bytes) -> tuple[bytes, bytes, bytes]:
-    """An item's bytes in the arena: id, long metadata's length (else nothing), metadata."""
-    size = len(meta).to_bytes(_LEN, "little") if len(meta) >= _LONG else b""
-    return key, size, meta

@@ -150,16 +150,15 @@ class Registry:
             if version is not None:
                 model = self._load_model(state, version)
                 stale = self.store.stale_nums(state.name, version)
-                codes = {
-                    num: code for num, _, _, code in keys if code is not None and num not in stale
-                }
+                present = [
+                    (num, code) for num, _, _, code in keys if code is not None and num not in stale
+                ]
                 if stale:
                     log.warning("collection %s: re-encoding %d item(s)", state.name, len(stale))
                     fresh = self._encode_nums(state, model, stale)
                     if store_fresh:
                         self.store.set_codes(state.name, version, sorted(fresh.items()), version)
-                    codes.update(fresh)
-                present = [(n, codes[n]) for n, _, _, _ in keys if n in codes]
+                    present += fresh.items()
                 serving = Serving(version, model, self._build_index(model.bits, present))
                 log.info("collection %s: model v%d, %d items", state.name, version, len(keys))
         except Exception as exc:  # one broken model must not stop the others from serving
