@@ -52,12 +52,24 @@ class ColumnedIndex:
         self._codes = NumArray(np.uint8, width=bits // 8)
         self._present = BitMap()  # written after the codes: a member's row is always filled
 
+    @classmethod
+    def holding(
+        cls, inner: CodeIndex, bits: int, ids: np.ndarray, codes: np.ndarray
+    ) -> ColumnedIndex:
+        """Wrap an index that already holds ``codes`` under ``ids`` (one loaded from disk)."""
+        index = cls(inner, bits)
+        index._copy(np.asarray(ids, np.int64), codes)
+        return index
+
     def __len__(self) -> int:
         return len(self.inner)
 
     def add(self, ids: np.ndarray, codes: np.ndarray) -> None:
         ids = np.asarray(ids, np.int64)
         self.inner.add(ids, codes)
+        self._copy(ids, codes)
+
+    def _copy(self, ids: np.ndarray, codes: np.ndarray) -> None:
         first, arr = self._codes.ensure(ids)
         arr[ids - first] = codes
         self._present.update(ids)

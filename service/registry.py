@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from service import snapshot
 from service.backend import Backend, Model
 from service.code_column import ColumnedIndex
 from service.collection import CollectionState, Serving
@@ -80,6 +81,7 @@ class Registry:
         limits: InputLimits,
         index_factory: IndexFactory = default_index_factory,
         run_model: RunModel = infer,
+        snapshots: bool = False,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -88,6 +90,7 @@ class Registry:
         self.limits = limits
         self.index_factory = index_factory
         self.run_model = run_model  # the server's ModelRunner.call; offline, a direct call
+        self.snapshots = snapshots  # start from saved indexes (service/snapshot.py)
         self.states: dict[str, CollectionState] = {}
         self.broken: dict[str, str] = {}  # collection -> why its model could not be loaded
         self._create_lock = threading.Lock()
@@ -150,16 +153,23 @@ class Registry:
             if version is not None:
                 model = self._load_model(state, version)
                 stale = self.store.stale_nums(state.name, version)
-                present = [
-                    (num, code) for num, _, _, code in keys if code is not None and num not in stale
-                ]
-                if stale:
-                    log.warning("collection %s: re-encoding %d item(s)", state.name, len(stale))
-                    fresh = self._encode_nums(state, model, stale)
-                    if store_fresh:
-                        self.store.set_codes(state.name, version, sorted(fresh.items()), version)
-                    present += fresh.items()
-                serving = Serving(version, model, self._build_index(model.bits, present))
+                index = self._saved_index(state, version, model.bits, seen, len(keys), stale)
+                if index is None:
+                    present = [
+                        (num, code)
+                        for num, _, _, code in keys
+                        if code is not None and num not in stale
+                    ]
+                    if stale:
+                        log.warning("collection %s: re-encoding %d item(s)", state.name, len(stale))
+                        fresh = self._encode_nums(state, model, stale)
+                        if store_fresh:
+                            self.store.set_codes(
+                                state.name, version, sorted(fresh.items()), version
+                            )
+                        present += fresh.items()
+                    index = self._build_index(model.bits, present)
+                serving = Serving(version, model, index)
                 log.info("collection %s: model v%d, %d items", state.name, version, len(keys))
         except Exception as exc:  # one broken model must not stop the others from serving
             log.exception("collection %s: cannot load model v%s", state.name, version)
@@ -170,6 +180,23 @@ class Registry:
                 state.serving = serving
                 self.broken.pop(state.name, None)
             state.applied_seq = seen
+
+    def _saved_index(
+        self, state: CollectionState, version: int, bits: int, seq: int, items: int, stale: set[int]
+    ) -> ColumnedIndex | None:
+        """The index saved once writes settled, if it holds exactly what the store does."""
+        if not self.snapshots or stale:  # stale codes: the store needs them re-encoded anyway
+            return None
+        directory = self.collection_dir(state.name) / "index"
+        inner = snapshot.load(directory, state.name, version, bits, seq, items)
+        if inner is None:
+            return None
+        ids, codes = inner.codes()
+        return ColumnedIndex.holding(inner, bits, ids, codes)
+
+    def caught_up(self) -> bool:
+        """Every other process's commit so far is applied in memory (none since ``sync``)."""
+        return self.store.outside_commits() == self._synced
 
     # following other servers ------------------------------------------------------------------
     def sync(self, force: bool = False) -> None:
