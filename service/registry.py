@@ -1,8 +1,9 @@
 """Collections: create, delete, load at start-up, item writes, and model-version swaps.
 
-The SQLite store is the truth; the in-memory state (id maps, metadata, index) is rebuilt from it
-at start-up, and every write commits to SQLite before it touches memory, so a request is only
-acknowledged once its data is durable.
+The SQLite store is the truth; the in-memory state (item table, filter bitmaps, index) is rebuilt
+from it at start-up (the index from its snapshot when nothing was written since it was saved), and
+every write commits to SQLite before it touches memory, so a request is only acknowledged once its
+data is durable.
 """
 
 from __future__ import annotations
