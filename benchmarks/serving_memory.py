@@ -14,7 +14,8 @@ Each size runs in a fresh process:
 - search p50 / p99 by code, k=10, unfiltered and with a 1% and a 33% filter (600 queries, the
   first 100 left out as warm-up).
 ``--startup N`` writes N items with their codes into a SQLite store under ``--scratch`` once,
-then times ``Registry.load`` in a fresh process and reads its RSS.
+then times ``Registry.load`` in a fresh process and reads its RSS, twice: without a saved index
+(the index is built from the stored codes; the process then saves it) and from that snapshot.
 The same script measures main's dict-based state (``PYTHONPATH`` at a checkout of it: the fill
 falls back to its one-item ``remember``) for before/after figures on one machine.
 Results: benchmarks/results/<name>.json; the table is printed at the end.
@@ -106,19 +107,33 @@ def child_state(n: int) -> dict[str, Any]:
     rng = np.random.default_rng(1)
     noise = np.packbits(rng.random((QUERIES, BITS)) < 0.03, axis=1)
     queries = (codes[rng.integers(0, n, QUERIES)] ^ noise)[:, None, :]
-    searches = {}
-    for name, where in (("k10", None), ("k10_1pct", {"label": 7}), ("k10_33pct", {"lang": "fr"})):
 
-        def search(q: np.ndarray, where: Any = where) -> Any:
-            return state.search(state.serving, q, None, 10, where)  # type: ignore[arg-type]
+    def timed(where: dict[str, Any] | None) -> dict[str, float]:
+        serving = state.serving
+        return _latencies(lambda q: state.search(serving, q, None, 10, where), queries)  # type: ignore[arg-type]
 
-        searches[name] = _latencies(search, queries)
+    searches = {
+        "k10": timed(None),
+        "k10_1pct": timed({"label": 7}),
+        "k10_33pct": timed({"lang": "fr"}),
+    }
+    paths = {}
+    if compact:  # each filter the other way too: what PROBE_COST chooses between
+        import service.collection
+
+        chosen = service.collection.PROBE_COST
+        service.collection.PROBE_COST = 0
+        paths["1pct_probed"] = timed({"label": 7})
+        service.collection.PROBE_COST = 10**12
+        paths["33pct_scanned"] = timed({"lang": "fr"})
+        service.collection.PROBE_COST = chosen
     return {
         "items": n,
         "state_bytes_per_item": (after - column) / n,
         "column_bytes_per_item": (column - before) / n,
         "fill_s": fill,
         "search": searches,
+        "forced_path": paths,
     }
 
 
@@ -168,20 +183,21 @@ class _Backend:
 
 
 def child_startup(data: Path) -> dict[str, Any]:
+    from service import snapshot
     from service.config import InputLimits
     from service.registry import Registry
     from service.sqlite_store import SqliteStore
 
     base = _rss()
     start = time.perf_counter()
-    registry = Registry(
-        SqliteStore(data / "bitseek.sqlite3"), _Backend(), data, "cpu", InputLimits()
-    )
+    store = SqliteStore(data / "bitseek.sqlite3")
+    registry = Registry(store, _Backend(), data, "cpu", InputLimits(), snapshots=True)
     registry.load()
     took = time.perf_counter() - start
     state, serving = registry.serving("c")
-    inner = serving.index.inner  # type: ignore[attr-defined]
+    inner = serving.index.inner
     rss = _rss() - base
+    snapshot.save_all(registry)  # for the next start (a no-op when it loaded one)
     return {
         "items": state.size,
         "startup_s": took,
@@ -210,11 +226,11 @@ def table(rows: list[dict[str, Any]], startup: dict[str, Any] | None) -> str:
             f"| {r['items']:,} | {r['state_bytes_per_item']:.1f} | "
             f"{r['column_bytes_per_item']:.1f} | " + " | ".join(cells) + " |"
         )
-    if startup:
+    for how, run in (startup or {}).items():
         lines.append(
-            f"\nstart-up of {startup['items']:,} items: {startup['startup_s']:.2f} s, RSS beyond"
-            f" the index {startup['rss_beyond_index_bytes_per_item']:.1f} B/item (index"
-            f" {startup['index_bytes_per_item']:.1f} B/item)"
+            f"\nstart-up of {run['items']:,} items ({how}): {run['startup_s']:.2f} s, RSS beyond"
+            f" the index {run['rss_beyond_index_bytes_per_item']:.1f} B/item (index"
+            f" {run['index_bytes_per_item']:.1f} B/item)"
         )
     return "\n".join(lines)
 
@@ -238,7 +254,12 @@ def main() -> None:
     startup = None
     if args.startup:
         data = build_store(args.startup, args.scratch)
-        startup = _child(["--child-startup", str(data)])
+        for old in (data / "collections" / "c" / "index").glob("*.idx"):
+            old.unlink()
+        startup = {
+            "rebuild": _child(["--child-startup", str(data)]),
+            "snapshot": _child(["--child-startup", str(data)]),
+        }
     result = {
         "command": " ".join(sys.argv),
         "when": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -30,6 +30,7 @@ from service.num_array import NumArray
 _META_BITS = 13  # the metadata length's share of a pointer
 _LONG = (1 << _META_BITS) - 1  # metadata this long or longer: its length sits in the arena
 _ID_BITS = 11  # ids are at most 256 characters, 1,024 bytes
+_ID_MASK = (1 << _ID_BITS) - 1
 _AT = _META_BITS + _ID_BITS  # the offset's place; 39 bits of it keep pointers positive
 _LEN = 4  # bytes of a long metadata's length
 
@@ -43,7 +44,7 @@ class Records:
     def key(self, ptr: int) -> bytearray:
         """The id's UTF-8 bytes: sorts like the id."""
         start = ptr >> _AT
-        return self.arena[start : start + _id_len(ptr)]
+        return self.arena[start : start + (ptr >> _META_BITS & _ID_MASK)]
 
     def id(self, ptr: int) -> str:
         return self.key(ptr).decode()
@@ -92,6 +93,10 @@ class ItemTable:
     def locate(self, nums: np.ndarray) -> tuple[np.ndarray, Records]:
         """Each number's pointer (-1: no such item) and the arena the pointers are valid in."""
         where, arena = self._parts
+        first, arr = where.rows()
+        at = nums - first
+        if len(at) and at.min() >= 0 and at.max() < len(arr):  # the usual case: fewer steps
+            return arr[at], Records(arena)
         arr, rows, inside = where.slots(nums)
         ptrs = np.full(len(nums), -1, np.int64)
         ptrs[inside] = arr[rows]
@@ -180,4 +185,4 @@ class ItemTable:
 
 
 def _id_len(ptr: int) -> int:
-    return ptr >> _META_BITS & (1 << _ID_BITS) - 1
+    return ptr >> _META_BITS & _ID_MASK

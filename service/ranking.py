@@ -8,7 +8,6 @@ item table, and of the shell k cuts only the ids that win are decoded.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -74,8 +73,8 @@ def _first(
         cut = int(np.partition(dists, n - 1)[n - 1])
         below = dists < cut
         # of the shell n cuts only the smallest ids are hits: decode no other
-        shell = ((records.key(p), p) for p in ptrs[dists == cut].tolist())
-        out = [(cut, key, p) for key, p in heapq.nsmallest(n - int(below.sum()), shell)]
+        shell = sorted([(records.key(p), p) for p in ptrs[dists == cut].tolist()])
+        out = [(cut, key, p) for key, p in shell[: n - int(below.sum())]]
         dists, ptrs = dists[below], ptrs[below]
     out += [(d, records.key(p), p) for d, p in zip(dists.tolist(), ptrs.tolist(), strict=True)]
     out.sort()
