@@ -89,9 +89,7 @@ def child_state(n: int) -> dict[str, Any]:
     if compact:
         from service.code_column import ColumnedIndex
 
-        index = ColumnedIndex(inner, BITS)
-        index._codes.ensure(nums)[1][:] = codes  # the column, without a second index build
-        index._present.update(nums)
+        index = ColumnedIndex.holding(inner, BITS, nums, codes)
     column = _rss()
     state.serving = Serving(1, None, index)  # type: ignore[arg-type]  # searches need no model
     start = time.perf_counter()

@@ -35,7 +35,7 @@ _AT = _META_BITS + _ID_BITS  # the offset's place; 39 bits of it keep pointers p
 _LEN = 4  # bytes of a long metadata's length
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: built on every search, and frozen init is slower
 class Records:
     """The arena a set of pointers was read with: decodes the records they point at."""
 
@@ -65,7 +65,13 @@ class Records:
         return _id_len(ptr) + meta
 
     def metadata(self, ptr: int) -> dict[str, Any]:
-        return parse_metadata(self.metadata_json(ptr))
+        size = ptr & _LONG
+        if size == 2:  # b"{}": no metadata, the usual case
+            return {}
+        if size == _LONG:
+            return parse_metadata(self.metadata_json(ptr))
+        end = (ptr >> _AT) + (ptr >> _META_BITS & _ID_MASK)
+        return parse_metadata(bytes(self.arena[end : end + size]))
 
 
 @lru_cache(maxsize=4096)
@@ -93,14 +99,7 @@ class ItemTable:
     def locate(self, nums: np.ndarray) -> tuple[np.ndarray, Records]:
         """Each number's pointer (-1: no such item) and the arena the pointers are valid in."""
         where, arena = self._parts
-        first, arr = where.rows()
-        at = nums - first
-        if len(at) and at.min() >= 0 and at.max() < len(arr):  # the usual case: fewer steps
-            return arr[at], Records(arena)
-        arr, rows, inside = where.slots(nums)
-        ptrs = np.full(len(nums), -1, np.int64)
-        ptrs[inside] = arr[rows]
-        return ptrs, Records(arena)
+        return where.take(nums), Records(arena)
 
     def get(self, num: int) -> tuple[int, Records] | None:
         ptrs, records = self.locate(np.asarray([num], np.int64))

@@ -18,22 +18,30 @@ _FIRST = 1024  # rows of the first allocation
 
 
 class NumArray:
+    """Row ``n - first`` holds number ``n``; the first and last rows hold no number and keep the
+    fill value, so a lookup clipped to the array answers the fill for any number outside it."""
+
     def __init__(self, dtype: Any, width: int = 0, fill: int = 0) -> None:
         """``width`` 0: one value per number, else rows of ``width`` values."""
         self._shape: tuple[int, ...] = (width,) if width else ()
         self._dtype = np.dtype(dtype)
         self._fill = fill
-        self._rows = (0, np.full((0, *self._shape), fill, self._dtype))  # (first number, array)
+        self._rows = (0, self._empty(2))  # (number of row 0, array)
 
     def rows(self) -> tuple[int, np.ndarray]:
         """(number of row 0, the array): read both at once, since growth replaces both."""
         return self._rows
 
+    def take(self, nums: np.ndarray) -> np.ndarray:
+        """Each number's value (a new array); the fill for numbers it does not cover."""
+        first, arr = self._rows
+        return arr.take(nums - first, axis=0, mode="clip")
+
     def slots(self, nums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(array, rows of ``nums`` that it covers, which of ``nums`` those are)."""
         first, arr = self._rows
         at = nums - first
-        inside = (at >= 0) & (at < len(arr))
+        inside = (at > 0) & (at < len(arr) - 1)
         return arr, at[inside], inside
 
     def ensure(self, nums: np.ndarray) -> tuple[int, np.ndarray]:
@@ -42,20 +50,19 @@ class NumArray:
         if len(nums) == 0:
             return first, arr
         lo, hi = int(nums.min()), int(nums.max())
-        if len(arr) and first <= lo and hi < first + len(arr):
+        last = first + len(arr) - 2  # the last number covered
+        if first < lo and hi <= last:
             return first, arr
-        if not len(arr):
-            first = lo
-        new_lo, new_hi = min(first, lo), max(first + len(arr), hi + 1)
-        grow = max(_FIRST, len(arr) // 4)  # geometric: amortised O(1) per number
-        if lo < first:
-            new_lo = min(lo, max(0, first - grow))  # numbers start at 1: no rows below 0
-        if hi >= first + len(arr):
-            new_hi = max(new_hi, first + len(arr) + grow)
-        out = np.full((new_hi - new_lo, *self._shape), self._fill, self._dtype)
-        if len(arr):
-            out[first - new_lo : first - new_lo + len(arr)] = arr
-        self._rows = (new_lo, out)
+        if len(arr) == 2:  # nothing stored yet: cover exactly what is asked
+            new_first, new_last = lo - 1, hi
+        else:
+            grow = max(_FIRST, len(arr) // 4)  # geometric: amortised O(1) per number
+            new_first = min(lo - 1, max(0, first - grow)) if lo <= first else first
+            new_last = max(hi, last + grow) if hi > last else last
+        out = self._empty(new_last - new_first + 2)
+        if len(arr) > 2:
+            out[first - new_first : first - new_first + len(arr)] = arr
+        self._rows = (new_first, out)
         return self._rows
 
     def trimmed(self, used: np.ndarray) -> NumArray:
@@ -64,5 +71,8 @@ class NumArray:
         rows = np.flatnonzero(used)
         out = NumArray(self._dtype, self._shape[0] if self._shape else 0, self._fill)
         if len(rows):
-            out._rows = (first + int(rows[0]), arr[rows[0] : rows[-1] + 1].copy())
+            out._rows = (first + int(rows[0]) - 1, arr[rows[0] - 1 : rows[-1] + 2].copy())
         return out
+
+    def _empty(self, n: int) -> np.ndarray:
+        return np.full((n, *self._shape), self._fill, self._dtype)

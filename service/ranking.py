@@ -21,6 +21,7 @@ from service.store import CodeIndex
 
 Found = tuple[np.ndarray, np.ndarray, int]  # (numbers, distances, probes), nearest first
 Keep = Callable[[np.ndarray], np.ndarray]  # item numbers -> which pass the filter
+_SMALL = 256  # candidates ranked in plain Python below this; numpy cuts larger sets first
 
 
 class Neighbours(Protocol):
@@ -31,7 +32,7 @@ class Neighbours(Protocol):
     def ball(self, radius: int) -> Found: ...
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: built on every search, and frozen init is slower
 class IndexProbe:
     """A ``CodeIndex`` asked about one code (1, bits // 8)."""
 
@@ -65,20 +66,28 @@ def _unpack(result: SearchResult) -> Found:
 
 def _first(
     n: int | None, dists: np.ndarray, ptrs: np.ndarray, records: Records
-) -> list[tuple[int, bytearray, int]]:
-    """The first ``n`` (all: None) of the candidates as (distance, id bytes, pointer), in
-    (distance, id) order."""
-    out = []
-    if n is not None and len(dists) > n:
-        cut = int(np.partition(dists, n - 1)[n - 1])
-        below = dists < cut
+) -> tuple[list[tuple[int, bytearray, int]], int]:
+    """The first ``n`` (all: None) of the live candidates (pointer >= 0) as (distance, id bytes,
+    pointer) in (distance, id) order, and how many candidates are live."""
+    live = None
+    if n is not None and len(ptrs) > _SMALL:  # many: numpy keeps the shells that reach n
+        keep = ptrs >= 0
+        dists, ptrs = dists[keep], ptrs[keep]
+        live = len(ptrs)
+        if live > n:
+            inside = dists <= np.partition(dists, n - 1)[n - 1]
+            dists, ptrs = dists[inside], ptrs[inside]
+    pairs = [(d, p) for d, p in zip(dists.tolist(), ptrs.tolist(), strict=True) if p >= 0]
+    if n is None or len(pairs) <= n:
+        out = [(d, records.key(p), p) for d, p in pairs]
+    else:
+        cut = sorted(d for d, _ in pairs)[n - 1]
+        out = [(d, records.key(p), p) for d, p in pairs if d < cut]
         # of the shell n cuts only the smallest ids are hits: decode no other
-        shell = sorted([(records.key(p), p) for p in ptrs[dists == cut].tolist()])
-        out = [(cut, key, p) for key, p in shell[: n - int(below.sum())]]
-        dists, ptrs = dists[below], ptrs[below]
-    out += [(d, records.key(p), p) for d, p in zip(dists.tolist(), ptrs.tolist(), strict=True)]
+        shell = sorted([(records.key(p), p) for d, p in pairs if d == cut])
+        out += [(cut, key, p) for key, p in shell[: n - len(out)]]
     out.sort()
-    return out
+    return out, len(pairs) if live is None else live
 
 
 def rank(
@@ -102,12 +111,10 @@ def rank(
     def collect(ids: np.ndarray, dists: np.ndarray) -> list[tuple[int, bytearray, int]]:
         nonlocal matched, records
         ptrs, records = items.locate(ids)
-        ok = ptrs >= 0
         if keep is not None:
-            ok &= keep(ids)
-        dists, ptrs = dists[ok], ptrs[ok]
-        matched = len(ptrs)
-        return _first(n, dists, ptrs, records)
+            ptrs[~keep(ids)] = -1
+        found, matched = _first(n, dists, ptrs, records)
+        return found
 
     def done(found: list[tuple[int, bytearray, int]], widened: bool, searched: int) -> Ranked:
         # ids decoded and metadata parsed only for what is returned
