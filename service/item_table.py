@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from service.num_array import NumArray
+from service.store import metadata_json
 
 _META_BITS = 13  # the metadata length's share of a pointer
 _LONG = (1 << _META_BITS) - 1  # metadata this long or longer: its length sits in the arena
@@ -83,7 +84,7 @@ def parse_metadata(raw: bytes) -> dict[str, Any]:
 
 
 def meta_bytes(metadata: dict[str, Any]) -> bytes:
-    return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode()
+    return metadata_json(metadata).encode()
 
 
 class ItemTable:
