@@ -14,7 +14,7 @@ by code unfiltered and with a 1% filter.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import shutil
 import sys
 import tempfile
@@ -39,11 +39,7 @@ def _before(checkout: Path) -> ModuleType:
         source.replace("from service.ranking import", "from before_ranking import")
     )
     sys.path.insert(0, str(tmp))
-    spec = importlib.util.spec_from_file_location("before_collection", tmp / "before_collection.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("before_collection")
 
 
 def run(before: ModuleType, n: int) -> None:
