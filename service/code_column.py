@@ -14,9 +14,8 @@ from pyroaring import BitMap
 
 from service.index import SearchResult
 from service.num_array import NumArray
+from service.ranking import Found
 from service.store import CodeIndex
-
-Found = tuple[np.ndarray, np.ndarray, int]  # (numbers, distances, probes), nearest first
 
 
 class MemberScan:
