@@ -1,31 +1,43 @@
-"""One collection in memory: its id maps and metadata, and the serving (model, index) pair.
+"""One collection in memory: its items (ids and metadata), their filter index, and the serving
+(model, index) pair.
 
-Writers serialise on ``write_lock`` (held across the SQLite commit and the index update), model
-activations on ``activation_lock`` (held across a whole activation, which takes ``write_lock``
-for its last step; never the other way round); searches take no lock (the index publishes
-immutable snapshots to its readers). A new model version arrives as a new ``Serving`` object
-swapped in with one assignment, so a search that already holds the old one finishes on it.
+Writers serialise on ``write_lock`` (held across the SQLite commit and the in-memory update),
+model activations on ``activation_lock`` (held across a whole activation, which takes
+``write_lock`` for its last step; never the other way round); searches take no lock (the index
+publishes immutable snapshots to its readers, the item table and bitmaps are read whole). A new
+model version arrives as a new ``Serving`` object swapped in with one assignment, so a search
+that already holds the old one finishes on it.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 import numpy as np
+from pyroaring import BitMap
 
 from service.backend import Model
+from service.code_column import ColumnedIndex
+from service.filter_index import FilterIndex, matches
+from service.item_table import ItemTable, meta_bytes, parse_metadata
 from service.modalities import Modality
-from service.ranking import Ranked, rank
-from service.store import CodeIndex
+from service.ranking import IndexProbe, Keep, Neighbours, Ranked, rank
+
+# Scanning a filter's items costs one code each; probing the index needs about
+# k * indexed / members candidates until k of them pass, each this many times dearer
+# (measured: benchmarks/serving_memory.py). Scan when that is cheaper.
+PROBE_COST = 30
 
 
 @dataclass
 class Serving:
     version: int
     model: Model
-    index: CodeIndex  # mutated only under CollectionState.write_lock
+    index: ColumnedIndex  # mutated only under CollectionState.write_lock
 
 
 @dataclass
@@ -35,9 +47,8 @@ class CollectionState:
     created_at: float
     serving: Serving | None = None
     applied_seq: int = 0  # every write up to this sequence number is in memory (``sync``)
-    ids: dict[int, str] = field(default_factory=dict)  # num -> user id
-    nums: dict[str, int] = field(default_factory=dict)  # user id -> num
-    meta: dict[int, dict[str, Any]] = field(default_factory=dict)
+    items: ItemTable = field(default_factory=ItemTable)
+    filters: FilterIndex = field(default_factory=FilterIndex)
     write_lock: threading.RLock = field(default_factory=threading.RLock)
     activation_lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -47,18 +58,42 @@ class CollectionState:
 
     @property
     def size(self) -> int:
-        return len(self.nums)
+        return self.items.count
 
-    def forget(self, num: int) -> None:
-        item_id = self.ids.pop(num, None)
-        if item_id is not None and self.nums.get(item_id) == num:  # not a re-created id's
-            del self.nums[item_id]
-        self.meta.pop(num, None)
+    def forget(self, nums: Sequence[int]) -> None:
+        self._unfilter(nums)
+        self.items.drop(nums)
 
-    def remember(self, num: int, item_id: str, metadata: dict[str, Any]) -> None:
-        self.ids[num] = item_id
-        self.nums[item_id] = num
-        self.meta[num] = metadata
+    def remember(self, rows: Sequence[tuple[int, str, dict[str, Any]]]) -> None:
+        """Insert or overwrite (number, id, metadata) rows."""
+        nums = [num for num, _, _ in rows]
+        self._unfilter(nums)  # an overwrite: its old values leave the bitmaps
+        metas = [meta_bytes(m) for _, _, m in rows]
+        self.items.put(nums, [i for _, i, _ in rows], metas)
+        for meta, group in _grouped(nums, metas).items():
+            self.filters.add(group, parse_metadata(meta))
+
+    def reload(self, rows: Iterable[tuple[int, str, str]]) -> None:
+        """Replace every item with ``rows``: (number, id, metadata JSON as stored)."""
+        items, filters = ItemTable(), FilterIndex(self.filters.config)
+        rows = iter(rows)
+        while chunk := list(islice(rows, 10_000)):
+            nums = [num for num, _, _ in chunk]
+            metas = [m.encode() for _, _, m in chunk]
+            items.put(nums, [i for _, i, _ in chunk], metas)
+            for meta, group in _grouped(nums, metas).items():
+                filters.add(group, parse_metadata(meta))
+        items.trim()
+        self.items, self.filters = items, filters  # searches meanwhile read the old ones
+
+    def _unfilter(self, nums: Sequence[int]) -> None:
+        ptrs, records = self.items.locate(np.asarray(nums, np.int64))
+        held: dict[bytes, list[int]] = {}
+        for num, ptr in zip(nums, ptrs.tolist(), strict=True):
+            if ptr >= 0:
+                held.setdefault(records.metadata_json(ptr), []).append(num)
+        for meta, group in held.items():
+            self.filters.remove(group, parse_metadata(meta))
 
     def search(
         self,
@@ -69,24 +104,55 @@ class CollectionState:
         where: dict[str, Any] | None,
         limit: int | None = None,
     ) -> Ranked:
-        """Hits sorted by (distance, id); see ``ranking.rank``."""
+        """Hits sorted by (distance, id); see ``ranking.rank``. A filter's indexed conditions
+        select its items from the bitmaps: few of them are ranked by scanning their codes, many
+        by probing the index and keeping the members."""
+        index = serving.index
+        if not where:
+            return rank(IndexProbe(index, code), self.items, max_distance, k, None, limit)
+        chosen = self.filters.select(where)
+        keep = self._keep(chosen.rest)
+        members = chosen.members
+        neighbours: Neighbours = IndexProbe(index, code)
+        if members is not None:
+            wanted = k or limit or 1
+            if len(members) ** 2 <= PROBE_COST * wanted * len(index):
+                neighbours = index.scan(members, code)
+            else:
+                keep = _both(_member_of(members), keep)
+        return rank(neighbours, self.items, max_distance, k, keep, limit)
 
-        wanted = list((where or {}).items())
+    def _keep(self, rest: list[tuple[str, Any]]) -> Keep | None:
+        """Conditions the bitmaps cannot answer, tested on each candidate's stored metadata."""
+        if not rest:
+            return None
 
-        def keep(num: int) -> bool:
-            meta = self.meta.get(num)
-            if meta is None:  # deleted between the index probe and now
-                return False
-            return all(_matches(meta, key, val) for key, val in wanted)
+        def keep(nums: np.ndarray) -> np.ndarray:
+            ptrs, records = self.items.locate(nums)
+            out = np.zeros(len(nums), bool)
+            for i, ptr in enumerate(ptrs.tolist()):
+                if ptr >= 0:
+                    meta = records.metadata(ptr)
+                    out[i] = all(matches(meta, key, val) for key, val in rest)
+            return out
 
-        chosen = keep if wanted else None
-        return rank(serving.index, code, max_distance, k, chosen, self.ids.get, self.meta, limit)
+        return keep
 
 
-def _matches(meta: dict[str, Any], key: str, wanted: Any) -> bool:
-    """JSON equality: the key must be there (null is a value, not absence), and true is not 1
-    (Python's bool is an int, so == alone would say it is)."""
-    if key not in meta:
-        return False
-    have = meta[key]
-    return isinstance(have, bool) == isinstance(wanted, bool) and have == wanted
+def _member_of(members: BitMap) -> Keep:
+    def keep(nums: np.ndarray) -> np.ndarray:
+        return np.fromiter((n in members for n in nums.tolist()), bool, len(nums))
+
+    return keep
+
+
+def _both(a: Keep, b: Keep | None) -> Keep:
+    return a if b is None else lambda nums: a(nums) & b(nums)
+
+
+def _grouped(nums: Iterable[int], metas: Iterable[bytes]) -> dict[bytes, list[int]]:
+    """Numbers by their metadata JSON."""
+    out: dict[bytes, list[int]] = {}
+    for num, meta in zip(nums, metas, strict=True):
+        out.setdefault(meta, []).append(num)
+    return out

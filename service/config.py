@@ -60,6 +60,12 @@ class Settings(BaseSettings):
     )
     workers: int = Field(1, ge=1, description="Server processes `bitseek serve` starts.")
 
+    # Start-up from saved indexes (service/snapshot.py): each collection's index is saved once
+    # no write has come for this long, and at shutdown; 0 turns saving and loading off.
+    snapshot_settle_s: float = Field(
+        30.0, ge=0, description="Quiet seconds before the indexes are saved (0: never)."
+    )
+
     # SQLite durability: FULL fsyncs the WAL at every commit (survives power loss as well as a
     # killed process); NORMAL survives a killed process but may lose the last commits on power loss.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field("FULL", description="PRAGMA synchronous.")

@@ -1,7 +1,7 @@
 """Following the other servers that share a data directory.
 
 Each server process (a ``uvicorn --workers`` worker, or a ``bitseek serve`` beside another) keeps
-its own models, indexes and id maps, all derived from the shared store. A daemon thread calls
+its own models, indexes and item tables, all derived from the shared store. A daemon thread calls
 ``Registry.sync`` every ``interval_s``: one cheap query when no other process committed, else it
 applies their writes, deletions, new and deleted collections and activated model versions. So a
 write acknowledged by one server is searchable on every server within about one interval plus

@@ -1,21 +1,52 @@
-"""Exact ranking on top of the Hamming index: radius, k, metadata filter and widening.
+"""Exact ranking of one query's neighbours: radius, k, metadata filter and widening.
 
 Order is (distance, id) everywhere, with the user's string id, never the index's numeric one:
 whenever k would cut a distance shell, the whole shell is fetched first, so ties are broken the
-same way whatever the insertion order.
+same way whatever the insertion order. Only the shells that reach the first k are read from the
+item table, and of the shell k cuts only the ids that win are decoded.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 import numpy as np
 
 from service.index import SearchResult
+from service.item_table import ItemTable, Records
 from service.schemas import Hit
 from service.store import CodeIndex
+
+Found = tuple[np.ndarray, np.ndarray, int]  # (numbers, distances, probes), nearest first
+Keep = Callable[[np.ndarray], np.ndarray]  # item numbers -> which pass the filter
+_SMALL = 256  # candidates ranked in plain Python below this; numpy cuts larger sets first
+
+
+class Neighbours(Protocol):
+    """One query's neighbours, each answer sorted by (distance, number)."""
+
+    def __len__(self) -> int: ...  # items it answers from
+    def knn(self, k: int) -> Found: ...
+    def ball(self, radius: int) -> Found: ...
+
+
+@dataclass(slots=True)  # not frozen: built on every search, and frozen init is slower
+class IndexProbe:
+    """A ``CodeIndex`` asked about one code (1, bits // 8)."""
+
+    index: CodeIndex
+    code: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def knn(self, k: int) -> Found:
+        return _unpack(self.index.search_knn(self.code, k))
+
+    def ball(self, radius: int) -> Found:
+        return _unpack(self.index.search_radius(self.code, radius))
 
 
 @dataclass(frozen=True)
@@ -27,63 +58,75 @@ class Ranked:
     matched: int  # hits before cutting to k (or to ``limit`` for a radius-only search)
 
 
-def _order(hit: tuple[int, str, int]) -> tuple[int, str]:
-    return hit[0], hit[1]
-
-
-def _unpack(result: SearchResult) -> tuple[np.ndarray, np.ndarray, int]:
+def _unpack(result: SearchResult) -> Found:
     hits = result[0]  # CSR over queries; we send one
     ids = np.asarray(hits.ids, dtype=np.int64)
     return ids, np.asarray(hits.distances, dtype=np.int64), int(result.stats.probes)
 
 
+def _first(
+    n: int | None, dists: np.ndarray, ptrs: np.ndarray, records: Records
+) -> tuple[list[tuple[int, bytearray, int]], int]:
+    """The first ``n`` (all: None) of the live candidates (pointer >= 0) as (distance, id bytes,
+    pointer) in (distance, id) order, and how many candidates are live."""
+    live = None
+    if n is not None and len(ptrs) > _SMALL:  # many: numpy keeps the shells that reach n
+        keep = ptrs >= 0
+        dists, ptrs = dists[keep], ptrs[keep]
+        live = len(ptrs)
+        if live > n:
+            inside = dists <= np.partition(dists, n - 1)[n - 1]
+            dists, ptrs = dists[inside], ptrs[inside]
+    pairs = [(d, p) for d, p in zip(dists.tolist(), ptrs.tolist(), strict=True) if p >= 0]
+    if n is None or len(pairs) <= n:
+        out = [(d, records.key(p), p) for d, p in pairs]
+    else:
+        cut = sorted(d for d, _ in pairs)[n - 1]
+        out = [(d, records.key(p), p) for d, p in pairs if d < cut]
+        # of the shell n cuts only the smallest ids are hits: decode no other
+        shell = sorted([(records.key(p), p) for d, p in pairs if d == cut])
+        out += [(cut, key, p) for key, p in shell[: n - len(out)]]
+    out.sort()
+    return out, len(pairs) if live is None else live
+
+
 def rank(
-    index: CodeIndex,
-    code: np.ndarray,
+    neighbours: Neighbours,
+    items: ItemTable,
     max_distance: int | None,
     k: int | None,
-    keep: Callable[[int], bool] | None,
-    id_of: Callable[[int], str | None],
-    meta: Mapping[int, dict[str, Any]],
+    keep: Keep | None,
     limit: int | None = None,
 ) -> Ranked:
     """Items within ``max_distance`` (inclusive), at most ``k`` of them; when the ball holds
     fewer than ``k`` that pass the filter, widen exactly, in distance order, until it has ``k``
     or the collection is exhausted. With only ``k``: the ``k`` nearest. A radius-only search
-    returns at most ``limit`` hits (``matched`` still counts them all)."""
+    returns at most ``limit`` hits (``matched`` still counts them all). Items that ``items`` no
+    longer holds (deleted since the index answered) are left out."""
     probes = 0
     matched = 0
+    records = Records(bytearray())
+    n = k if k is not None else limit
 
-    def collect(ids: np.ndarray, dists: np.ndarray) -> list[tuple[int, str, int]]:
-        nonlocal matched
-        matched = len(ids)
-        if k is None and limit is not None and keep is None and len(ids) > limit:
-            # only the shells that can reach the first ``limit`` need ids and sorting
-            cut = int(np.partition(dists, limit - 1)[limit - 1])
-            inside = dists <= cut
-            ids, dists = ids[inside], dists[inside]
-        out = []
-        for num, dist in zip(ids.tolist(), dists.tolist(), strict=True):
-            item_id = id_of(num)  # None: deleted since the index answered
-            if item_id is not None and (keep is None or keep(num)):
-                out.append((dist, item_id, num))
-        out.sort(key=_order)
+    def collect(ids: np.ndarray, dists: np.ndarray) -> list[tuple[int, bytearray, int]]:
+        nonlocal matched, records
+        ptrs, records = items.locate(ids)
         if keep is not None:
-            matched = len(out)
-        return out
+            ptrs[~keep(ids)] = -1
+        found, matched = _first(n, dists, ptrs, records)
+        return found
 
-    def done(found: list[tuple[int, str, int]], widened: bool, searched: int) -> Ranked:
-        # metadata only for what is returned
-        n = k if k is not None else limit
+    def done(found: list[tuple[int, bytearray, int]], widened: bool, searched: int) -> Ranked:
+        # ids decoded and metadata parsed only for what is returned
         hits = [
-            Hit.model_construct(id=item_id, distance=d, metadata=meta.get(num, {}))
-            for d, item_id, num in found[:n]
+            Hit.model_construct(id=key.decode(), distance=d, metadata=records.metadata(p))
+            for d, key, p in found[:n]
         ]
         return Ranked(hits, probes, widened, searched, max(matched, len(found)))
 
-    total = len(index)
+    total = len(neighbours)
     if max_distance is not None:
-        ids, dists, p = _unpack(index.search_radius(code, max_distance))
+        ids, dists, p = neighbours.ball(max_distance)
         probes += p
         hits = collect(ids, dists)
         if k is None or len(hits) >= k or len(ids) >= total:
@@ -91,9 +134,9 @@ def rank(
     assert k is not None
     want = k
     while True:
-        total = len(index)  # again each pass: a deletion meanwhile would leave it out of reach
+        total = len(neighbours)  # again each pass: a deletion meanwhile would leave it out of reach
         asked = min(want + 1, max(total, 1))
-        ids, dists, p = _unpack(index.search_knn(code, asked))
+        ids, dists, p = neighbours.knn(asked)
         probes += p
         if len(ids) == 0:
             return done([], False, max_distance or 0)
@@ -106,7 +149,7 @@ def rank(
             # the extra neighbour proves every shell below ``last`` is complete
             ids, dists, searched = ids[dists < last], dists[dists < last], last - 1
         else:  # k cuts the shell at ``last``: fetch all of it
-            ids, dists, p = _unpack(index.search_radius(code, last))
+            ids, dists, p = neighbours.ball(last)
             probes += p
             searched = last
             exhausted = len(ids) >= total

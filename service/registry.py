@@ -1,13 +1,13 @@
 """Collections: create, delete, load at start-up, item writes, and model-version swaps.
 
-The SQLite store is the truth; the in-memory state (id maps, metadata, index) is rebuilt from it
-at start-up, and every write commits to SQLite before it touches memory, so a request is only
-acknowledged once its data is durable.
+The SQLite store is the truth; the in-memory state (item table, filter bitmaps, index) is rebuilt
+from it at start-up (the index from its snapshot when nothing was written since it was saved), and
+every write commits to SQLite before it touches memory, so a request is only acknowledged once its
+data is durable.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -22,7 +22,9 @@ from typing import Any
 
 import numpy as np
 
+from service import snapshot
 from service.backend import Backend, Model
+from service.code_column import ColumnedIndex
 from service.collection import CollectionState, Serving
 from service.config import InputLimits
 from service.errors import Conflict, InvalidInput, NotFound, Unavailable, model_rejected
@@ -80,6 +82,7 @@ class Registry:
         limits: InputLimits,
         index_factory: IndexFactory = default_index_factory,
         run_model: RunModel = infer,
+        snapshots: bool = False,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -88,6 +91,7 @@ class Registry:
         self.limits = limits
         self.index_factory = index_factory
         self.run_model = run_model  # the server's ModelRunner.call; offline, a direct call
+        self.snapshots = snapshots  # start from saved indexes (service/snapshot.py)
         self.states: dict[str, CollectionState] = {}
         self.broken: dict[str, str] = {}  # collection -> why its model could not be loaded
         self._create_lock = threading.Lock()
@@ -150,31 +154,50 @@ class Registry:
             if version is not None:
                 model = self._load_model(state, version)
                 stale = self.store.stale_nums(state.name, version)
-                codes = {
-                    num: code for num, _, _, code in keys if code is not None and num not in stale
-                }
-                if stale:
-                    log.warning("collection %s: re-encoding %d item(s)", state.name, len(stale))
-                    fresh = self._encode_nums(state, model, stale)
-                    if store_fresh:
-                        self.store.set_codes(state.name, version, sorted(fresh.items()), version)
-                    codes.update(fresh)
-                present = [(n, codes[n]) for n, _, _, _ in keys if n in codes]
-                serving = Serving(version, model, self._build_index(model.bits, present))
+                index = self._saved_index(state, version, model.bits, seen, len(keys), stale)
+                if index is None:
+                    present = [
+                        (num, code)
+                        for num, _, _, code in keys
+                        if code is not None and num not in stale
+                    ]
+                    if stale:
+                        log.warning("collection %s: re-encoding %d item(s)", state.name, len(stale))
+                        fresh = self._encode_nums(state, model, stale)
+                        if store_fresh:
+                            self.store.set_codes(
+                                state.name, version, sorted(fresh.items()), version
+                            )
+                        present += fresh.items()
+                    index = self._build_index(model.bits, present)
+                serving = Serving(version, model, index)
                 log.info("collection %s: model v%d, %d items", state.name, version, len(keys))
         except Exception as exc:  # one broken model must not stop the others from serving
             log.exception("collection %s: cannot load model v%s", state.name, version)
             self.broken[state.name] = f"model v{version}: {exc}"
         with state.write_lock:
-            state.ids.clear()
-            state.nums.clear()
-            state.meta.clear()
-            for num, item_id, meta_json, _ in keys:
-                state.remember(num, item_id, _loads(meta_json))
+            state.reload((num, item_id, meta_json) for num, item_id, meta_json, _ in keys)
             if serving is not None:
                 state.serving = serving
                 self.broken.pop(state.name, None)
             state.applied_seq = seen
+
+    def _saved_index(
+        self, state: CollectionState, version: int, bits: int, seq: int, items: int, stale: set[int]
+    ) -> ColumnedIndex | None:
+        """The index saved once writes settled, if it holds exactly what the store does."""
+        if not self.snapshots or stale:  # stale codes: the store needs them re-encoded anyway
+            return None
+        directory = self.collection_dir(state.name) / "index"
+        inner = snapshot.load(directory, state.name, version, bits, seq, items)
+        if inner is None:
+            return None
+        ids, codes = inner.codes()
+        return ColumnedIndex.holding(inner, bits, ids, codes)
+
+    def caught_up(self) -> bool:
+        """Every other process's commit so far is applied in memory (none since ``sync``)."""
+        return self.store.outside_commits() == self._synced
 
     # following other servers ------------------------------------------------------------------
     def sync(self, force: bool = False) -> None:
@@ -222,14 +245,14 @@ class Registry:
             if not rows and not gone:
                 return
             serving = state.serving
-            for _, num in gone:  # first: a deleted id may have been written again since
-                if num in state.ids and serving is not None:
-                    serving.index.remove(np.asarray([num], dtype=np.int64))
-                state.forget(num)
+            # first: a deleted id may have been written again since
+            if gone and serving is not None:
+                serving.index.remove(np.asarray([num for _, num in gone], dtype=np.int64))
+            state.forget([num for _, num in gone])
+            state.remember([(row.num, row.id, row.metadata) for row in rows])
             codes: dict[int, bytes] = {}
             stale = []
             for row in rows:
-                state.remember(row.num, row.id, row.metadata)
                 code = row.code_under(serving.version) if serving is not None else None
                 if code is not None:
                     codes[row.num] = code
@@ -270,8 +293,8 @@ class Registry:
             )
         return model
 
-    def _build_index(self, bits: int, codes: Sequence[tuple[int, bytes]]) -> CodeIndex:
-        index = self.index_factory(bits)
+    def _build_index(self, bits: int, codes: Sequence[tuple[int, bytes]]) -> ColumnedIndex:
+        index = ColumnedIndex(self.index_factory(bits), bits)
         if codes:
             ids = np.fromiter((num for num, _ in codes), dtype=np.int64, count=len(codes))
             packed = np.frombuffer(b"".join(code for _, code in codes), dtype=np.uint8)
@@ -428,8 +451,9 @@ class Registry:
                         nums = np.asarray([num for num, _ in rows], dtype=np.int64)
                         flat = np.frombuffer(b"".join(c for c in codes if c), dtype=np.uint8)
                         serving.index.add(nums, flat.reshape(len(rows), -1))
-                    for (num, _), item in zip(rows, batch, strict=True):
-                        state.remember(num, item.id, item.metadata)
+                    state.remember(
+                        [(num, i.id, i.metadata) for (num, _), i in zip(rows, batch, strict=True)]
+                    )
                     return len(batch), version, seq
             except VersionMoved:  # another server activated a version: follow it, encode again
                 self.sync(force=True)
@@ -451,7 +475,7 @@ class Registry:
             serving = state.serving
             if serving is not None:
                 serving.index.remove(np.asarray([num], dtype=np.int64))
-            state.forget(num)
+            state.forget([num])
 
     def get_item(self, name: str, item_id: str) -> tuple[CollectionState, ItemRow]:
         state = self.get(name)
@@ -508,12 +532,14 @@ class Registry:
             if self.states.get(name) is not state:
                 raise NotFound(f"collection {name!r} was deleted", "collection")
             delta = self._encode_rows(state, model, self.store.iter_items(name, seen))
-            missing = {n for n in state.ids if n not in codes and n not in delta}
+            live = state.items.nums()
+            coded = np.fromiter([*codes, *delta], np.int64, len(codes) + len(delta))
+            missing = set(np.setdiff1d(live, coded).tolist())
             if missing:  # not expected: every item is in the staged codes or the delta
                 delta.update(self._encode_nums(state, model, missing))
-            gone = [n for n in codes if n not in state.ids]  # deleted since they were staged
-            if gone:
-                index.remove(np.asarray(gone, dtype=np.int64))
+            gone = np.setdiff1d(np.fromiter(codes, np.int64, len(codes)), live)
+            if len(gone):  # deleted since they were staged
+                index.remove(gone)
             if delta:
                 nums = np.fromiter(delta, dtype=np.int64, count=len(delta))
                 packed = np.frombuffer(b"".join(delta.values()), dtype=np.uint8)
@@ -523,7 +549,7 @@ class Registry:
                 name, version, sorted(delta.items()), active=version, record=record
             )
             state.serving = Serving(version, model, index)  # the swap: one assignment
-            count = len(state.ids)
+            count = state.size
         self.broken.pop(name, None)
         log.info("collection %s now serves model v%d (%d items)", name, version, count)
 
@@ -550,8 +576,3 @@ def _check_copied_spec(spec: dict[str, Any], source: CollectionState, bits: int)
                 " it out to take the model's",
                 key,
             )
-
-
-def _loads(text: str) -> dict[str, Any]:
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}

@@ -17,6 +17,7 @@ from service.jobs import JobManager
 from service.model_runner import ModelRunner
 from service.prometheus import Metrics
 from service.registry import IndexFactory, Registry, default_index_factory
+from service.snapshot import Snapshotter
 from service.sqlite_store import SqliteStore
 from service.store import ItemStore
 from training.device import resolve_device
@@ -34,6 +35,7 @@ class Runtime:
     models: ModelRunner
     metrics: Metrics
     follower: Follower
+    snapshots: Snapshotter | None  # None: indexes are not saved
     insights: InsightsCache = field(default_factory=InsightsCache)  # model pictures, on disk
 
     @classmethod
@@ -65,19 +67,25 @@ class Runtime:
             settings.input_limits,
             index_factory or default_index_factory,
             run_model=models.call,
+            # another backend keeps its own durability; only HammingIndex is saved here
+            snapshots=settings.snapshot_settle_s > 0 and index_factory is None,
         )
         registry.load()
         _warm_up(registry.index_factory)
         jobs = JobManager(registry, settings.torch_threads)
         follower = Follower(registry, settings.sync_interval_ms / 1000.0)
         follower.start()
+        snapshots = None
+        if registry.snapshots:
+            snapshots = Snapshotter(registry, settings.snapshot_settle_s)
+            snapshots.start()
         log.info(
             "bitseek ready on %s: %d collection(s) in %s",
             device,
             len(registry.states),
             settings.data_dir,
         )
-        return cls(settings, device, store, registry, jobs, models, metrics, follower)
+        return cls(settings, device, store, registry, jobs, models, metrics, follower, snapshots)
 
     def snapshot(self) -> dict[str, Any]:
         states = list(self.registry.states.values())
@@ -93,6 +101,8 @@ class Runtime:
         self.follower.stop()
         self.jobs.shutdown()  # before the models: a job applying its result still encodes
         await self.models.close()
+        if self.snapshots is not None:  # after the jobs: an applied result is saved too
+            self.snapshots.stop()
         self.store.close()
 
 

@@ -30,6 +30,7 @@ from service.store import (
     SnapshotRow,
     VersionMoved,
     VersionRecord,
+    metadata_json,
 )
 
 SCHEMA = """
@@ -176,7 +177,7 @@ class SqliteStore:
                 old = c.execute(
                     "SELECT num FROM items WHERE collection = ? AND id = ?", (collection, item.id)
                 ).fetchone()
-                meta = json.dumps(item.metadata)
+                meta = metadata_json(item.metadata)
                 if old is None:
                     cur = c.execute(
                         "INSERT INTO items(collection, id, payload, metadata, code, version, seq)"

@@ -13,6 +13,7 @@ and version swaps sit above them), so a second backend implements both and nothi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,3 +177,9 @@ class CodeIndex(Protocol):
     def remove(self, ids: np.ndarray) -> int: ...
     def search_radius(self, codes: np.ndarray, max_distance: int) -> SearchResult: ...
     def search_knn(self, codes: np.ndarray, k: int) -> SearchResult: ...
+
+
+def metadata_json(metadata: dict[str, Any]) -> str:
+    """Metadata as stored and as held in memory: compact JSON, non-ASCII kept as it is (every
+    byte counts a million times over)."""
+    return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)

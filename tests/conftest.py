@@ -186,6 +186,12 @@ class FakeBackend:
         return FakeModel(modality, int(settings.get("bits", 16)), shape, seed, {"loss": 0.1})
 
 
+def held_items(state: Any) -> dict[str, dict[str, Any]]:
+    """id -> metadata of every item a ``CollectionState`` holds in memory."""
+    ptrs, records = state.items.locate(state.items.nums())
+    return {records.id(p): records.metadata(p) for p in ptrs.tolist()}
+
+
 # factories ---------------------------------------------------------------------------------
 WORDS = (
     "space orbit rocket launch nasa moon planet hockey goal team season player game puck "

@@ -20,7 +20,7 @@ from service.importer import read_items, write_batch
 from service.main import create_app
 from service.registry import NewItem, Registry
 from service.sqlite_store import SqliteStore
-from tests.conftest import FakeBackend, make_settings, make_texts
+from tests.conftest import FakeBackend, held_items, make_settings, make_texts
 from tests.service import serve
 
 
@@ -137,7 +137,7 @@ def test_bitseek_import_reads_datasets_into_a_data_directory(data_dir: Path) -> 
     )
     registry.load()
     state, serving = registry.serving("docs")
-    assert state.size == 40 + 30 and state.meta[state.nums["ds3"]] == {"label": "a"}
+    assert state.size == 40 + 30 and held_items(state)["ds3"] == {"label": "a"}
     code = serving.model.encode([records[3]["text"]])
     found = state.search(serving, code, 0, None, None, 1000)
     assert "ds3" in {hit.id for hit in found.hits}

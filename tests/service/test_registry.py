@@ -13,7 +13,7 @@ import pytest
 from service.config import InputLimits
 from service.registry import NewItem, Registry
 from service.sqlite_store import SqliteStore
-from tests.conftest import FakeBackend, FakeModel
+from tests.conftest import FakeBackend, FakeModel, held_items
 
 
 def _open(data_dir: Path) -> Registry:
@@ -40,7 +40,8 @@ def _check_consistent(registry: Registry, version: int) -> None:
     expect = serving.model.encode(texts)
     for row, code in zip(rows, expect, strict=True):
         assert row.version == version and row.code == bytes(code), row.id
-    assert sorted(state.ids) == [r.num for r in rows]
+    assert state.items.nums().tolist() == sorted(r.num for r in rows)
+    assert held_items(state) == {r.id: r.metadata for r in rows}
     found = serving.index.search_radius(np.zeros((1, 2), np.uint8), 16)[0]
     assert sorted(found.ids.tolist()) == [r.num for r in rows]
 
@@ -102,7 +103,8 @@ def test_writes_during_an_activation_land_in_the_new_version(data_dir: Path) -> 
     version = _new_version(registry, seed=6)
     registry.activate("docs", version)
     _check_consistent(registry, version)
-    assert "t002" not in registry.get("docs").nums and "new" in registry.get("docs").nums
+    held = held_items(registry.get("docs"))
+    assert "t002" not in held and "new" in held
     store.close()
     reopened = _open(data_dir)
     _check_consistent(reopened, version)
@@ -137,17 +139,17 @@ def test_an_activation_that_dies_before_its_commit_changes_nothing(data_dir: Pat
 def test_servers_sharing_a_store_follow_each_other(data_dir: Path) -> None:
     one, two = _open(data_dir), _open(data_dir)
     _, _, seq = one.upsert("docs", [NewItem("new", "space orbit rocket", {"k": 1}, "x")])
-    assert "new" not in two.get("docs").nums
+    assert "new" not in held_items(two.get("docs"))
     two.sync()
     state, serving = two.serving("docs")
-    assert state.nums["new"] and state.meta[state.nums["new"]] == {"k": 1}
+    assert held_items(state)["new"] == {"k": 1}
     assert state.applied_seq >= seq
     code = serving.model.encode(["space orbit rocket"])
     found = state.search(serving, code, 0, None, None, 100)
     assert "new" in {hit.id for hit in found.hits}
     one.delete_item("docs", "new")
     two.sync()
-    assert "new" not in two.get("docs").nums
+    assert "new" not in held_items(two.get("docs"))
     # a version activated through one: a write through two, still serving the old model, is
     # refused by the store, and two follows the new version and encodes the write again
     version = _new_version(one, seed=5)

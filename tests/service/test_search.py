@@ -9,8 +9,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from service.code_column import ColumnedIndex
+from service.collection import CollectionState, Serving
+from service.config import InputLimits
 from service.index import HammingIndex
-from service.ranking import rank
+from service.item_table import ItemTable
+from service.modalities import modality_of
+from service.ranking import IndexProbe, rank
 from tests.conftest import FakeModel, make_images, make_texts, png_b64
 
 
@@ -41,18 +46,33 @@ def _brute(
     return rows[:k]
 
 
+def _state(
+    bits: int, nums: np.ndarray, codes: np.ndarray, ids: list[str], meta: list[dict[str, Any]]
+) -> tuple[CollectionState, Serving]:
+    """A collection in memory holding the items, with a real index."""
+    state = CollectionState("c", modality_of("vector", {"dim": 2}, InputLimits()), 0.0)
+    index = ColumnedIndex(HammingIndex(bits), bits)
+    index.add(nums, codes)
+    state.remember(list(zip(nums.tolist(), ids, meta, strict=True)))
+    serving = Serving(1, FakeModel("vector", bits, (2,)), index)
+    state.serving = serving
+    return state, serving
+
+
+@pytest.mark.parametrize("probe_cost", [0, 10**9])  # filters: probe the index / scan members
 @pytest.mark.parametrize("bits", [8, 16])
-def test_rank_matches_brute_force(bits: int) -> None:
+def test_rank_matches_brute_force(
+    bits: int, probe_cost: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Many ties (short codes), random radius / k / filters, string ids unlike numeric ones."""
+    monkeypatch.setattr("service.collection.PROBE_COST", probe_cost)
     rng = np.random.RandomState(bits)
     n = 400
     codes = rng.randint(0, 256, size=(n, bits // 8)).astype(np.uint8)
     nums = rng.permutation(10 * n)[:n].astype(np.int64)
     ids = [f"id{rng.randint(10**6):06d}-{i}" for i in range(n)]
     meta = [{"g": int(rng.randint(3)), "odd": bool(i % 2)} for i in range(n)]
-    index = HammingIndex(bits)
-    index.add(nums, codes)
-    by_num = {int(num): i for i, num in enumerate(nums)}
+    state, serving = _state(bits, nums, codes, ids, meta)
     for trial in range(60):
         q = rng.randint(0, 256, size=(1, bits // 8)).astype(np.uint8)
         max_distance = None if trial % 3 == 0 else int(rng.randint(0, bits // 2))
@@ -60,22 +80,10 @@ def test_rank_matches_brute_force(bits: int) -> None:
         where = None if trial % 2 else {"g": int(rng.randint(3))}
         if trial % 7 == 0:
             where = {"g": 99}  # nothing matches: exhausts the collection
-
-        def keep(num: int, where: Any = where) -> bool:
-            m = meta[by_num[num]]
-            return where is None or all(m.get(key) == v for key, v in where.items())
-
-        got = rank(
-            index,
-            q,
-            max_distance,
-            k,
-            keep,
-            lambda num: ids[by_num[num]],
-            {int(num): meta[i] for i, num in enumerate(nums)},
-        )
+        got = state.search(serving, q, max_distance, k, where)
         expect = _brute(codes, ids, meta, q, max_distance, k, where)
         assert [(h.distance, h.id) for h in got.hits] == expect, (trial, max_distance, k, where)
+        assert all(h.metadata == meta[ids.index(h.id)] for h in got.hits)
         if max_distance is not None:
             beyond = any(h.distance > max_distance for h in got.hits)
             assert got.widened or not beyond  # going past the radius is always reported
@@ -223,11 +231,10 @@ def test_radius_only_rank_cut_to_a_limit_is_the_exact_prefix(limit: int) -> None
     codes = rng.randint(0, 256, size=(n, 1)).astype(np.uint8)
     nums = np.arange(n, dtype=np.int64)
     ids = [f"x{rng.randint(10**6):06d}-{i}" for i in range(n)]
-    index = HammingIndex(bits)
-    index.add(nums, codes)
+    state, serving = _state(bits, nums, codes, ids, [{}] * n)
     for radius in (0, 3, 8):
         q = rng.randint(0, 256, size=(1, 1)).astype(np.uint8)
-        got = rank(index, q, radius, None, None, lambda num: ids[num], {}, limit)
+        got = state.search(serving, q, radius, None, None, limit)
         expect = _brute(codes, ids, [{}] * n, q, radius, None, None)
         assert [(h.distance, h.id) for h in got.hits] == expect[:limit]
         assert got.matched == len(expect)
@@ -265,5 +272,12 @@ def test_a_widening_search_ends_when_items_are_deleted_meanwhile(max_distance: i
     index.add(np.arange(n, dtype=np.int64), rng.randint(0, 256, size=(n, 2)).astype(np.uint8))
     deleting = _DeletingIndex(index)
     q = rng.randint(0, 256, size=(1, 2)).astype(np.uint8)
-    got = rank(deleting, q, max_distance, 5, lambda num: False, str, {})  # the filter: no match
+    items = ItemTable()
+    items.put(range(n), [str(i) for i in range(n)], [b"{}"] * n)
+    probe = IndexProbe(deleting, q)  # type: ignore[arg-type]
+
+    def none(nums: np.ndarray) -> np.ndarray:  # the filter: no match
+        return np.zeros(len(nums), bool)
+
+    got = rank(probe, items, max_distance, 5, none)
     assert got.hits == [] and deleting.knn_calls < 100
