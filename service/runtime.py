@@ -16,8 +16,8 @@ from service.insights import InsightsCache
 from service.jobs import JobManager
 from service.model_runner import ModelRunner
 from service.prometheus import Metrics
-from service.registry import IndexFactory, Registry, default_index_factory
-from service.sqlite_store import SqliteStore
+from service.registry import IndexFactory, Registry
+from service.storage import open_storage
 from service.store import ItemStore
 from training.device import resolve_device
 
@@ -47,8 +47,8 @@ class Runtime:
         device = resolve_device(settings.device)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(settings.data_dir / "bitseek.sqlite3", settings.sqlite_synchronous)
+        storage = open_storage(settings)
+        store = storage.store
         failed = store.fail_unfinished_jobs()
         if failed:
             log.warning("%d retraining job(s) were interrupted by the last shutdown", failed)
@@ -63,7 +63,7 @@ class Runtime:
             settings.data_dir,
             device,
             settings.input_limits,
-            index_factory or default_index_factory,
+            index_factory or storage.index_factory,
             run_model=models.call,
         )
         registry.load()

@@ -13,6 +13,7 @@ and version swaps sit above them), so a second backend implements both and nothi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,3 +177,16 @@ class CodeIndex(Protocol):
     def remove(self, ids: np.ndarray) -> int: ...
     def search_radius(self, codes: np.ndarray, max_distance: int) -> SearchResult: ...
     def search_knn(self, codes: np.ndarray, k: int) -> SearchResult: ...
+
+
+def owner_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` runs on this machine (this process counts: its jobs are live)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
