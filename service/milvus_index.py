@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from service.index import CodeWidthError, SearchResult, SearchStats
+from service.index import CodeWidthError, HammingIndexError, SearchResult, SearchStats
 from service.milvus_client import MAX_LIMIT, STRONG, int_list
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,9 @@ class MilvusIndex:
         nums = np.asarray(ids)
         packed = self._check(codes, "codes")
         if nums.ndim != 1 or nums.dtype.kind not in "iu":
-            raise CodeWidthError(f"ids must be one-dimensional integers, got {nums.dtype}")
+            raise HammingIndexError(f"ids must be one-dimensional integers, got {nums.dtype}")
         if nums.shape[0] != packed.shape[0]:
-            raise CodeWidthError(
+            raise HammingIndexError(
                 f"ids has {nums.shape[0]} entries but codes has {packed.shape[0]} rows"
             )
         if nums.size == 0:
@@ -118,15 +118,15 @@ class MilvusIndex:
     # searches ------------------------------------------------------------------------------
     def search_radius(self, codes: np.ndarray, max_distance: int) -> SearchResult:
         if isinstance(max_distance, bool) or not isinstance(max_distance, int | np.integer):
-            raise CodeWidthError(f"max_distance must be an integer, got {max_distance!r}")
+            raise HammingIndexError(f"max_distance must be an integer, got {max_distance!r}")
         if max_distance < 0:
-            raise CodeWidthError(f"max_distance must be >= 0, got {max_distance}")
+            raise HammingIndexError(f"max_distance must be >= 0, got {max_distance}")
         top = min(int(max_distance), self.bits)
         return self._batch(codes, lambda q, calls: self._ball(q, 0, top, calls))
 
     def search_knn(self, codes: np.ndarray, k: int) -> SearchResult:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-            raise CodeWidthError(f"k must be >= 1, got {k!r}")
+            raise HammingIndexError(f"k must be >= 1, got {k!r}")
         return self._batch(codes, lambda q, calls: self._knn(q, int(k), calls))
 
     def _batch(self, codes: np.ndarray, one: Any) -> SearchResult:
