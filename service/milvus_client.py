@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import warnings
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -30,15 +33,43 @@ class MilvusLimit(ValueError):
     """A value Milvus would store wrongly (or refuse after a long retry): refused before sending."""
 
 
+_lite_users: Counter[str] = Counter()  # open clients per Milvus Lite file in this process
+_lite_lock = threading.Lock()
+
+
 def connect(uri: str, token: str | None, timeout: float) -> Any:
     """A ``MilvusClient``: a local ``*.db`` path opens Milvus Lite (one process per file), an
-    ``http(s)://`` URI a standalone server, a cluster or Zilliz Cloud."""
+    ``http(s)://`` URI a standalone server, a cluster or Zilliz Cloud. Pair with ``disconnect``."""
     with warnings.catch_warnings():
         # milvus_lite 2.5 imports pkg_resources, which warns on import
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
         from pymilvus import MilvusClient
 
-        return MilvusClient(uri=uri, token=token or "", timeout=timeout)
+        with _lite_lock:
+            client = MilvusClient(uri=uri, token=token or "", timeout=timeout)
+            if is_lite(uri):
+                _lite_users[_lite_key(uri)] += 1
+        return client
+
+
+def disconnect(client: Any, uri: str) -> None:
+    """Close ``client``; the last client of a Milvus Lite file also stops its server process
+    (pymilvus keeps it running until the interpreter exits otherwise)."""
+    client.close()
+    if not is_lite(uri):
+        return
+    with _lite_lock:
+        key = _lite_key(uri)
+        _lite_users[key] -= 1
+        if _lite_users[key] <= 0:
+            del _lite_users[key]
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(key)
+
+
+def _lite_key(uri: str) -> str:
+    return str(Path(uri).absolute().resolve())
 
 
 def is_lite(uri: str) -> bool:

@@ -47,6 +47,7 @@ from service.milvus_client import (
     add_dummy_vector,
     check_varchar,
     connect,
+    disconnect,
     id_key,
     int_list,
     is_lite,
@@ -114,7 +115,7 @@ class MilvusStore:
 
     def close(self) -> None:
         with self._lock:
-            self.client.close()
+            disconnect(self.client, self.uri)
 
     # Milvus plumbing ---------------------------------------------------------------------
     def _create_meta(self) -> None:

@@ -27,6 +27,9 @@ from PIL import Image
 from models.code_width import CODE_WIDTHS
 
 TEXT_DIM = 256
+# The storage backend the service tests run on: BITSEEK_TEST_BACKEND=milvus runs them on Milvus
+# Lite (tests/service/test_store_contract.py runs the store contract on both, always).
+TEST_BACKEND = os.environ.get("BITSEEK_TEST_BACKEND", "local")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -233,10 +236,11 @@ def seed_collections(data_dir: Path) -> None:
     16 bits), vecs (8-d vectors, 16 bits), each with a few items."""
     from service.config import InputLimits
     from service.registry import NewItem, Registry
-    from service.sqlite_store import SqliteStore
+    from service.storage import open_storage
 
-    store = SqliteStore(data_dir / "bitseek.sqlite3")
-    registry = Registry(store, FakeBackend(), data_dir, "cpu", InputLimits())
+    storage = open_storage(make_settings(data_dir))
+    store = storage.store
+    registry = Registry(store, FakeBackend(), data_dir, "cpu", InputLimits(), storage.index_factory)
     registry.create("docs", "text", {"bits": 32, "description": "test texts"})
     registry.install_model("docs", FakeModel("text", 32, ()))
     texts = make_texts(40)
@@ -276,6 +280,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Any:
         "admin_token": "test-token",
         "sqlite_synchronous": "NORMAL",  # tests do not need power-loss durability
         "batch_max_wait_ms": 0.0,
+        "backend": TEST_BACKEND,
     }
     base.update(overrides)
     return Settings(**base)
