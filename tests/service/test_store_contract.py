@@ -227,3 +227,16 @@ def test_one_job_per_collection_until_its_owner_dies(store: ItemStore) -> None:
     assert store.claim_job(_job("j3", owner=os.getpid())) is None
     failed = store.get_job("j1")
     assert failed is not None and failed["state"] == "failed"
+
+
+def test_a_collection_larger_than_one_milvus_page_is_read_whole(store: ItemStore) -> None:
+    """Reads of a whole collection page by item numbers; no page may be cut by Milvus' cap."""
+    store.create_collection("c", "text", {})
+    n = 33_000  # two full windows of item numbers
+    for start in range(0, n, 5500):
+        store.upsert_items(
+            "c", [ItemWrite(f"i{i}", b"x", {}, b"\x01") for i in range(start, start + 5500)], None
+        )
+    assert len(store.item_keys("c")) == n
+    assert sum(len(chunk) for chunk in store.iter_items("c")) == n
+    assert len(store.stale_nums("c", 1)) == n
