@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -265,9 +266,17 @@ def seed_collections(data_dir: Path) -> None:
     store.close()
 
 
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``seed_collections`` run once per session (seconds on Milvus Lite); tests get copies."""
+    template = tmp_path_factory.mktemp("seeded")
+    seed_collections(template)
+    return template
+
+
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    seed_collections(tmp_path)
+def data_dir(tmp_path: Path, seeded_template: Path) -> Path:
+    shutil.copytree(seeded_template, tmp_path, dirs_exist_ok=True)
     return tmp_path
 
 
