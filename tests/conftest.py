@@ -33,6 +33,24 @@ TEXT_DIM = 256
 TEST_BACKEND = os.environ.get("BITSEEK_TEST_BACKEND", "local")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On BITSEEK_TEST_BACKEND=milvus, skip the tests marked ``local_backend`` (with reasons)."""
+    if TEST_BACKEND == "local":
+        return
+    for item in items:
+        marker = item.get_closest_marker("local_backend")
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"local backend only: {reason}"))
+
+
+def open_test_store(data_dir: Path) -> Any:
+    """The ItemStore the service tests run on (BITSEEK_TEST_BACKEND), over ``data_dir``."""
+    from service.storage import open_storage
+
+    return open_storage(make_settings(data_dir)).store
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Starlette asks for its httpx fork in TestClient; the plain httpx it still supports is fine
     config.addinivalue_line(

@@ -13,7 +13,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.main import create_app
-from tests.conftest import ADMIN, FakeBackend, FakeModel, make_settings, wait_for_job
+from tests.conftest import (
+    ADMIN,
+    FakeBackend,
+    FakeModel,
+    make_settings,
+    open_test_store,
+    wait_for_job,
+)
 
 
 def test_retrain_swaps_in_a_new_version_while_searches_continue(client: TestClient) -> None:
@@ -199,9 +206,12 @@ def test_shutdown_records_the_cancelled_job_before_closing_the_store(
             assert time.monotonic() < deadline
             time.sleep(0.05)
     assert errors == []
-    with sqlite3.connect(data_dir / "bitseek.sqlite3") as conn:
-        row = conn.execute("SELECT state, error FROM jobs WHERE id = ?", (job_id,)).fetchone()
-    assert row == ("cancelled", "server shutting down")
+    store = open_test_store(data_dir)
+    try:
+        job = store.get_job(job_id)
+    finally:
+        store.close()
+    assert job is not None and (job["state"], job["error"]) == ("cancelled", "server shutting down")
     assert _job_dirs(data_dir) == ["v1"]
 
 

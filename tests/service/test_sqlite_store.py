@@ -14,6 +14,8 @@ import pytest
 from service.sqlite_store import SqliteStore, connect
 from service.store import ItemWrite
 
+pytestmark = pytest.mark.local_backend("the SQLite store itself")
+
 
 def test_wal_and_synchronous_full_by_default(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "db.sqlite3")
