@@ -375,3 +375,23 @@ def test_activations_of_one_collection_run_one_at_a_time(
     assert statuses == [200, 200] and most == 1
     active = client.get("/v1/collections/docs").json()["active_version"]
     assert store.stale_nums("docs", active) == set()  # every stored code is the active model's
+
+
+def test_a_job_seen_finished_frees_its_collection_on_a_slow_store(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A final state shows only once it is stored, with the collection free in the same step:
+    a retrain right after one is seen failed is accepted, even when writes are slow (Milvus)."""
+    store = client.app.state.runtime.store  # type: ignore[attr-defined]
+    put_job = store.put_job
+
+    def slow_put_job(job: dict[str, Any]) -> None:
+        time.sleep(0.3)
+        put_job(job)
+
+    monkeypatch.setattr(store, "put_job", slow_put_job)
+    body = {"settings": {"fail": True}}
+    for _ in range(2):
+        r = client.post("/v1/admin/collections/vecs/retrain", json=body, headers=ADMIN)
+        assert r.status_code == 202, r.text
+        assert wait_for_job(client, r.json()["id"])["state"] == "failed"
