@@ -68,6 +68,12 @@ def disconnect(client: Any, uri: str) -> None:
             server_manager_instance.release_server(key)
 
 
+def lite_clients(uri: str) -> int:
+    """How many clients of this process have the Milvus Lite file ``uri`` open now."""
+    with _lite_lock:
+        return _lite_users[_lite_key(uri)]
+
+
 def _lite_key(uri: str) -> str:
     return str(Path(uri).absolute().resolve())
 

@@ -29,7 +29,7 @@ class Storage:
 def open_storage(settings: Settings) -> Storage:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.backend == "milvus":
-        from service.milvus_client import connect, is_lite
+        from service.milvus_client import connect, is_lite, lite_clients
         from service.milvus_index import MilvusIndex, drop_leftovers
         from service.milvus_store import MilvusStore
 
@@ -37,7 +37,8 @@ def open_storage(settings: Settings) -> Storage:
         timeout = settings.milvus_timeout_s
         client = connect(uri, settings.milvus_token, timeout)
         store = MilvusStore(uri, settings.data_dir, settings.milvus_token, timeout, client)
-        if is_lite(uri):  # this process is the file's only user: earlier indexes are dead
+        # the file's first client in its only process: every index in it was left by a stopped one
+        if is_lite(uri) and lite_clients(uri) == 1:
             dropped = drop_leftovers(client, timeout)
             if dropped:
                 log.info("dropped %d index collection(s) left by a stopped server", dropped)
