@@ -5,6 +5,7 @@ nginx's routing of reads and writes."""
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,17 @@ def test_replicas_run_the_image_on_milvus_and_share_one_volume(compose: dict) ->
         assert re.fullmatch(r"http://milvus:19530", env["BITSEEK_MILVUS_URI"])
         mounts = dict(v.split(":", 1) for v in service["volumes"])
         assert mounts == {"bitseek-shared": env["BITSEEK_DATA_DIR"]}
-        assert (CLUSTER / service["build"]["context"] / service["build"]["dockerfile"]).is_file()
+        build = service["build"]
+        dockerfile = CLUSTER / build["context"] / build["dockerfile"]
+        assert dockerfile.is_file()
+        assert build["args"]["BITSEEK_EXTRAS"] == "milvus"  # the image needs pymilvus
+        assert "ARG BITSEEK_EXTRAS" in dockerfile.read_text()
+        assert (
+            "milvus"
+            in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+                "optional-dependencies"
+            ]
+        )
         assert service["env_file"] == ["../bitseek.env"]  # made from docker/bitseek.env.example
         assert "ports" not in service  # reached through the load balancer only
     assert (CLUSTER / ".." / "bitseek.env.example").is_file()
