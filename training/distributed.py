@@ -14,8 +14,8 @@ One run of `train` per process (rank), all with the same config and seed:
 
 Started by `bitseek train --nproc N` (`launch` spawns N local processes) or by torchrun, whose
 environment (RANK, WORLD_SIZE, MASTER_ADDR, ...) `session` reads. Backend: NCCL when training on
-CUDA (one GPU per local rank), gloo on CPUs. Without either, every function here is a no-op and
-training is the single-process training, bit for bit.
+CUDA (one GPU per local rank), gloo on CPUs. In a single process (no torchrun environment, no
+--nproc) every function here is a no-op and training is unchanged, bit for bit.
 """
 
 from __future__ import annotations
@@ -84,10 +84,6 @@ def wrap(model: nn.Module) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 @torch.no_grad()
 def broadcast_(tensors: Iterable[torch.Tensor]) -> None:
     """Overwrite ``tensors`` with rank 0's, in place."""
@@ -117,7 +113,7 @@ def mean(value: float) -> float:
 
 
 @torch.no_grad()
-def check_in_step(module: nn.Module, what: str) -> None:
+def check_same_weights(module: nn.Module, what: str) -> None:
     """Raise if the ranks' copies of ``module`` differ (they must be equal after every step)."""
     if not active():
         return

@@ -107,7 +107,7 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
 
     pre = pretrain_stack(model, x, raw_target, config, device, progress)
     fine = finetune(model, x, target, knn, config, device, progress, code_targets)
-    distributed.check_in_step(model, "hasher")
+    distributed.check_same_weights(model, "hasher")
     hasher = SemanticHasher(model, device)
     denoiser, denoiser_metrics = None, None
     if config.denoiser_epochs > 0:  # a separate network: the hash code cannot carry the detail
@@ -115,7 +115,7 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
             x, raw_target, featurizer.kind, acfg.likelihood, config, device, progress
         )
     if denoiser is not None:
-        distributed.check_in_step(denoiser, "denoiser")
+        distributed.check_same_weights(denoiser, "denoiser")
     bits = hasher.encode_bits(x)
     stats = bit_statistics(bits)
     if stats["n_dead_bits"]:
