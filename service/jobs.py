@@ -23,7 +23,7 @@ from models.code_width import CODE_WIDTHS
 from service.collection import CollectionState
 from service.errors import Conflict, InvalidInput, NotFound, Unavailable
 from service.registry import Precomputed, Registry
-from service.store import VersionRecord
+from service.store import HEARTBEAT_S, VersionRecord
 from service.worker import JobSpec, run_job
 
 log = logging.getLogger(__name__)
@@ -267,6 +267,17 @@ class JobManager:
                 if self._by_collection.get(job["collection"]) == job_id:
                     del self._by_collection[job["collection"]]
 
+    def _heartbeat(self, job_id: str) -> None:
+        """Rewrite a live job's record, so servers on other hosts see its lease held."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            snapshot = dict(job) if job is not None and job["state"] not in FINAL else None
+        if snapshot is not None:
+            try:
+                self.registry.store.put_job(snapshot)
+            except Exception:
+                log.exception("job %s: cannot renew its lease", job_id)
+
     def _finish(self, job_id: str, **changes: Any) -> None:
         """Record a final state; a failure to persist it must not undo what happened."""
         try:
@@ -289,6 +300,9 @@ class JobManager:
                         error = f"worker exited with code {proc.exitcode}"
                         break
                 else:
+                    if time.monotonic() - last_persist > HEARTBEAT_S:  # renew the job's lease
+                        last_persist = time.monotonic()
+                        self._heartbeat(spec.job_id)
                     continue
             kind = msg.pop("type")
             if kind == "progress":

@@ -53,6 +53,7 @@ from service.milvus_client import (
     is_lite,
 )
 from service.store import (
+    HOST,
     Codes,
     CollectionGone,
     CollectionRow,
@@ -62,7 +63,7 @@ from service.store import (
     Record,
     SnapshotRow,
     VersionMoved,
-    owner_alive,
+    holder_alive,
 )
 from training.durable import fsync_path, make_dirs
 
@@ -547,8 +548,10 @@ class MilvusStore:
                     "version",
                     "created_at",
                     "owner",
+                    "host",
                 )
             }
+            doc["host"] = doc["host"] or HOST  # a server records its own jobs
             doc["updated_at"] = time.time()
             self._put_meta(
                 [
@@ -568,7 +571,7 @@ class MilvusStore:
             for other in self._jobs(f'coll == "{_safe(job["collection"])}"'):
                 if other["state"] in FINISHED:
                     continue
-                if owner_alive(other.get("owner")):
+                if holder_alive(other):
                     return str(other["id"])
                 self._fail(other)
             self.put_job(job)
@@ -576,7 +579,7 @@ class MilvusStore:
 
     def running_job(self, collection: str) -> str | None:
         for job in self._jobs(f'coll == "{_safe(collection)}"'):
-            if job["state"] not in FINISHED and owner_alive(job.get("owner")):
+            if job["state"] not in FINISHED and holder_alive(job):
                 return str(job["id"])
         return None
 
@@ -586,14 +589,14 @@ class MilvusStore:
         found = self._jobs(f'key == "job/{job_id}"')
         if not found:
             return None
-        return {k: v for k, v in found[0].items() if k != "owner"}
+        return {k: v for k, v in found[0].items() if k not in ("owner", "host")}
 
     def fail_unfinished_jobs(self) -> int:
         with self._lock:
             dead = [
                 job
                 for job in self._jobs("")
-                if job["state"] not in FINISHED and not owner_alive(job.get("owner"))
+                if job["state"] not in FINISHED and not holder_alive(job)
             ]
             for job in dead:
                 self._fail(job)

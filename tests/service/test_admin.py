@@ -395,3 +395,26 @@ def test_a_job_seen_finished_frees_its_collection_on_a_slow_store(
         r = client.post("/v1/admin/collections/vecs/retrain", json=body, headers=ADMIN)
         assert r.status_code == 202, r.text
         assert wait_for_job(client, r.json()["id"])["state"] == "failed"
+
+
+def test_a_running_job_renews_its_record(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease other hosts read (service/store.py, holder_alive): a job that sends no
+    progress for a while still has its record rewritten every HEARTBEAT_S."""
+    import service.jobs
+
+    monkeypatch.setattr(service.jobs, "HEARTBEAT_S", 0.3)
+    store = client.app.state.runtime.store  # type: ignore[attr-defined]
+    body = {"settings": {"epochs": 1, "sleep": 4.0}}
+    r = client.post("/v1/admin/collections/vecs/retrain", json=body, headers=ADMIN)
+    job_id = r.json()["id"]
+    seen = set()
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        job = store.get_job(job_id)
+        if job is not None and job["state"] == "training":
+            seen.add(job["updated_at"])
+        time.sleep(0.1)
+    assert len(seen) >= 3  # rewritten several times within one silent epoch
+    assert wait_for_job(client, job_id)["state"] == "succeeded"
