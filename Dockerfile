@@ -2,6 +2,7 @@
 # into a clean slim Python and runs as a numeric non-root user.
 #   CPU (default):  docker build -t bitseek:cpu .
 #   CUDA:           docker build --build-arg TORCH_VARIANT=cu128 -t bitseek:gpu .
+#   Milvus backend: docker build --build-arg BITSEEK_EXTRAS=milvus -t bitseek:milvus .
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
@@ -21,7 +22,10 @@ COPY pyproject.toml README.md ./
 COPY models/ models/
 COPY training/ training/
 COPY service/ service/
+# optional extras of pyproject.toml: "milvus" for BITSEEK_BACKEND=milvus (docker/cluster/)
+ARG BITSEEK_EXTRAS=""
 RUN pip install --no-cache-dir . \
+    && if [ -n "${BITSEEK_EXTRAS}" ]; then pip install --no-cache-dir "./[${BITSEEK_EXTRAS}]"; fi \
     && python -c "import torch, service.cli; print('torch', torch.__version__)"
 
 FROM ${PYTHON_IMAGE} AS runtime

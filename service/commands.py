@@ -172,13 +172,21 @@ def _import_offline(args: argparse.Namespace, items: Iterable[dict[str, Any]]) -
     from service.registry import NewItem, Registry
     from service.routes.common import payload_value
     from service.schemas import ItemIn
-    from service.sqlite_store import SqliteStore
+    from service.storage import open_storage
     from training.device import resolve_device
 
     settings = _settings(args)
-    store = SqliteStore(settings.data_dir / "bitseek.sqlite3", settings.sqlite_synchronous)
+    storage = open_storage(settings)
+    store = storage.store
     device = resolve_device(settings.device)
-    registry = Registry(store, TrainingBackend(), settings.data_dir, device, settings.input_limits)
+    registry = Registry(
+        store,
+        TrainingBackend(),
+        settings.data_dir,
+        device,
+        settings.input_limits,
+        storage.index_factory,
+    )
     summary: dict[str, Any] = {"imported": 0, "skipped": 0, "batches": 0, "seq": None}
     try:
         registry.load()

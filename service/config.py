@@ -70,6 +70,20 @@ class Settings(BaseSettings):
     # killed process); NORMAL survives a killed process but may lose the last commits on power loss.
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field("FULL", description="PRAGMA synchronous.")
 
+    # Where items and codes live (service/storage.py). local: SQLite in data_dir and an
+    # in-process index. milvus: a Milvus server or cluster at milvus_uri, or Milvus Lite when the
+    # URI is a file path (one process only); payload files and model versions stay in data_dir.
+    backend: Literal["local", "milvus"] = Field("local", description="local or milvus.")
+    milvus_uri: str | None = Field(
+        None, description="http(s)://host:19530, or a *.db path (Milvus Lite); default data_dir."
+    )
+    milvus_token: str | None = Field(None, description="Milvus token (user:password or API key).")
+    milvus_timeout_s: float = Field(30.0, gt=0, description="Timeout of every Milvus call.")
+
+    @property
+    def milvus_uri_or_default(self) -> str:
+        return self.milvus_uri or str(self.data_dir / "milvus.db")
+
     @property
     def input_limits(self) -> InputLimits:
         return InputLimits(self.max_text_chars, self.max_image_pixels)

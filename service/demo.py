@@ -18,7 +18,7 @@ from service.backend import TrainingBackend
 from service.config import Settings
 from service.modalities import MODALITIES
 from service.registry import NewItem, Registry
-from service.sqlite_store import SqliteStore
+from service.storage import open_storage
 from training.device import resolve_device
 from training.durable import fsync_path
 
@@ -76,8 +76,16 @@ def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
     # 2-core machine (threads spin on each other), and this process exits after the build.
     torch.set_num_threads(1)
     device = resolve_device(settings.device)
-    store = SqliteStore(settings.data_dir / "bitseek.sqlite3", settings.sqlite_synchronous)
-    registry = Registry(store, TrainingBackend(), settings.data_dir, device, settings.input_limits)
+    storage = open_storage(settings)
+    store = storage.store
+    registry = Registry(
+        store,
+        TrainingBackend(),
+        settings.data_dir,
+        device,
+        settings.input_limits,
+        storage.index_factory,
+    )
     registry.load()
     report = []
     try:

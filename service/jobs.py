@@ -23,7 +23,7 @@ from models.code_width import CODE_WIDTHS
 from service.collection import CollectionState
 from service.errors import Conflict, InvalidInput, NotFound, Unavailable
 from service.registry import Precomputed, Registry
-from service.store import VersionRecord
+from service.store import HEARTBEAT_S, VersionRecord
 from service.worker import JobSpec, run_job
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,8 @@ class JobManager:
 
     def _forget(self, spec: JobSpec) -> None:
         """Drop the job's in-memory bookkeeping; the caller holds ``_lock``."""
-        self._by_collection.pop(spec.collection, None)
+        if self._by_collection.get(spec.collection) == spec.job_id:  # not a newer job's
+            del self._by_collection[spec.collection]
         self._procs.pop(spec.job_id, None)
         self._jobs.pop(spec.job_id, None)
         self._monitors.pop(spec.job_id, None)
@@ -237,6 +238,9 @@ class JobManager:
         return True
 
     def _update(self, job_id: str, persist: bool = True, **changes: Any) -> None:
+        if changes.get("state") in FINAL:
+            self._end(job_id, changes)
+            return
         with self._lock:
             job = self._jobs.get(job_id)
             if job is None:
@@ -245,6 +249,34 @@ class JobManager:
             snapshot = dict(job)
         if persist:
             self.registry.store.put_job(snapshot)
+
+    def _end(self, job_id: str, changes: dict[str, Any]) -> None:
+        """Record a final state: stored first, then shown here with the collection freed, in one
+        step. A job seen finished here is finished in the store, so the next one can start at
+        once (on a slow store, Milvus, a retrain right after a failure was refused otherwise)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return
+            snapshot = {**job, **changes}
+        try:
+            self.registry.store.put_job(snapshot)
+        finally:  # a failure to store it must not keep the job live here
+            with self._lock:
+                job.update(changes)
+                if self._by_collection.get(job["collection"]) == job_id:
+                    del self._by_collection[job["collection"]]
+
+    def _heartbeat(self, job_id: str) -> None:
+        """Rewrite a live job's record, so servers on other hosts see its lease held."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            snapshot = dict(job) if job is not None and job["state"] not in FINAL else None
+        if snapshot is not None:
+            try:
+                self.registry.store.put_job(snapshot)
+            except Exception:
+                log.exception("job %s: cannot renew its lease", job_id)
 
     def _finish(self, job_id: str, **changes: Any) -> None:
         """Record a final state; a failure to persist it must not undo what happened."""
@@ -268,6 +300,9 @@ class JobManager:
                         error = f"worker exited with code {proc.exitcode}"
                         break
                 else:
+                    if time.monotonic() - last_persist > HEARTBEAT_S:  # renew the job's lease
+                        last_persist = time.monotonic()
+                        self._heartbeat(spec.job_id)
                     continue
             kind = msg.pop("type")
             if kind == "progress":

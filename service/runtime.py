@@ -16,9 +16,9 @@ from service.insights import InsightsCache
 from service.jobs import JobManager
 from service.model_runner import ModelRunner
 from service.prometheus import Metrics
-from service.registry import IndexFactory, Registry, default_index_factory
+from service.registry import IndexFactory, Registry
 from service.snapshot import Snapshotter
-from service.sqlite_store import SqliteStore
+from service.storage import open_storage
 from service.store import ItemStore
 from training.device import resolve_device
 
@@ -49,8 +49,8 @@ class Runtime:
         device = resolve_device(settings.device)
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        store = SqliteStore(settings.data_dir / "bitseek.sqlite3", settings.sqlite_synchronous)
+        storage = open_storage(settings)
+        store = storage.store
         failed = store.fail_unfinished_jobs()
         if failed:
             log.warning("%d retraining job(s) were interrupted by the last shutdown", failed)
@@ -65,10 +65,12 @@ class Runtime:
             settings.data_dir,
             device,
             settings.input_limits,
-            index_factory or default_index_factory,
+            index_factory or storage.index_factory,
             run_model=models.call,
-            # another backend keeps its own durability; only HammingIndex is saved here
-            snapshots=settings.snapshot_settle_s > 0 and index_factory is None,
+            # only the built-in HammingIndex is saved here; Milvus keeps its own durability
+            snapshots=settings.snapshot_settle_s > 0
+            and index_factory is None
+            and settings.backend == "local",
         )
         registry.load()
         _warm_up(registry.index_factory)

@@ -9,7 +9,6 @@ process; a retraining worker reads its snapshot through a read-only connection o
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
@@ -31,6 +30,7 @@ from service.store import (
     VersionMoved,
     VersionRecord,
     metadata_json,
+    owner_alive,
 )
 
 SCHEMA = """
@@ -387,7 +387,7 @@ class SqliteStore:
                 (job["collection"],),
             ).fetchall()
             for job_id, owner in rows:
-                if _alive(owner):
+                if owner_alive(owner):
                     return str(job_id)
                 _fail(c, "id = ?", (job_id,))
         self.put_job(job)
@@ -400,7 +400,7 @@ class SqliteStore:
             " ('succeeded', 'failed', 'cancelled')",
             (collection,),
         )
-        return next((str(job_id) for job_id, owner in rows if _alive(owner)), None)
+        return next((str(job_id) for job_id, owner in rows if owner_alive(owner)), None)
 
     def get_job(self, job_id: str) -> dict[str, Any] | None:
         rows = self._query(
@@ -431,7 +431,7 @@ class SqliteStore:
             rows = c.execute(
                 "SELECT id, owner FROM jobs WHERE state NOT IN ('succeeded', 'failed', 'cancelled')"
             ).fetchall()
-            dead = [job_id for job_id, owner in rows if not _alive(owner)]
+            dead = [job_id for job_id, owner in rows if not owner_alive(owner)]
             for job_id in dead:
                 _fail(c, "id = ?", (job_id,))
             return len(dead)
@@ -455,19 +455,6 @@ class SqliteSnapshot:
         finally:
             conn.close()
         return [SnapshotRow(int(r[0]), r[1], bytes(r[2]), int(r[3])) for r in rows]
-
-
-def _alive(pid: int | None) -> bool:
-    """Whether process ``pid`` runs on this machine (this process counts: its jobs are live)."""
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def _fail(c: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> None:

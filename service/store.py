@@ -14,6 +14,9 @@ and version swaps sit above them), so a second backend implements both and nothi
 from __future__ import annotations
 
 import json
+import os
+import socket
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,3 +186,32 @@ def metadata_json(metadata: dict[str, Any]) -> str:
     """Metadata as stored and as held in memory: compact JSON, non-ASCII kept as it is (every
     byte counts a million times over)."""
     return json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)
+
+
+HOST = socket.gethostname()  # whose process ids ``owner_alive`` can check
+LEASE_S = 30.0  # a job of another host is live while its record is younger than this
+HEARTBEAT_S = 5.0  # how often a live job's record is rewritten (service/jobs.py)
+
+
+def holder_alive(job: dict[str, Any]) -> bool:
+    """Whether the server running ``job`` is alive: on this host, its process exists; on
+    another (replicas sharing a Milvus), its record was rewritten within ``LEASE_S`` (every
+    live job's is, every ``HEARTBEAT_S``), so a job whose server died frees its collection
+    ``LEASE_S`` later."""
+    host = job.get("host")
+    if host is None or host == HOST:
+        return owner_alive(job.get("owner"))
+    return time.time() - float(job.get("updated_at") or 0.0) < LEASE_S
+
+
+def owner_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` runs on this machine (this process counts: its jobs are live)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import re
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,6 +28,27 @@ from PIL import Image
 from models.code_width import CODE_WIDTHS
 
 TEXT_DIM = 256
+# The storage backend the service tests run on: BITSEEK_TEST_BACKEND=milvus runs them on Milvus
+# Lite (tests/service/test_store_contract.py runs the store contract on both, always).
+TEST_BACKEND = os.environ.get("BITSEEK_TEST_BACKEND", "local")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On BITSEEK_TEST_BACKEND=milvus, skip the tests marked ``local_backend`` (with reasons)."""
+    if TEST_BACKEND == "local":
+        return
+    for item in items:
+        marker = item.get_closest_marker("local_backend")
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"local backend only: {reason}"))
+
+
+def open_test_store(data_dir: Path) -> Any:
+    """The ItemStore the service tests run on (BITSEEK_TEST_BACKEND), over ``data_dir``."""
+    from service.storage import open_storage
+
+    return open_storage(make_settings(data_dir)).store
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -239,10 +261,11 @@ def seed_collections(data_dir: Path) -> None:
     16 bits), vecs (8-d vectors, 16 bits), each with a few items."""
     from service.config import InputLimits
     from service.registry import NewItem, Registry
-    from service.sqlite_store import SqliteStore
+    from service.storage import open_storage
 
-    store = SqliteStore(data_dir / "bitseek.sqlite3")
-    registry = Registry(store, FakeBackend(), data_dir, "cpu", InputLimits())
+    storage = open_storage(make_settings(data_dir))
+    store = storage.store
+    registry = Registry(store, FakeBackend(), data_dir, "cpu", InputLimits(), storage.index_factory)
     registry.create("docs", "text", {"bits": 32, "description": "test texts"})
     registry.install_model("docs", FakeModel("text", 32, ()))
     texts = make_texts(40)
@@ -267,9 +290,17 @@ def seed_collections(data_dir: Path) -> None:
     store.close()
 
 
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``seed_collections`` run once per session (seconds on Milvus Lite); tests get copies."""
+    template = tmp_path_factory.mktemp("seeded")
+    seed_collections(template)
+    return template
+
+
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    seed_collections(tmp_path)
+def data_dir(tmp_path: Path, seeded_template: Path) -> Path:
+    shutil.copytree(seeded_template, tmp_path, dirs_exist_ok=True)
     return tmp_path
 
 
@@ -282,6 +313,7 @@ def make_settings(data_dir: Path, **overrides: Any) -> Any:
         "admin_token": "test-token",
         "sqlite_synchronous": "NORMAL",  # tests do not need power-loss durability
         "batch_max_wait_ms": 0.0,
+        "backend": TEST_BACKEND,
     }
     base.update(overrides)
     return Settings(**base)

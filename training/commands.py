@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 import time
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training import distributed
 from training.artifact import load_model
 from training.config import PRETRAIN_MODES, TrainConfig
 from training.data import load_dataset
@@ -64,6 +66,9 @@ def register(subparsers: Any) -> None:
                    help="override the modality inferred from the data")  # fmt: skip
     p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
                    help=THREADS_HELP)  # fmt: skip
+    p.add_argument("--nproc", type=positive_int, default=1,
+                   help="data-parallel training processes on this machine (default 1; each "
+                   "takes a GPU with --device cuda; torchrun spans machines)")  # fmt: skip
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run_train)
 
@@ -128,22 +133,43 @@ def train_command(args: argparse.Namespace) -> str:
             parts += [f"--{flag.replace('_', '-')}", str(value)]
     if args.threads != DEFAULT_THREADS:
         parts += ["--threads", str(args.threads)]
+    if args.nproc != 1:
+        parts += ["--nproc", str(args.nproc)]
     if args.quiet:
         parts.append("--quiet")
     return shlex.join(parts)
 
 
 def run_train(args: argparse.Namespace) -> int:
+    """`bitseek train`; with --nproc N > 1, N data-parallel processes (training/distributed.py),
+    as under torchrun, where each process runs this with the group described in its environment."""
+    if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        try:
+            build_config(args)  # a bad setting fails here, once, not in N processes
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)  # noqa: T201
+            return 2
+        return distributed.launch(args.nproc, _train_process, args)
+    return _train_process(args)
+
+
+def _train_process(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     threads = set_threads(args.threads)  # before any torch work, so every stage runs with it
     try:
         config = build_config(args)
         dataset = load_dataset(args.data, args.modality)
-        bars = _Bars(not args.quiet)
-        try:
-            model = train(dataset, config, bars)
-        finally:
-            bars.close()
+        with distributed.session(config.device):
+            main = distributed.is_main()
+            if not main:  # one rank speaks for the run
+                logging.getLogger().setLevel(logging.ERROR)
+            bars = _Bars(not args.quiet and main)
+            try:
+                model = train(dataset, config, bars)
+            finally:
+                bars.close()
+        if not main:
+            return 0  # every rank holds the same weights; rank 0 writes them
         model.metrics.update({
             "command": train_command(args),
             "data": str(args.data),

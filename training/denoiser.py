@@ -23,6 +23,7 @@ import torch
 
 from models.denoiser import Denoiser, DenoiserConfig
 from models.regularisers import corrupt
+from training import distributed
 from training.config import TrainConfig
 from training.loop import Batch, GradientStep, Matrix, batch_size_for, fit, total_steps
 from training.progress import Progress
@@ -58,8 +59,8 @@ class DenoiserLearner:
     """One step: corrupt the clean minibatch afresh, score the clean items, Adam (cosine decay)."""
 
     def __init__(
-        self, model: Denoiser, noise: str, max_level: float, lr: float, steps: int,
-        generator: torch.Generator,
+        self, model: Denoiser | torch.nn.Module, noise: str, max_level: float, lr: float,
+        steps: int, generator: torch.Generator,
     ) -> None:  # fmt: skip
         self.model, self.noise, self.max_level, self.generator = model, noise, max_level, generator
         self.descend = GradientStep(model.parameters(), lr, decay_steps=steps)
@@ -100,10 +101,11 @@ def fit_denoiser(
     with torch.random.fork_rng(devices=[]):  # initialise without moving the global stream
         torch.manual_seed(cfg.seed + SEED_OFFSET)
         model = Denoiser(dcfg).to(device)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + SEED_OFFSET)
+    gen = torch.Generator(device=device).manual_seed(distributed.rank_seed(cfg.seed + SEED_OFFSET))
     batch_size = batch_size_for(n, cfg.denoiser_batch_size)
     steps = total_steps(n, batch_size, cfg.denoiser_epochs)
-    learner = DenoiserLearner(model, noise, cfg.denoiser_noise, cfg.denoiser_lr, steps, gen)
+    net = distributed.wrap(model)  # DistributedDataParallel when data-parallel
+    learner = DenoiserLearner(net, noise, cfg.denoiser_noise, cfg.denoiser_lr, steps, gen)
     model.train()
     history = fit(learner, x, target, epochs=cfg.denoiser_epochs, batch_size=batch_size, rng=rng,
                   device=device, stage="denoiser", progress=progress)  # fmt: skip

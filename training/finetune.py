@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from models.autoencoder import DeepBinaryAutoencoder
+from training import distributed
 from training.config import TrainConfig
 from training.loop import Batch, GradientStep, Matrix, batch_size_for, fit, rows, total_steps
 from training.progress import Progress
@@ -34,7 +35,7 @@ class FinetuneLearner:
 
     def __init__(
         self,
-        model: DeepBinaryAutoencoder,
+        model: DeepBinaryAutoencoder | torch.nn.Module,  # or it in DistributedDataParallel
         x: Matrix,
         knn: np.ndarray | None,
         code_targets: np.ndarray | None,
@@ -51,7 +52,8 @@ class FinetuneLearner:
         idx, device = batch.idx, batch.device
         nb = None
         if self.knn is not None:
-            pick = self.knn[idx, self.rng.integers(0, self.knn.shape[1], size=len(idx))]
+            column = self.rng.integers(0, self.knn.shape[1], size=batch.drawn)[batch.part]
+            pick = self.knn[idx, column]
             nb = rows(self.x, pick, device)
         # the noise grows from 0 over the first half, so the code is informative before it is
         # pushed to binary values
@@ -87,8 +89,8 @@ def finetune(
     use_neighbours = knn is not None and knn.shape[1] > 0 and model.config.neighbour_weight > 0
     batch_size = batch_size_for(n, cfg.batch_size)
     steps = total_steps(n, batch_size, cfg.epochs)
-    learner = FinetuneLearner(model, x, knn if use_neighbours else None, code_targets, noise,
-                              cfg.lr, steps, rng)  # fmt: skip
+    learner = FinetuneLearner(distributed.wrap(model), x, knn if use_neighbours else None,
+                              code_targets, noise, cfg.lr, steps, rng)  # fmt: skip
     model.train()
     history = fit(learner, x, target, epochs=cfg.epochs, batch_size=batch_size, rng=rng,
                   device=device, stage="fine-tune", progress=progress)  # fmt: skip

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from training import distributed
 from training.progress import EpochReporter, Progress
 
 LOG = logging.getLogger(__name__)
@@ -53,13 +54,21 @@ def minibatches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[n
 
 class Batch:
     """One minibatch: its row numbers ``idx`` in the training set and, read on first use (not every
-    learner needs the target), their inputs and targets as tensors on the training device."""
+    learner needs the target), their inputs and targets as tensors on the training device.
+
+    In data-parallel training ``idx`` is this process's ``part`` of the ``drawn`` rows of the
+    minibatch every process drew (`training.distributed.shard`); a learner that draws random
+    numbers per row draws ``drawn`` of them and keeps its ``part``, so all ranks stay in step.
+    """
 
     def __init__(
-        self, epoch: int, idx: np.ndarray, x: Matrix, target: Matrix, device: str
+        self, epoch: int, idx: np.ndarray, x: Matrix, target: Matrix, device: str,
+        part: slice = slice(None),
     ) -> None:  # fmt: skip
         self.epoch = epoch  # 0-based
-        self.idx = idx
+        self.drawn = len(idx)
+        self.part = part
+        self.idx = idx[part]
         self.device = device
         self._x, self._target = x, target
 
@@ -130,8 +139,9 @@ def fit(
     for epoch in range(epochs):
         reporter.start_epoch()
         for idx in minibatches(n, batch_size, rng):
-            loss = learner.step(Batch(epoch, idx, x, target, device))
-            reporter.step(epoch, loss, len(idx))
-        history.append(reporter.end_epoch(epoch))
+            batch = Batch(epoch, idx, x, target, device, distributed.shard(len(idx)))
+            loss = learner.step(batch)
+            reporter.step(epoch, loss, len(batch.idx))
+        history.append(distributed.mean(reporter.end_epoch(epoch)))
         LOG.info("%s epoch %d/%d: loss %.4f", stage, epoch + 1, epochs, history[-1])
     return history

@@ -23,6 +23,7 @@ from models.autoencoder import DeepBinaryAutoencoder, data_dependent_init
 from models.psd import PredictiveSparseDecomposition
 from models.rbm import RBM
 from models.shallow import FeatureLearner, LayerRegularisation, ShallowAutoencoder
+from training import distributed
 from training.config import TrainConfig
 from training.loop import Batch, GradientStep, Matrix, fit, rows
 from training.progress import Progress
@@ -47,10 +48,11 @@ class AutoencoderLayer:
         data_dependent_init(model.encoder, sample)
         model.input_scale.copy_(sample.std(0))
         self.model, self.generator = model, generator
+        self.net = distributed.wrap(model)  # after the initialisation, which it copies to all ranks
         self.descend = GradientStep(model.parameters(), lr)
 
     def step(self, batch: Batch) -> float:
-        return self.descend(self.model(batch.x, batch.target, generator=self.generator).loss)
+        return self.descend(self.net(batch.x, batch.target, generator=self.generator).loss)
 
     def trained(self) -> FeatureLearner:
         return self.model.eval()
@@ -64,10 +66,11 @@ class PSDLayer:
     ) -> None:  # fmt: skip
         data_dependent_init(model.encoder, sample)
         self.model = model
+        self.net = distributed.wrap(model)
         self.descend = GradientStep(model.parameters(), lr)
 
     def step(self, batch: Batch) -> float:
-        loss = self.descend(self.model(batch.x).loss)
+        loss = self.descend(self.net(batch.x).loss)
         self.model.after_step()
         return loss
 
@@ -84,10 +87,16 @@ class RBMLayer:
     ) -> None:  # fmt: skip
         model.init_visible_bias(sample)  # small random weights are part of CD's recipe, biases not
         self.model, self.sample, self.lr, self.generator = model, sample, lr, generator
+        distributed.broadcast_(self._state())
 
     def step(self, batch: Batch) -> float:
         momentum = 0.5 if batch.epoch == 0 else 0.9
-        return self.model.cd1_step(batch.x, self.lr, momentum=momentum, generator=self.generator)
+        error = self.model.cd1_step(batch.x, self.lr, momentum=momentum, generator=self.generator)
+        distributed.average_(self._state())  # data-parallel: the mean of the ranks' updates
+        return error
+
+    def _state(self) -> list[torch.Tensor]:
+        return [*self.model.parameters(), *self.model._velocity]
 
     def trained(self) -> FeatureLearner:
         self.model.sharpen(self.sample)
@@ -120,7 +129,7 @@ def pretrain_layer(
     """Train the learner `cfg.pretrain` names from x (n, in) to out_dim features; it rebuilds
     ``target``. Every learner starts from a sample of x's rows."""
     rng = np.random.default_rng(cfg.seed + layer)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed + layer)
+    gen = torch.Generator(device=device).manual_seed(distributed.rank_seed(cfg.seed + layer))
     n, in_dim = x.shape
     sample = rows(x, np.sort(rng.choice(n, size=min(n, 2048), replace=False)), device)
     learner: LayerLearner

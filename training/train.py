@@ -16,6 +16,7 @@ import torch
 
 from models.autoencoder import AutoencoderConfig, DeepBinaryAutoencoder
 from models.hasher import SemanticHasher, bit_statistics
+from training import distributed
 from training.artifact import TrainedModel
 from training.config import TrainConfig
 from training.data import Dataset, take
@@ -66,7 +67,7 @@ def training_sample(n: int, config: TrainConfig) -> np.ndarray | None:
 def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = None) -> TrainedModel:
     """Fit a hasher on ``dataset.train``; ``progress`` gets {"stage", "epoch", "epochs", "loss"}."""
     started = time.perf_counter()
-    device = resolve_device(config.device)
+    device = distributed.device_for(resolve_device(config.device))
     seed_everything(config.seed)
     items = dataset.train.items
     n_train = n = len(dataset.train)
@@ -78,9 +79,11 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
     if sample is not None:
         items, n = take(items, sample), len(sample)
         LOG.info("training on a uniform sample of %d of the %d items (sample_rows)", n, n_train)
-    featurizer = fit_featurizer(
+    # the global steps run once (on rank 0 when data-parallel, training/distributed.py) and are
+    # shared; per-item transforms run on every rank
+    featurizer = distributed.share(lambda: fit_featurizer(
         dataset.modality, items, min(config.vocab_size, n), likelihood=config.likelihood
-    )
+    ))  # fmt: skip
     raw_target = featurizer.targets(items)
     x = featurizer.inputs_from_targets(raw_target)  # tokenise once
     acfg = autoencoder_config(config, dataset.modality, featurizer.dim, featurizer.likelihood)
@@ -89,22 +92,30 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
              "-".join(map(str, acfg.layer_dims)), n, acfg.likelihood, device)  # fmt: skip
 
     knn_started = time.perf_counter()
-    knns = neighbour_lists(items, featurizer, x, raw_target, config, device)
-    knn = knns[0] if knns else np.zeros((n, 0), np.int64)  # the decoder's neighbours
+
+    def graphs() -> tuple[np.ndarray, np.ndarray | None]:
+        """The decoder's neighbours (n, k) and the code units' spectral targets."""
+        knns = neighbour_lists(items, featurizer, x, raw_target, config, device)
+        knn = knns[0] if knns else np.zeros((n, 0), np.int64)
+        if knn.shape[1] > 0 and acfg.code_target_weight > 0:
+            return knn, spectral_codes(knns, config.bits, config.seed)
+        return knn, None
+
+    knn, code_targets = distributed.share(graphs)
     target = neighbour_targets(raw_target, knn, acfg.likelihood)
-    code_targets = None
-    if knn.shape[1] > 0 and acfg.code_target_weight > 0:
-        code_targets = spectral_codes(knns, config.bits, config.seed)
     knn_seconds = time.perf_counter() - knn_started
 
     pre = pretrain_stack(model, x, raw_target, config, device, progress)
     fine = finetune(model, x, target, knn, config, device, progress, code_targets)
+    distributed.check_same_weights(model, "hasher")
     hasher = SemanticHasher(model, device)
     denoiser, denoiser_metrics = None, None
     if config.denoiser_epochs > 0:  # a separate network: the hash code cannot carry the detail
         denoiser, denoiser_metrics = fit_denoiser(
             x, raw_target, featurizer.kind, acfg.likelihood, config, device, progress
         )
+    if denoiser is not None:
+        distributed.check_same_weights(denoiser, "denoiser")
     bits = hasher.encode_bits(x)
     stats = bit_statistics(bits)
     if stats["n_dead_bits"]:
@@ -114,6 +125,7 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
         "n_train": n_train,
         "n_sampled": n,
         "device": device,
+        "processes": distributed.world_size(),  # data-parallel ranks (training/distributed.py)
         "layer_dims": list(acfg.layer_dims),
         "likelihood": acfg.likelihood,
         "neighbour_seconds": round(knn_seconds, 2),

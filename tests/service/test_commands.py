@@ -12,6 +12,8 @@ import pytest
 from service.commands import register, run_demo, run_serve
 from tests.conftest import FakeBackend, FakeModel, make_images, make_settings, make_texts
 
+pytestmark = pytest.mark.local_backend("opens the SQLite store of the demo build directly")
+
 
 def test_register_adds_serve_and_demo() -> None:
     parser = argparse.ArgumentParser()

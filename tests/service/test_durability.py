@@ -11,6 +11,8 @@ import pytest
 from tests.conftest import make_texts
 from tests.service import serve
 
+pytestmark = pytest.mark.local_backend("survival of SIGKILL is measured on SQLite only")
+
 
 @pytest.mark.slow
 def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:

@@ -28,7 +28,10 @@ from training.demo_data import demo_images, demo_text
 
 TINY = {"bits": 16, "hidden_dims": [64], "pretrain": "none", "epochs": 3, "neighbours": 5}
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.local_backend("the real server over the SQLite store, which the test opens"),
+]
 
 
 def _news(n: int) -> list[dict[str, Any]]:

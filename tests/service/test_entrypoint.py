@@ -25,7 +25,10 @@ COLLECTION = "demo-text"  # built by `bitseek demo` (service/demo.py)
 FIRST_START_TIMEOUT = 420  # demo training: about two minutes on two idle cores
 RESTART_TIMEOUT = 60
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.local_backend("the image's entry point and demo build on its default backend"),
+]
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ from service import cli
 from service.config import Settings
 from service.main import create_app
 from service.routes.health import readyz
-from tests.conftest import FakeBackend, make_settings
+from tests.conftest import TEST_BACKEND, FakeBackend, make_settings
 
 
 def test_livez_readyz_report_device(client: TestClient) -> None:
@@ -104,7 +104,8 @@ def test_unavailable_cuda_is_a_clear_start_up_error(data_dir: Path) -> None:
 def test_readyz_survives_collections_created_and_deleted_meanwhile(client: TestClient) -> None:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     registry = runtime.registry
-    for i in range(300):
+    pads = 300 if TEST_BACKEND == "local" else 20  # a Milvus collection takes a second to make
+    for i in range(pads):
         registry.create(f"pad{i}", "text", {"bits": 32})
     stop = threading.Event()
 
@@ -122,7 +123,7 @@ def test_readyz_survives_collections_created_and_deleted_meanwhile(client: TestC
             # raised "dictionary changed size during iteration" (a 500)
             answer = json.loads(bytes(readyz(runtime).body))
             assert answer["status"] == "ok"
-            padded = {f"pad{i}" for i in range(300)}
+            padded = {f"pad{i}" for i in range(pads)}
             assert padded <= set(answer["collections"])  # the steady ones are always listed
             assert all(
                 state == "no model yet"

@@ -19,8 +19,8 @@ from service.config import InputLimits
 from service.importer import read_items, write_batch
 from service.main import create_app
 from service.registry import NewItem, Registry
-from service.sqlite_store import SqliteStore
-from tests.conftest import FakeBackend, held_items, make_settings, make_texts
+from service.storage import open_storage
+from tests.conftest import TEST_BACKEND, FakeBackend, held_items, make_settings, make_texts
 from tests.service import serve
 
 
@@ -81,6 +81,7 @@ def test_an_import_is_limited_per_line_not_per_body(data_dir: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.local_backend("survival of SIGKILL is measured on SQLite only")
 def test_import_survives_a_killed_server_and_resumes(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -125,15 +126,17 @@ def test_bitseek_import_reads_datasets_into_a_data_directory(data_dir: Path) -> 
                for i, t in enumerate(make_texts(30))]  # fmt: skip
     path = data_dir.parent / "set.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    env = {**os.environ, "BITSEEK_DATA_DIR": str(data_dir), "BITSEEK_DEVICE": "cpu"}
+    env = {**os.environ, "BITSEEK_DATA_DIR": str(data_dir), "BITSEEK_DEVICE": "cpu",
+           "BITSEEK_BACKEND": TEST_BACKEND}  # fmt: skip
     command = [sys.executable, "-m", "service.cli", "import", str(path), "--collection", "docs"]
     done = subprocess.run([*command, "--batch", "7"], capture_output=True, text=True, env=env)
     # the collection's (fake) model is not one `bitseek import` can load: the items are stored
     # without codes, and encoded once a server that can load the model starts
     assert done.returncode == 0, done.stderr
     assert "imported 30 item(s)" in done.stdout and "in 5 batch(es)" in done.stdout
+    storage = open_storage(make_settings(data_dir))
     registry = Registry(
-        SqliteStore(data_dir / "bitseek.sqlite3"), FakeBackend(), data_dir, "cpu", InputLimits()
+        storage.store, FakeBackend(), data_dir, "cpu", InputLimits(), storage.index_factory
     )
     registry.load()
     state, serving = registry.serving("docs")

@@ -12,13 +12,14 @@ import pytest
 
 from service.config import InputLimits
 from service.registry import NewItem, Registry
-from service.sqlite_store import SqliteStore
-from tests.conftest import FakeBackend, FakeModel, held_items
+from service.storage import open_storage
+from tests.conftest import FakeBackend, FakeModel, held_items, make_settings
 
 
 def _open(data_dir: Path) -> Registry:
+    storage = open_storage(make_settings(data_dir))
     registry = Registry(
-        SqliteStore(data_dir / "bitseek.sqlite3"), FakeBackend(), data_dir, "cpu", InputLimits()
+        storage.store, FakeBackend(), data_dir, "cpu", InputLimits(), storage.index_factory
     )
     registry.load()
     return registry

@@ -14,7 +14,10 @@ import pytest
 from tests.conftest import ADMIN, wait_for_job
 from tests.service import serve
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.local_backend("two server processes on one store; Milvus Lite allows one"),
+]
 BOUND_S = 5.0  # generous for a loaded CI machine; benchmarks/replicas.py measures the real delay
 
 

@@ -1,4 +1,5 @@
-"""SQLite storage: durability settings, upsert semantics, snapshots by sequence, jobs."""
+"""SQLite storage: durability settings, transactions, read-only and second connections (what
+every ItemStore does is in test_store_contract.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from service.sqlite_store import SqliteStore, connect
-from service.store import CollectionGone, ItemWrite, VersionMoved
+from service.store import ItemWrite
+
+pytestmark = pytest.mark.local_backend("the SQLite store itself")
 
 
 def test_wal_and_synchronous_full_by_default(tmp_path: Path) -> None:
@@ -20,34 +23,6 @@ def test_wal_and_synchronous_full_by_default(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     store.close()
-
-
-def test_upsert_keeps_num_and_bumps_seq(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db.sqlite3", "NORMAL")
-    store.create_collection("c", "text", {})
-    store.set_codes("c", 1, [], active=1)
-    rows, seq = store.upsert_items(
-        "c", [ItemWrite("a", b"x", {}, b"\x01"), ItemWrite("b", b"y", {}, None)], 1
-    )
-    assert [old for _, old in rows] == [None, None]
-    seq_before = store.max_seq()
-    assert seq == seq_before
-    again, _ = store.upsert_items("c", [ItemWrite("a", b"z", {"m": 1}, b"\x02")], 1)
-    assert again[0] == (rows[0][0], rows[0][0])
-    item = store.get_item("c", "a")
-    assert item is not None and item.payload == b"z" and item.metadata == {"m": 1}
-    assert item.seq > seq_before
-    changed = [r.id for chunk in store.iter_items("c", after_seq=seq_before) for r in chunk]
-    assert changed == ["a"]
-    assert store.delete_item("c", "a") == rows[0][0]
-    assert store.delete_item("c", "a") is None
-    last = store.max_seq()
-    store.close()
-    # reopened: the counter continues, nothing is lost
-    reopened = SqliteStore(tmp_path / "db.sqlite3")
-    assert reopened.max_seq() == last
-    assert [k[1] for k in reopened.item_keys("c")] == ["b"]
-    reopened.close()
 
 
 def test_failed_transaction_changes_nothing(tmp_path: Path) -> None:
@@ -60,26 +35,6 @@ def test_failed_transaction_changes_nothing(tmp_path: Path) -> None:
         )
         raise RuntimeError("boom")
     assert store.get_item("c", "a") is None
-    store.close()
-
-
-def test_unfinished_jobs_are_failed_at_start(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db.sqlite3")
-    job = {
-        "id": "j1",
-        "collection": "c",
-        "state": "training",
-        "settings": {},
-        "progress": {"epoch": 1},
-        "created_at": 0.0,
-    }
-    store.put_job(job)
-    store.put_job({**job, "id": "j2", "state": "succeeded"})
-    assert store.fail_unfinished_jobs() == 1
-    j1 = store.get_job("j1")
-    assert j1 is not None and j1["state"] == "failed" and "restart" in j1["error"]
-    j2 = store.get_job("j2")
-    assert j2 is not None and j2["state"] == "succeeded"
     store.close()
 
 
@@ -99,26 +54,6 @@ def test_read_only_connection_opens_the_store_whatever_its_path(tmp_path: Path, 
         conn.close()
         store.close()
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
-
-
-def test_writes_check_the_active_version_and_log_deletions(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db.sqlite3", "NORMAL")
-    store.create_collection("c", "text", {})
-    with pytest.raises(VersionMoved):  # codes of a version that is not the active one
-        store.upsert_items("c", [ItemWrite("a", b"x", {}, b"\x01")], 1)
-    assert store.item_keys("c") == []
-    with pytest.raises(CollectionGone):
-        store.upsert_items("nope", [ItemWrite("a", b"x", {}, None)], None)
-    (num_a, _), (num_b, _) = store.upsert_items(
-        "c", [ItemWrite("a", b"x", {}, None), ItemWrite("b", b"y", {}, None)], None
-    )[0]
-    after_writes = store.max_seq()
-    assert store.delete_item("c", "a") == num_a
-    rows, gone = store.changed_since("c", 0)
-    assert [r.id for r in rows] == ["b"] and [num for _, num in gone] == [num_a]
-    assert gone[0][0] > after_writes == store.max_seq() - 1
-    assert store.changed_since("c", store.max_seq()) == ([], [])
-    assert num_b != num_a
 
 
 def test_another_connection_sees_the_shared_sequence_and_commits(tmp_path: Path) -> None:
