@@ -14,7 +14,6 @@ import pytest
 
 from service.config import InputLimits
 from service.index import CodeWidthError, HammingIndexError
-from service.ranking import rank
 from service.registry import NewItem, Registry
 from service.store import CodeIndex, ItemStore
 from tests.conftest import FakeBackend, FakeModel, make_texts
@@ -171,10 +170,8 @@ def test_both_backends_answer_the_same(tmp_path: Path, corpus: list[NewItem]) ->
                 assert answers[0] == answers[1], (radius, k, where)
                 assert answers[0] == sorted(answers[0], key=lambda h: (h[1], h[0]))
         state, serving = registries[1].serving("docs")
-        direct = rank(
-            serving.index, model.encode(queries[:1]), 16, None, None, state.ids.get, state.meta
-        )
-        assert len(direct.hits) == len(corpus) - 1
+        whole = state.search(serving, model.encode(queries[:1]), 16, None, None)
+        assert len(whole.hits) == len(corpus) - 1  # no limit: the whole 16-bit ball
     finally:
         for registry in registries:
             registry.store.close()
