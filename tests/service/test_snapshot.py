@@ -16,6 +16,10 @@ from service.registry import NewItem, Registry
 from service.sqlite_store import SqliteStore
 from tests.conftest import FakeBackend, make_settings, make_texts
 
+pytestmark = pytest.mark.local_backend(
+    "snapshots save the built-in HammingIndex; a Milvus index keeps its own durability"
+)
+
 Answers = list[list[tuple[int, str]]]
 
 
