@@ -5,11 +5,11 @@ only) in two ways: the decoder rebuilds the mean of an item and its neighbours, 
 learn target bits read off the k-NN graph. Those bits are the graph's leading non-trivial
 eigenvectors (a Laplacian eigenmap, as in spectral hashing / self-taught hashing) scaled by their
 eigenvalues squared (diffusion-map coordinates), rotated by ITQ to lose least when thresholded.
-Word counts get four graphs, summed after normalisation: under tf-idf and under BM25 weights (the
+Word counts get three graphs, summed after normalisation: under tf-idf and under BM25 weights (the
 two weightings disagree on many neighbours and their union is the better guide), between
 documents' mean word vectors learned from the corpus itself, which link documents on one topic
-that share few terms, and on the input's leading LSA directions (the global structure PCA-ITQ
-hashes by, which wins on short texts). Images get two: pixels, and histograms of oriented gradients
+that share few terms; optionally (`lsa_graph_dims`) a fourth on the input's leading LSA directions
+(the global structure PCA-ITQ hashes by, which wins on short titles). Images get two: pixels, and histograms of oriented gradients
 (`training.image_features`), which stay close under small shifts and lighting changes.
 """
 

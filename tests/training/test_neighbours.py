@@ -84,7 +84,7 @@ def test_two_neighbour_graphs_together_separate_what_each_alone_merges() -> None
 def test_word_counts_get_tfidf_bm25_word_vector_and_lsa_graphs_other_data_one() -> None:
     rng = np.random.default_rng(0)
     counts = sp.csr_matrix(rng.poisson(0.3, size=(40, 30)).astype(np.float32))
-    cfg = TrainConfig(**TINY)
+    cfg = TrainConfig(**TINY, lsa_graph_dims=8)
     featurizer = fit_featurizer("vector", counts)
     target = featurizer.targets(counts)
     knns = neighbour_lists(counts, featurizer, featurizer.inputs_from_targets(target), target,
