@@ -8,9 +8,10 @@ eigenvalues squared (diffusion-map coordinates), rotated by ITQ to lose least wh
 Word counts get three graphs, summed after normalisation: under tf-idf and under BM25 weights (the
 two weightings disagree on many neighbours and their union is the better guide), between
 documents' mean word vectors learned from the corpus itself, which link documents on one topic
-that share few terms; optionally (`lsa_graph_dims`) a fourth on the input's leading LSA directions
-(the global structure PCA-ITQ hashes by, which wins on short titles). Images get two: pixels, and histograms of oriented gradients
-(`training.image_features`), which stay close under small shifts and lighting changes.
+that share few terms; optionally (`lsa_graph_dims`) a fourth on the input's leading LSA
+directions (the global structure PCA-ITQ hashes by, which wins on short titles). Images get two:
+pixels, and histograms of oriented gradients (`training.image_features`), which stay close under
+small shifts and lighting changes.
 """
 
 from __future__ import annotations
