@@ -166,30 +166,16 @@ def _import_offline(args: argparse.Namespace, items: Iterable[dict[str, Any]]) -
     running on that directory follows the writes)."""
     from pydantic import ValidationError
 
-    from service.backend import TrainingBackend
     from service.errors import BitseekError
     from service.importer import write_batch
-    from service.registry import NewItem, Registry
+    from service.registry import NewItem
     from service.routes.common import payload_value
     from service.schemas import ItemIn
-    from service.storage import open_storage
-    from training.device import resolve_device
+    from service.storage import open_offline_registry
 
-    settings = _settings(args)
-    storage = open_storage(settings)
-    store = storage.store
-    device = resolve_device(settings.device)
-    registry = Registry(
-        store,
-        TrainingBackend(),
-        settings.data_dir,
-        device,
-        settings.input_limits,
-        storage.index_factory,
-    )
+    registry = open_offline_registry(_settings(args))
     summary: dict[str, Any] = {"imported": 0, "skipped": 0, "batches": 0, "seq": None}
     try:
-        registry.load()
         state = registry.get(args.collection)
         pending: list[NewItem] = []
 
@@ -216,7 +202,7 @@ def _import_offline(args: argparse.Namespace, items: Iterable[dict[str, Any]]) -
         message = exc.message if isinstance(exc, BitseekError) else str(exc).splitlines()[0]
         raise ValueError(f"{message}; {summary['imported']} item(s) before it are stored") from None
     finally:
-        store.close()
+        registry.store.close()
     return summary
 
 

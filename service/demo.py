@@ -14,12 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from service.backend import TrainingBackend
 from service.config import Settings
 from service.modalities import MODALITIES
 from service.registry import NewItem, Registry
-from service.storage import open_storage
-from training.device import resolve_device
+from service.storage import open_offline_registry
 from training.durable import fsync_path
 
 log = logging.getLogger(__name__)
@@ -75,18 +73,7 @@ def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
     # Demo models are tiny: one intra-op thread is several times faster than two on a busy
     # 2-core machine (threads spin on each other), and this process exits after the build.
     torch.set_num_threads(1)
-    device = resolve_device(settings.device)
-    storage = open_storage(settings)
-    store = storage.store
-    registry = Registry(
-        store,
-        TrainingBackend(),
-        settings.data_dir,
-        device,
-        settings.input_limits,
-        storage.index_factory,
-    )
-    registry.load()
+    registry = open_offline_registry(settings)
     report = []
     try:
         for name, make, config in (
@@ -102,7 +89,7 @@ def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
                     report.append(f"{name}: exists, left as is")
                     continue
                 registry.delete(name)
-            train_device = "cuda" if device.startswith("cuda") else "cpu"
+            train_device = "cuda" if registry.device.startswith("cuda") else "cpu"
             model = train(dataset, TrainConfig.from_dict({**config, "device": train_device}))
             _record_evaluation(model, dataset)
             spec: dict[str, Any] = {
@@ -133,5 +120,5 @@ def build_demo(settings: Settings, if_missing: bool = False) -> list[str]:
             )
             log.info(report[-1])
     finally:
-        store.close()
+        registry.store.close()
     return report

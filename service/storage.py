@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from service.config import Settings
-from service.registry import IndexFactory, default_index_factory
+from service.registry import IndexFactory, Registry, default_index_factory
 from service.store import ItemStore
 
 log = logging.getLogger(__name__)
@@ -47,3 +47,27 @@ def open_storage(settings: Settings) -> Storage:
 
     path = settings.data_dir / "bitseek.sqlite3"
     return Storage(SqliteStore(path, settings.sqlite_synchronous), default_index_factory)
+
+
+def open_offline_registry(settings: Settings) -> Registry:
+    """The configured store and indexes behind a registry for work on the data directory
+    without a server (``bitseek import``, the demo build): models run in this process, and a
+    server on the same store follows the writes. The caller closes ``registry.store``."""
+    from service.backend import TrainingBackend
+    from training.device import resolve_device
+
+    storage = open_storage(settings)
+    registry = Registry(
+        storage.store,
+        TrainingBackend(),
+        settings.data_dir,
+        resolve_device(settings.device),
+        settings.input_limits,
+        storage.index_factory,
+    )
+    try:
+        registry.load()
+    except BaseException:
+        storage.store.close()
+        raise
+    return registry

@@ -54,7 +54,7 @@ def test_demo_builds_once_and_repairs_an_interrupted_build(
     monkeypatch.setattr("training.demo_data.demo_text", lambda: texts)
     monkeypatch.setattr("training.demo_data.demo_images", lambda: images)
     monkeypatch.setattr("training.train.train", fake_train)
-    monkeypatch.setattr("service.demo.TrainingBackend", FakeBackend)
+    monkeypatch.setattr("service.backend.TrainingBackend", FakeBackend)
     from service.demo import build_demo
 
     settings = make_settings(tmp_path)

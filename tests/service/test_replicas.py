@@ -101,3 +101,34 @@ def test_one_retraining_job_per_collection_and_activations_reach_both(
     r = b.post(f"/v1/admin/collections/docs/models/{new - 1}/activate", headers=ADMIN)
     assert r.status_code == 200, r.text
     _within(lambda: version(a) == new - 1, "the rollback on the first server")
+
+
+def test_killing_the_server_that_holds_a_retraining_lease_frees_the_job(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    holder, url_holder = serve.start(data, fake=True, seed=True)
+    other, url_other = serve.start(data, fake=True)
+    settings = {"settings": {"bits": 16, "epochs": 50, "sleep": 0.5, "seed": 7}}
+    try:
+        with httpx.Client(base_url=url_other, timeout=30) as b:
+            with httpx.Client(base_url=url_holder, timeout=30) as a:
+                r = a.post("/v1/admin/collections/docs/retrain", json=settings, headers=ADMIN)
+                assert r.status_code == 202, r.text
+                lost = r.json()["id"]
+            clash = b.post("/v1/admin/collections/docs/retrain", json=settings, headers=ADMIN)
+            assert clash.status_code == 409, clash.text
+            holder.kill()  # SIGKILL: no goodbye, the lease is only the dead process id
+            holder.wait()
+            settings["settings"]["epochs"] = 2
+            r = b.post("/v1/admin/collections/docs/retrain", json=settings, headers=ADMIN)
+            assert r.status_code == 202, r.text
+            taken = r.json()
+            assert taken["id"] != lost
+            r = b.get(f"/v1/admin/jobs/{lost}", headers=ADMIN)
+            assert r.json()["state"] == "failed" and "stopped" in r.json()["error"]
+            assert wait_for_job(b, taken["id"], timeout=120)["state"] == "succeeded"
+            r = b.post("/v1/collections/docs/search", json={"id": "t001", "k": 3})
+            assert r.status_code == 200 and r.json()["model_version"] == taken["version"]
+    finally:
+        serve.stop(holder)
+        serve.stop(other)
