@@ -72,10 +72,13 @@ class TrainConfig:
     # from the training split (training/word_vectors.py); links on-topic documents that share few
     # terms (short texts above all)
     word_vector_graph: bool = True
-    # text and word counts: a fourth k-NN graph on the input's top LSA directions (truncated SVD of
-    # the tf-idf rows), global structure beside the local term overlap; 200 lifts short titles a
-    # lot but cost TMC and AG News a little in the suite, so it is an option (0: off)
-    lsa_graph_dims: int = 0
+    # short texts: a fourth k-NN graph on the input's top LSA directions (truncated SVD of the
+    # tf-idf rows), global structure beside a term overlap too sparse to link documents on one
+    # topic. It joins when the training documents' median number of distinct terms is at most
+    # lsa_graph_max_terms (titles, subject lines, snippets): it lifts short titles a lot and costs
+    # longer documents a little (benchmarks/README.md). lsa_graph_dims 0: never
+    lsa_graph_dims: int = 200
+    lsa_graph_max_terms: int = 12
     # images: a second k-NN graph on histograms of oriented gradients (training/image_features.py)
     gradient_graph: bool = True
     neighbour_weight: float = 0.0  # pull each code towards a random neighbour's code
@@ -125,6 +128,7 @@ class TrainConfig:
             "neighbours",
             "denoiser_epochs",
             "lsa_graph_dims",
+            "lsa_graph_max_terms",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -8,7 +8,7 @@ eigenvalues squared (diffusion-map coordinates), rotated by ITQ to lose least wh
 Word counts get three graphs, summed after normalisation: under tf-idf and under BM25 weights (the
 two weightings disagree on many neighbours and their union is the better guide), between
 documents' mean word vectors learned from the corpus itself, which link documents on one topic
-that share few terms; optionally (`lsa_graph_dims`) a fourth on the input's leading LSA
+that share few terms; short texts (`is_short_text`) a fourth on the input's leading LSA
 directions (the global structure PCA-ITQ hashes by, which wins on short titles). Images get two:
 pixels, and histograms of oriented gradients (`training.image_features`), which stay close under
 small shifts and lighting changes.
@@ -240,6 +240,14 @@ def spectral_codes(
     return (emb @ rotation > 0).astype(np.float32)
 
 
+def is_short_text(counts: Matrix, config: TrainConfig) -> bool:
+    """Whether the median training document has at most ``config.lsa_graph_max_terms`` distinct
+    terms: then few pairs of documents on one topic share a term, and the term-overlap graphs
+    need the LSA one beside them."""
+    distinct = np.asarray((sp.csr_matrix(counts) != 0).sum(axis=1)).ravel()
+    return bool(np.median(distinct) <= config.lsa_graph_max_terms)
+
+
 def neighbour_lists(
     items: Any, featurizer: Featurizer, x: Matrix, counts: Matrix, config: TrainConfig, device: str
 ) -> list[np.ndarray]:
@@ -279,7 +287,7 @@ def neighbour_lists(
         idf = idf_of(sparse_counts).astype(np.float64)
         docs = document_vectors(sparse_counts, columns, vectors, idf)
         knns.append(nearest_neighbours(docs, k, device, exact_rows=exact_rows))
-    if config.lsa_graph_dims > 0 and min(x.shape) > 2:
+    if config.lsa_graph_dims > 0 and min(x.shape) > 2 and is_short_text(counts, config):
         lsa = lsa_rows(x, config.lsa_graph_dims, config.seed)
         knns.append(nearest_neighbours(lsa, k, device, exact_rows=exact_rows))
     return knns

@@ -5,6 +5,7 @@ from tests.training.test_train import TINY, clustered_vectors
 from training.config import TrainConfig
 from training.features import fit_featurizer, lsa_rows
 from training.neighbours import (
+    is_short_text,
     nearest_neighbours,
     neighbour_lists,
     neighbour_targets,
@@ -84,7 +85,7 @@ def test_two_neighbour_graphs_together_separate_what_each_alone_merges() -> None
 def test_word_counts_get_tfidf_bm25_word_vector_and_lsa_graphs_other_data_one() -> None:
     rng = np.random.default_rng(0)
     counts = sp.csr_matrix(rng.poisson(0.3, size=(40, 30)).astype(np.float32))
-    cfg = TrainConfig(**TINY, lsa_graph_dims=8)
+    cfg = TrainConfig(**TINY, lsa_graph_dims=8)  # ~9 distinct terms a row: short texts
     featurizer = fit_featurizer("vector", counts)
     target = featurizer.targets(counts)
     knns = neighbour_lists(counts, featurizer, featurizer.inputs_from_targets(target), target,
@@ -168,3 +169,20 @@ def test_images_get_a_pixel_and_a_gradient_graph_unless_too_small_or_turned_off(
     small = fit_featurizer("image", tiny)
     xs = small.inputs_from_targets(small.targets(tiny))
     assert len(neighbour_lists(tiny, small, xs, xs, cfg, "cpu")) == 1  # under 2 x 2 cells
+
+
+def test_the_lsa_graph_joins_for_short_documents_only() -> None:
+    rng = np.random.default_rng(0)
+    short = sp.csr_matrix(rng.poisson(0.2, size=(40, 30)).astype(np.float32))  # ~5 terms a row
+    long = sp.csr_matrix(rng.poisson(2.0, size=(40, 30)).astype(np.float32))  # ~26 terms a row
+    cfg = TrainConfig(**TINY, lsa_graph_dims=8, lsa_graph_max_terms=12)
+    assert is_short_text(short, cfg) and not is_short_text(long, cfg)
+    explicit_zeros = sp.csr_matrix(short.toarray())
+    explicit_zeros.data[:] = 0  # stored entries that are zero are not terms
+    assert is_short_text(explicit_zeros, cfg)
+    never = TrainConfig(**TINY, lsa_graph_dims=0, lsa_graph_max_terms=12)
+    for counts, config, graphs in ((short, cfg, 4), (long, cfg, 3), (short, never, 3)):
+        featurizer = fit_featurizer("vector", counts)
+        target = featurizer.targets(counts)
+        x = featurizer.inputs_from_targets(target)
+        assert len(neighbour_lists(counts, featurizer, x, target, config, "cpu")) == graphs
