@@ -293,13 +293,16 @@ def _geometric_mean(values: Sequence[float]) -> float:
     return float(math.exp(sum(math.log(v) for v in values) / len(values)))
 
 
-def suite_combos(root: Path, seeds: Sequence[int]) -> list[Combo]:
-    """Every suite set at 32 bits with each seed, then at 64 bits with the first: cheap sets and
-    seed 0 first, so a stopped run has the widest table."""
-    combos = [Combo(str(root / path), bits, DEFAULT, seeds[0]) for path in SUITE.values()
+def suite_combos(
+    root: Path, seeds: Sequence[int], sets: Sequence[str] | None = None
+) -> list[Combo]:
+    """Every suite set (or those in ``sets``) at 32 bits with each seed, then at 64 bits with the
+    first: cheap sets and seed 0 first, so a stopped run has the widest table."""
+    paths = [path for name, path in SUITE.items() if sets is None or name in sets]
+    combos = [Combo(str(root / path), bits, DEFAULT, seeds[0]) for path in paths
               for bits in SUITE_BITS]  # fmt: skip
     return combos + [Combo(str(root / path), SUITE_BITS[0], DEFAULT, seed)
-                     for seed in seeds[1:] for path in SUITE.values()]  # fmt: skip
+                     for seed in seeds[1:] for path in paths]  # fmt: skip
 
 
 def suite_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -479,6 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     data.add_argument("--suite", action="store_true",
                       help=f"the development suite under --data-root ({', '.join(SUITE)}) at "
                            "32 bits with every --seeds and 64 bits with the first")  # fmt: skip
+    ap.add_argument("--sets", nargs="+", choices=tuple(SUITE),
+                    help="with --suite: only these sets (default: all seven)")  # fmt: skip
     ap.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT,
                     help="where --suite finds its sets (default %(default)s)")  # fmt: skip
     ap.add_argument("--bits", type=int, nargs="+", default=[32])
@@ -498,10 +503,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.jobs < 1 or args.threads < 1:
         ap.error("--jobs and --threads must be at least 1")
+    if args.sets and not args.suite:
+        ap.error("--sets chooses among the suite's sets: use it with --suite")
     if (args.scratch.resolve()).is_relative_to(REPO):
         ap.error(f"--scratch {args.scratch} is inside the repository; models must go elsewhere")
     if args.suite:
-        combos = suite_combos(args.data_root, args.seeds)
+        combos = suite_combos(args.data_root, args.seeds, args.sets)
     else:
         combos = [Combo(d, b, p, s) for d in args.data for b in args.bits for p in args.pretrain
                   for s in args.seeds]  # fmt: skip

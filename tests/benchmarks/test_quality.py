@@ -153,6 +153,11 @@ def test_suite_runs_every_set_at_both_widths_then_the_other_seeds():
     rest = combos[len(first) :]
     assert {(c.bits, c.seed) for c in rest} == {(32, 1), (32, 2)} and len(rest) == 14
     assert all(c.data.startswith("/data/") for c in combos)
+    some = quality.suite_combos(Path("/data"), [0, 1], ["tmc", "mnist"])
+    assert [(c.dataset, c.bits, c.seed) for c in some] == [
+        ("tmc", 32, 0), ("tmc", 64, 0), ("mnist", 32, 0), ("mnist", 64, 0),
+        ("tmc", 32, 1), ("mnist", 32, 1),
+    ]  # fmt: skip
 
 
 def test_suite_summary_averages_seeds_and_takes_the_geometric_mean_of_ratios():
