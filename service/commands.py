@@ -169,7 +169,7 @@ def _import_offline(args: argparse.Namespace, items: Iterable[dict[str, Any]]) -
     from service.errors import BitseekError
     from service.importer import write_batch
     from service.registry import NewItem
-    from service.routes.common import payload_value
+    from service.routes.common import new_item
     from service.schemas import ItemIn
     from service.storage import open_offline_registry
 
@@ -192,9 +192,7 @@ def _import_offline(args: argparse.Namespace, items: Iterable[dict[str, Any]]) -
         for number, record in enumerate(items, start=1):
             field = f"item {number}"
             item = ItemIn.model_validate(record)
-            pending.append(
-                NewItem(item.id, payload_value(item, state, field), item.metadata, field)
-            )
+            pending.append(new_item(item, state, field))
             if len(pending) >= args.batch:
                 flush()
         flush()

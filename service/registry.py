@@ -25,6 +25,7 @@ import numpy as np
 from service import snapshot
 from service.backend import Backend, Model
 from service.code_column import ColumnedIndex
+from service.codes import from_hex
 from service.collection import CollectionState, Serving
 from service.config import InputLimits
 from service.errors import Conflict, InvalidInput, NotFound, Unavailable, model_rejected
@@ -56,6 +57,8 @@ class NewItem:
     value: Any  # text / base64 image / list of floats, as in the JSON
     metadata: dict[str, Any]
     field: str  # where it sits in the request, for error messages
+    code: str | None = None  # hex, computed elsewhere by model version ``code_version``
+    code_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,26 @@ class Precomputed:
 
     seq: int
     codes: dict[int, bytes]
+
+
+def given_codes(name: str, items: Sequence[NewItem], serving: Serving | None) -> list[bytes | None]:
+    """The codes the items came with (None where they came without), checked against the
+    model version that serves: a code of another version, or of another width, is refused."""
+    codes: list[bytes | None] = [None] * len(items)
+    for k, item in enumerate(items):
+        if item.code is None:
+            continue
+        field = f"{item.field}.code"
+        if serving is None or item.code_version != serving.version:
+            serves = "no model yet" if serving is None else f"model version {serving.version}"
+            raise Conflict(
+                f"{field} was computed by model version {item.code_version}, but collection"
+                f" {name!r} serves {serves}: encode it with the serving version, or send the"
+                " item without a code",
+                field,
+            )
+        codes[k] = from_hex(item.code, serving.model.bits, field).tobytes()
+    return codes
 
 
 def default_index_factory(bits: int) -> CodeIndex:
@@ -428,13 +451,17 @@ class Registry:
         payloads = [state.modality.to_bytes(v) for v in decoded]
         while True:
             serving = state.serving
-            codes: list[bytes | None] = [None] * len(batch)
-            if serving is not None:
+            codes = given_codes(name, batch, serving)
+            todo = [k for k, code in enumerate(codes) if code is None]
+            if serving is not None and todo:
                 try:
-                    packed = self.run_model(serving.model.encode, state.modality.batch(decoded))
+                    packed = self.run_model(
+                        serving.model.encode, state.modality.batch([decoded[k] for k in todo])
+                    )
                 except ValueError as exc:
-                    raise model_rejected(exc, fields, "items") from None
-                codes = [bytes(c) for c in packed]
+                    raise model_rejected(exc, [fields[k] for k in todo], "items") from None
+                for k, code in zip(todo, packed, strict=True):
+                    codes[k] = bytes(code)
             try:
                 with state.write_lock:
                     if self.states.get(name) is not state:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from models.code_width import CODE_WIDTHS
 
@@ -80,6 +80,26 @@ class ItemIn(Payload):
     metadata: dict[str, MetaValue] = Field(
         default_factory=dict, description="Flat key/value metadata, usable as a search filter."
     )
+    code: str | None = Field(
+        default=None,
+        max_length=2 + CODE_WIDTHS.largest // 4,
+        description="The item's code, hex as `encode` gives it, computed elsewhere by the model"
+        " version named in `model_version`: stored as given, the item is not encoded here.",
+    )
+    model_version: int | None = Field(
+        default=None,
+        description="With `code`: the model version that computed it (it must be"
+        " the one the collection serves, or the write is refused with 409).",
+    )
+
+    @model_validator(mode="after")
+    def _code_names_its_version(self) -> ItemIn:
+        if (self.code is None) != (self.model_version is None):
+            raise ValueError(
+                "code and model_version go together: a code is only meaningful under the model"
+                " version that computed it"
+            )
+        return self
 
 
 class UpsertRequest(Strict):

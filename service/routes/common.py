@@ -9,14 +9,21 @@ from pydantic import BaseModel
 
 from service.collection import CollectionState, Serving
 from service.errors import InvalidInput
+from service.registry import NewItem
 from service.runtime import Runtime
-from service.schemas import Payload
+from service.schemas import ItemIn, Payload
 
 CollectionPath = Annotated[str, Path(description="Collection name.")]
 ItemPath = Annotated[str, Path(description="Item id (may contain '/').")]
 JobPath = Annotated[str, Path(description="Job id, as returned by retrain.")]
 VersionPath = Annotated[int, Path(description="Model version number.")]
 JSON = "application/json"
+
+
+def new_item(item: ItemIn, state: CollectionState, field: str) -> NewItem:
+    """One item of a write, its payload checked against the collection's modality."""
+    value = payload_value(item, state, field)
+    return NewItem(item.id, value, item.metadata, field, item.code, item.model_version)
 
 
 def payload_value(payload: Payload, state: CollectionState, field: str) -> Any:

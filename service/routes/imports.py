@@ -10,10 +10,10 @@ from starlette.concurrency import run_in_threadpool
 
 from service.collection import CollectionState
 from service.deps import RuntimeDep
-from service.errors import InvalidInput
+from service.errors import Conflict, InvalidInput
 from service.importer import write_batch
 from service.registry import NewItem
-from service.routes.common import CollectionPath, payload_value
+from service.routes.common import CollectionPath, new_item
 from service.runtime import Runtime
 from service.schemas import ImportResponse, ItemIn
 
@@ -44,8 +44,8 @@ class _Import:
         args = (self.runtime.registry, self.collection, batch, self.skip_existing)
         try:
             done = await run_in_threadpool(write_batch, *args)
-        except InvalidInput as exc:
-            raise InvalidInput(f"{exc.message}; {self.stored()}", exc.field) from None
+        except (InvalidInput, Conflict) as exc:
+            raise type(exc)(f"{exc.message}; {self.stored()}", exc.field) from None
         self.result.imported += done.written
         self.result.skipped += done.skipped
         if done.seq is not None:
@@ -97,9 +97,8 @@ async def _add(job: _Import, line: bytes, number: int) -> None:
         detail = f"{where}: {first['msg']}" if where else first["msg"]
         raise InvalidInput(f"{field}: {detail}; {job.stored()}", field) from None
     try:
-        value = payload_value(item, job.state, field)
+        job.pending.append(new_item(item, job.state, field))
     except InvalidInput as exc:
         raise InvalidInput(f"{exc.message}; {job.stored()}", exc.field) from None
-    job.pending.append(NewItem(item.id, value, item.metadata, field))
     if len(job.pending) >= job.batch:
         await job.flush()

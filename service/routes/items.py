@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from service.deps import RuntimeDep
 from service.errors import InvalidInput
 from service.registry import NewItem
-from service.routes.common import CollectionPath, ItemPath, check_batch, payload_value
+from service.routes.common import CollectionPath, ItemPath, check_batch, new_item
 from service.schemas import (
     METADATA,
     ItemPublic,
@@ -31,10 +31,7 @@ def upsert_items(
     """Insert or overwrite items; all-or-nothing, durable once answered."""
     state = runtime.registry.get(collection)
     check_batch(len(body.items), runtime.settings.max_batch_items)
-    items = [
-        NewItem(item.id, payload_value(item, state, f"items[{i}]"), item.metadata, f"items[{i}]")
-        for i, item in enumerate(body.items)
-    ]
+    items = [new_item(item, state, f"items[{i}]") for i, item in enumerate(body.items)]
     count, version, seq = runtime.registry.upsert(collection, items)
     return UpsertResponse(upserted=count, model_version=version, seq=seq)
 

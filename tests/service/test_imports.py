@@ -53,6 +53,23 @@ def test_ndjson_import_writes_in_batches_and_resumes(client: TestClient) -> None
     assert client.get("/v1/collections/docs").json()["items"] == 40 + 1200
 
 
+def test_an_import_may_bring_codes_and_a_code_of_another_version_stops_it(
+    client: TestClient,
+) -> None:
+    items = _lines(9)
+    for k, item in enumerate(items):
+        item.update(code=f"{k:08x}", model_version=1)
+    items[7]["model_version"] = 2  # computed by a version the collection does not serve
+    r = client.post("/v1/collections/docs/items/import?batch=5", content=_ndjson(items))
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert error["field"] == "line 8.code" and "5 item(s) before it are stored" in error["message"]
+    assert client.get("/v1/collections/docs").json()["items"] == 40 + 5
+    assert client.get("/v1/collections/docs/items/imp3").json()["code"] == f"{3:08x}"
+    hit = client.post("/v1/collections/docs/search", json={"code": f"{3:08x}", "max_distance": 0})
+    assert "imp3" in {h["id"] for h in hit.json()["hits"]}
+
+
 def test_a_bad_line_names_itself_and_what_is_stored(client: TestClient) -> None:
     items = _lines(12)
     body = _ndjson(items[:7]) + b'{"id": "bad", "vector": [1.0]}\n' + _ndjson(items[7:])

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.main import create_app
-from tests.conftest import FakeBackend, FakeModel, make_images, make_settings, png_b64
+from tests.conftest import ADMIN, FakeBackend, FakeModel, make_images, make_settings, png_b64
 
 
 def _count(client: TestClient, collection: str) -> int:
@@ -288,3 +288,41 @@ def test_an_item_reports_the_serving_models_code_after_a_failed_activation(
     assert client.get("/v1/collections/vecs").json()["active_version"] == 1
     after = client.get("/v1/collections/vecs/items/v1").json()
     assert (after["model_version"], after["code"]) == (1, before["code"])
+
+
+def test_items_may_bring_codes_computed_elsewhere_by_the_serving_version(
+    client: TestClient,
+) -> None:
+    encoded = client.post("/v1/collections/docs/encode", json={"items": [{"text": "rocket"}]})
+    model_code = encoded.json()["codes"][0]
+    given = format(int(model_code, 16) ^ 0xFFFFFFFF, "08x")  # not what the model would give
+    item = {"id": "pre/1", "text": "rocket", "code": given, "model_version": 1}
+    r = client.post(
+        "/v1/collections/docs/items", json={"items": [item, {"id": "pre/2", "text": "rocket"}]}
+    )
+    assert r.status_code == 200, r.text
+    assert client.get("/v1/collections/docs/items/pre/1").json()["code"] == given
+    assert client.get("/v1/collections/docs/items/pre/2").json()["code"] == model_code
+    r = client.post("/v1/collections/docs/search", json={"code": given, "max_distance": 0})
+    assert "pre/1" in {hit["id"] for hit in r.json()["hits"]}
+    # refused, naming the field, and nothing of the batch is stored
+    before = _count(client, "docs")
+    cases = [
+        ({"code": given, "model_version": 7}, 409, "items[1].code", "model version 7"),
+        ({"code": given + "00", "model_version": 1}, 422, "items[1].code", "40 bits"),
+        ({"code": "zz" * 4, "model_version": 1}, 422, "items[1].code", "not hexadecimal"),
+        ({"code": given}, 422, "items[1]", "code and model_version go together"),
+        ({"model_version": 1}, 422, "items[1]", "code and model_version go together"),
+    ]
+    for extra, status, field, message in cases:
+        items = [{"id": "fine", "text": "ok"}, {"id": "bad", "text": "rocket", **extra}]
+        r = client.post("/v1/collections/docs/items", json={"items": items})
+        assert r.status_code == status, (extra, r.text)
+        error = r.json()["error"]
+        assert error["field"] == field and message in error["message"], error
+    assert _count(client, "docs") == before
+    # a collection without a model yet has no version to match
+    body = {"name": "bare", "modality": "text", "bits": 32}
+    assert client.post("/v1/collections", json=body, headers=ADMIN).status_code == 201
+    r = client.post("/v1/collections/bare/items", json={"items": [item]})
+    assert r.status_code == 409 and "no model yet" in r.json()["error"]["message"]
