@@ -200,6 +200,7 @@ def run_combo(
         "encode_batch": evaluation["encode_batch"],
         "methods": _round(evaluation["methods"]),
         "cosine_knn_precision_at_k": evaluation.get("cosine_knn_precision_at_k"),
+        "pixel_cosine_knn_precision_at_k": evaluation.get("pixel_cosine_knn_precision_at_k"),
         "skipped": evaluation["skipped"],
         "evaluated_at": evaluation["created_at"],
         "model_dir": str(model_dir),
@@ -323,6 +324,7 @@ def suite_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         )
         itq = runs[0]["methods"].get("pca_itq", {}).get("precision_at_k")
         knn = runs[0].get("cosine_knn_precision_at_k")
+        pixel_knn = runs[0].get("pixel_cosine_knn_precision_at_k")
         rss = [r["train_peak_rss_bytes"] for r in runs if r.get("train_peak_rss_bytes")]
         entries.append({
             "dataset": dataset, "bits": bits, "seeds": sorted(r["seed"] for r in runs),
@@ -330,6 +332,8 @@ def suite_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "pca_itq": itq, "cosine_knn": knn,
             "ratio_pca_itq": round(mean / itq, 4) if itq else None,
             "ratio_cosine_knn": round(mean / knn, 4) if knn else None,
+            "pixel_cosine_knn": pixel_knn,
+            "ratio_pixel_cosine_knn": round(mean / pixel_knn, 4) if pixel_knn else None,
             "train_wall_seconds": round(sum(r["train_wall_seconds"] for r in runs) / len(runs), 1),
             "train_peak_rss_bytes": max(rss) if rss else None,
         })  # fmt: skip
@@ -348,8 +352,9 @@ def suite_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def suite_table(summary: dict[str, Any]) -> str:
     lines = [
         "| data | bits | model P@100 (mean +- std over seeds) | PCA-ITQ | cosine k-NN "
-        "| model / PCA-ITQ | model / k-NN | train wall s | train peak RSS GB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model / PCA-ITQ | model / k-NN | k-NN on pixels alone | model / pixels k-NN "
+        "| train wall s | train peak RSS GB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in sorted(summary["entries"], key=lambda e: (e["bits"], e["dataset"])):
         spread = (
@@ -359,7 +364,8 @@ def suite_table(summary: dict[str, Any]) -> str:
         lines.append(
             f"| {e['dataset']} | {e['bits']} | {e['model_p_at_100']:.3f}{spread} "
             f"| {_fmt(e['pca_itq'])} | {_fmt(e['cosine_knn'])} | {_fmt(e['ratio_pca_itq'], '.2f')} "
-            f"| {_fmt(e['ratio_cosine_knn'], '.2f')} | {e['train_wall_seconds']:.0f} "
+            f"| {_fmt(e['ratio_cosine_knn'], '.2f')} | {_fmt(e.get('pixel_cosine_knn'))} "
+            f"| {_fmt(e.get('ratio_pixel_cosine_knn'), '.2f')} | {e['train_wall_seconds']:.0f} "
             f"| {_fmt(None if rss is None else rss / 1e9, '.2f')} |"
         )
     for bits, g in summary["geometric_mean"].items():

@@ -32,7 +32,7 @@ import torch
 from models.denoiser import Denoiser, DenoiserConfig, reconstruct
 from models.hasher import SemanticHasher
 from training.durable import fsync_path, fsync_tree, make_dirs
-from training.features import Featurizer, featurizer_from_state
+from training.features import Featurizer, ImageFeaturizer, featurizer_from_state
 
 LOG = logging.getLogger(__name__)
 FORMAT_NAME = "bitseek-model"
@@ -110,8 +110,11 @@ class TrainedModel:
     def tangents(self, items: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The encoder's ``k`` leading tangent directions at each item: singular values
         float32 (n, k) and the right singular vectors of its Jacobian, float32 (n, k, input_dim),
-        the input-space directions that move the code most."""
+        the input-space directions that move the code most. An image's are over its pixels (the
+        direct path: the gradient histograms it also reads are not differentiated)."""
         jac = self.hasher.encoder_jacobian(self.featurize(items))  # (n, bits, input_dim)
+        if isinstance(self.featurizer, ImageFeaturizer):
+            jac = jac[:, :, : self.featurizer.n_pixels]
         _, values, vt = np.linalg.svd(jac.astype(np.float64), full_matrices=False)
         k = min(k, values.shape[1])
         return values[:, :k].astype(np.float32), vt[:, :k, :].astype(np.float32)

@@ -81,6 +81,9 @@ class TrainConfig:
     lsa_graph_max_terms: int = 12
     # images: a second k-NN graph on histograms of oriented gradients (training/image_features.py)
     gradient_graph: bool = True
+    # images: the network reads (and its decoder rebuilds) the gradient histograms beside the
+    # pixels, so the codes can follow the gradient graph on images they never saw
+    gradient_inputs: bool = True
     neighbour_weight: float = 0.0  # pull each code towards a random neighbour's code
     balance_weight: float = 1.0
     decorrelation_weight: float = 1.0

@@ -10,7 +10,8 @@ at least ``min_df`` documents and at most ``max_df`` of them, English stop words
 log(1 + tf) * idf, L2-normalised (sublinear tf-idf, the strongest simple input for text retrieval);
 target the raw counts. Word-count vectors (non-negative integers, stored sparse or mostly zeros,
 like TMC's) get the same treatment over their given vocabulary. Other vectors are standardised per
-feature and decoded by a Gaussian. Images: pixels / 255, flattened, decoded by a Bernoulli.
+feature and decoded by a Gaussian. Images: pixels / 255, flattened, then their histograms of
+oriented gradients, all decoded by a Bernoulli.
 
 A featuriser serialises to a JSON-safe dict plus named numpy arrays (no pickle).
 """
@@ -25,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import CountVectorizer
 
+from training.image_features import gradient_histograms, gradient_width, has_gradient_cells
 from training.rejection import ItemRejected
 
 LOG = logging.getLogger(__name__)
@@ -274,26 +276,33 @@ class VectorFeaturizer(_OwnTargets):
 
 
 class ImageFeaturizer(_OwnTargets):
-    """uint8 images (N, H, W[, C]) -> pixels / 255 flattened, Bernoulli decoder."""
+    """uint8 images (N, H, W[, C]) -> pixels / 255 flattened, then (``gradients``) the image's
+    histograms of oriented gradients (`training.image_features`), which stay close under small
+    shifts and lighting changes where pixels drift apart; Bernoulli decoder (both lie in [0, 1])."""
 
     kind = "image"
     likelihood = "bernoulli"
 
-    def __init__(self, shape: Sequence[int]) -> None:
+    def __init__(self, shape: Sequence[int], gradients: bool = False) -> None:
         self.shape = tuple(int(s) for s in shape)
+        self.gradients = gradients and has_gradient_cells(self.shape)
+
+    @property
+    def n_pixels(self) -> int:
+        return int(np.prod(self.shape))
 
     @property
     def dim(self) -> int:
-        return int(np.prod(self.shape))
+        return self.n_pixels + (gradient_width(self.shape) if self.gradients else 0)
 
     @classmethod
-    def fit(cls, images: np.ndarray) -> ImageFeaturizer:
+    def fit(cls, images: np.ndarray, gradients: bool = False) -> ImageFeaturizer:
         images = np.asarray(images)
         if images.ndim not in (3, 4):
             raise ValueError(
                 f"images must have shape (N, H, W) or (N, H, W, C), got {images.shape}"
             )
-        return cls(images.shape[1:])
+        return cls(images.shape[1:], gradients)
 
     def transform(self, items: Any) -> Matrix:
         x = np.asarray(items)
@@ -301,30 +310,50 @@ class ImageFeaturizer(_OwnTargets):
             raise ValueError(f"images must have shape (n, {', '.join(map(str, self.shape))}), "
                              f"got {x.shape}")  # fmt: skip
         scale = 255.0 if x.dtype == np.uint8 or x.max(initial=0) > 1.0 else 1.0
-        return (x.reshape(len(x), -1).astype(np.float32) / scale).clip(0.0, 1.0)
+        pixels = (x.reshape(len(x), -1).astype(np.float32) / scale).clip(0.0, 1.0)
+        if not self.gradients:
+            return pixels
+        return np.concatenate([pixels, gradient_histograms(pixels, self.shape)], axis=1)
+
+    def pixels(self, features: np.ndarray) -> np.ndarray:
+        """The pixel columns of ``transform``'s rows (or of a reconstruction of them)."""
+        return features[:, : self.n_pixels]
+
+    def gradient_rows(self, features: np.ndarray) -> np.ndarray:
+        """The gradient histograms of ``transform``'s rows, read or computed."""
+        if self.gradients:
+            return features[:, self.n_pixels :]
+        return gradient_histograms(self.pixels(features), self.shape)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
         return self.shape
 
     def from_reconstruction(self, recon: np.ndarray, items: Any) -> np.ndarray:
-        return recon.reshape(len(recon), *self.shape).clip(0.0, 1.0)
+        return self.pixels(recon).reshape(len(recon), *self.shape).clip(0.0, 1.0)
 
     def to_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        return {"kind": self.kind, "shape": list(self.shape)}, {}
+        return {"kind": self.kind, "shape": list(self.shape), "gradients": self.gradients}, {}
 
 
 Featurizer = TextFeaturizer | CountVectorFeaturizer | VectorFeaturizer | ImageFeaturizer
 
 
 def fit_featurizer(
-    modality: str, items: Any, vocab_size: int = 2000, likelihood: str = ""
+    modality: str,
+    items: Any,
+    vocab_size: int = 2000,
+    likelihood: str = "",
+    image_gradients: bool = False,
 ) -> Featurizer:
     """Learn the featuriser for ``modality`` from the training split's items.
 
     Vectors are word counts when ``likelihood`` is "multinomial", real values when it is another
-    one, and otherwise when `looks_like_word_counts` says so.
+    one, and otherwise when `looks_like_word_counts` says so. Images read their gradient
+    histograms beside the pixels with ``image_gradients``.
     """
+    if modality == "image":
+        return ImageFeaturizer.fit(items, image_gradients)
     fit = _FITTERS.get(modality)
     if fit is None:
         raise ValueError(f"unknown modality {modality!r}; expected text, image or vector")
@@ -344,7 +373,6 @@ def _fit_vectors(items: Any, vocab_size: int, likelihood: str) -> Featurizer:
 
 _FITTERS: dict[str, Callable[[Any, int, str], Featurizer]] = {
     "text": lambda items, vocab_size, _: TextFeaturizer.fit(items, vocab_size=vocab_size),
-    "image": lambda items, _, __: ImageFeaturizer.fit(items),
     "vector": _fit_vectors,
 }
 
@@ -358,7 +386,7 @@ def featurizer_from_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -
     if kind == "vector":
         return VectorFeaturizer(arrays["mean"], arrays["scale"])
     if kind == "image":
-        return ImageFeaturizer(meta["shape"])
+        return ImageFeaturizer(meta["shape"], bool(meta.get("gradients", False)))
     raise ValueError(f"unknown featuriser kind {kind!r} in the saved model")
 
 

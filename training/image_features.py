@@ -2,8 +2,8 @@
 in which two pictures of one object stay close under small shifts and changes of brightness or
 contrast, where raw pixels drift apart.
 
-Used for the training items' k-NN graph only (``training.neighbours``); the network still reads
-pixels, so serving computes nothing extra.
+Used for the training items' k-NN graph (``training.neighbours``) and, beside the pixels, as the
+network's input (``training.features.ImageFeaturizer`` with ``gradients``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,13 @@ _CHUNK = 2048  # images per pass: bounds the temporaries to some 100 MB
 def has_gradient_cells(shape: Sequence[int]) -> bool:
     """At least 2 x 2 cells, the smallest block."""
     return len(shape) >= 2 and shape[0] >= 2 * CELL and shape[1] >= 2 * CELL
+
+
+def gradient_width(shape: Sequence[int]) -> int:
+    """Columns of ``gradient_histograms`` for images of ``shape``."""
+    if not has_gradient_cells(shape):
+        raise ValueError(f"images of {tuple(shape)} are too small for {CELL}-pixel cells")
+    return (shape[0] // CELL - 1) * (shape[1] // CELL - 1) * 4 * BINS
 
 
 def gradient_histograms(pixels: np.ndarray, shape: Sequence[int]) -> np.ndarray:

@@ -37,7 +37,7 @@ from training.features import (
     idf_of,
     lsa_rows,
 )
-from training.image_features import gradient_histograms, has_gradient_cells
+from training.image_features import has_gradient_cells
 from training.word_vectors import document_vectors, ppmi_word_vectors
 
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
@@ -251,8 +251,8 @@ def is_short_text(counts: Matrix, config: TrainConfig) -> bool:
 def neighbour_lists(
     items: Any, featurizer: Featurizer, x: Matrix, counts: Matrix, config: TrainConfig, device: str
 ) -> list[np.ndarray]:
-    """The training items' k-NN lists (n, k), one per view: the network's input features (tf-idf
-    or pixels) first, then for word counts BM25 weights and corpus word vectors
+    """The training items' k-NN lists (n, k), one per view: the network's input features (tf-idf,
+    or an image's pixels) first, then for word counts BM25 weights and corpus word vectors
     (`training.word_vectors`). Empty when ``config.neighbours`` is 0.
 
     items: the training split as given; x: the network's inputs; counts: the featurizer's targets.
@@ -270,11 +270,13 @@ def neighbour_lists(
         counts_featurizer = CountVectorFeaturizer.fit(items, config.neighbour_vocab_size)
         graph_counts = counts_featurizer.targets(items)
         graph_x = counts_featurizer.inputs_from_targets(graph_counts)
+    elif isinstance(featurizer, ImageFeaturizer):
+        graph_x = featurizer.pixels(x)
     k, exact_rows = config.neighbours, config.exact_knn_rows
     knns = [nearest_neighbours(graph_x, k, device, exact_rows=exact_rows)]
     if isinstance(featurizer, ImageFeaturizer):
         if config.gradient_graph and has_gradient_cells(featurizer.shape):
-            edges = gradient_histograms(x, featurizer.shape)
+            edges = featurizer.gradient_rows(x)
             knns.append(nearest_neighbours(edges, k, device, exact_rows=exact_rows))
         return knns
     if not isinstance(featurizer, TextFeaturizer | CountVectorFeaturizer):

@@ -82,7 +82,8 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
     # the global steps run once (on rank 0 when data-parallel, training/distributed.py) and are
     # shared; per-item transforms run on every rank
     featurizer = distributed.share(lambda: fit_featurizer(
-        dataset.modality, items, min(config.vocab_size, n), likelihood=config.likelihood
+        dataset.modality, items, min(config.vocab_size, n), likelihood=config.likelihood,
+        image_gradients=config.gradient_inputs,
     ))  # fmt: skip
     raw_target = featurizer.targets(items)
     x = featurizer.inputs_from_targets(raw_target)  # tokenise once

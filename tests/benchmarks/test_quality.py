@@ -161,16 +161,17 @@ def test_suite_runs_every_set_at_both_widths_then_the_other_seeds():
 
 
 def test_suite_summary_averages_seeds_and_takes_the_geometric_mean_of_ratios():
-    def row(dataset, seed, p, itq):
+    def row(dataset, seed, p, itq, pixels=None):
         methods = {"model": {"precision_at_k": p}, "pca_itq": {"precision_at_k": itq}}
         return {"dataset": dataset, "bits": 32, "seed": seed, "train_wall_seconds": 10.0,
                 "train_peak_rss_bytes": 1e9 + seed, "cosine_knn_precision_at_k": 0.5,
-                "methods": methods}  # fmt: skip
+                "pixel_cosine_knn_precision_at_k": pixels, "methods": methods}  # fmt: skip
 
     summary = quality.suite_summary(
-        [row("a", 0, 0.60, 0.5), row("a", 1, 0.64, 0.5), row("b", 0, 0.4, 0.5)]
+        [row("a", 0, 0.60, 0.5), row("a", 1, 0.64, 0.5), row("b", 0, 0.4, 0.5, pixels=0.2)]
     )
     a, b = sorted(summary["entries"], key=lambda e: e["dataset"])
+    assert a["ratio_pixel_cosine_knn"] is None and b["ratio_pixel_cosine_knn"] == pytest.approx(2)
     assert a["model_p_at_100"] == pytest.approx(0.62) and a["seeds"] == [0, 1]
     assert a["model_std"] == pytest.approx(0.0283, abs=1e-4) and b["model_std"] is None
     assert a["ratio_pca_itq"] == pytest.approx(1.24) and a["train_peak_rss_bytes"] == 1e9 + 1

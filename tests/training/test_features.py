@@ -12,6 +12,7 @@ from training.features import (
     is_count_valued,
     looks_like_word_counts,
 )
+from training.image_features import gradient_histograms, gradient_width
 from training.rejection import ItemRejected
 
 TRAIN_TEXTS = [
@@ -86,6 +87,31 @@ def test_images_are_scaled_and_flattened() -> None:
     np.testing.assert_allclose(x * 255, imgs.reshape(2, -1), rtol=1e-5)
     with pytest.raises(ValueError, match=r"shape \(n, 3, 4\)"):
         f.transform(np.zeros((1, 4, 4), np.uint8))
+
+
+def test_images_can_carry_their_gradient_histograms_beside_the_pixels() -> None:
+    rng = np.random.default_rng(0)
+    imgs = (rng.random((3, 12, 16)) * 255).astype(np.uint8)
+    f = fit_featurizer("image", imgs, image_gradients=True)
+    assert isinstance(f, ImageFeaturizer) and f.gradients
+    hog_width = gradient_width((12, 16))  # 3 x 4 cells, 2 x 3 blocks of 4 cells x 9 bins
+    assert hog_width == 2 * 3 * 4 * 9 and f.dim == 12 * 16 + hog_width
+    x = f.transform(imgs)
+    assert x.shape == (3, f.dim) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    np.testing.assert_allclose(f.pixels(x) * 255, imgs.reshape(3, -1), rtol=1e-5)
+    np.testing.assert_allclose(f.gradient_rows(x), gradient_histograms(f.pixels(x), (12, 16)))
+    recon = f.from_reconstruction(x, imgs)  # the decoder's pixels, without the histograms
+    assert recon.shape == (3, 12, 16)
+    np.testing.assert_allclose(recon * 255, imgs, rtol=1e-5)
+    meta, arrays = f.to_state()
+    again = featurizer_from_state(meta, arrays)
+    np.testing.assert_array_equal(again.transform(imgs), x)
+    # models saved before gradient inputs existed read pixels only
+    old = featurizer_from_state({"kind": "image", "shape": [12, 16]}, {})
+    assert isinstance(old, ImageFeaturizer) and not old.gradients and old.dim == 12 * 16
+    # images too small for the histograms' cells read pixels only
+    tiny = fit_featurizer("image", imgs[:, :6, :6], image_gradients=True)
+    assert not tiny.gradients and tiny.dim == 36
 
 
 def test_count_vectors_use_the_multinomial_decoder() -> None:

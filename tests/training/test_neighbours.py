@@ -165,6 +165,12 @@ def test_images_get_a_pixel_and_a_gradient_graph_unless_too_small_or_turned_off(
     off = TrainConfig(**{**TINY, "gradient_graph": False})
     (alone,) = neighbour_lists(images, featurizer, x, x, off, "cpu")
     np.testing.assert_array_equal(alone, knns[0])
+    # an encoder that reads the histograms: the same graphs, the pixel one from its pixel columns
+    reads = fit_featurizer("image", images, image_gradients=True)
+    wide = reads.transform(images)
+    both = neighbour_lists(images, reads, wide, wide, cfg, "cpu")
+    for graph, again in zip(knns, both, strict=True):
+        np.testing.assert_array_equal(graph, again)
     tiny = (rng.random((30, 6, 6)) * 255).astype(np.uint8)
     small = fit_featurizer("image", tiny)
     xs = small.inputs_from_targets(small.targets(tiny))
