@@ -38,13 +38,13 @@ def pair(tmp_path: Path) -> Iterator[tuple[httpx.Client, httpx.Client]]:
         serve.stop(two)
 
 
-def _within(check: Callable[[], bool], what: str) -> float:
+def _within(check: Callable[[], bool], what: str, seconds: float = BOUND_S) -> float:
     start = time.monotonic()
-    while time.monotonic() - start < BOUND_S:
+    while time.monotonic() - start < seconds:
         if check():
             return time.monotonic() - start
         time.sleep(0.01)
-    raise AssertionError(f"{what} not seen within {BOUND_S} s")
+    raise AssertionError(f"{what} not seen within {seconds} s")
 
 
 def _ids(client: httpx.Client, body: dict[str, Any]) -> set[str]:
@@ -132,3 +132,54 @@ def test_killing_the_server_that_holds_a_retraining_lease_frees_the_job(tmp_path
     finally:
         serve.stop(holder)
         serve.stop(other)
+
+
+def test_serve_workers_2_runs_two_processes_that_follow_each_other(tmp_path: Path) -> None:
+    """The README's `bitseek serve --workers 2`, as a user runs it."""
+    import os
+    import subprocess
+    import sys
+
+    port = serve.free_port()
+    env = {**os.environ, "BITSEEK_ADMIN_TOKEN": "test-token", "BITSEEK_LOG_LEVEL": "warning"}
+    argv = [sys.executable, "-m", "service.cli", "serve", "--workers", "2", "--port", str(port),
+            "--data-dir", str(tmp_path / "data"), "--device", "cpu"]  # fmt: skip
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _within(lambda: _ready(url), "both workers ready", seconds=90)
+        assert len(_children(proc.pid)) >= 2  # uvicorn's worker processes
+        body = {"name": "notes", "modality": "text", "bits": 16}
+        with httpx.Client(base_url=url, timeout=30) as c:
+            assert c.post("/v1/collections", json=body, headers=ADMIN).status_code == 201
+            items = [{"id": f"n{i}", "text": f"note number {i}"} for i in range(30)]
+            assert c.post("/v1/collections/notes/items", json={"items": items}).status_code == 200
+
+        def every_worker_sees_them() -> bool:  # a fresh connection each: either worker answers
+            answers = [httpx.get(f"{url}/v1/collections/notes", timeout=10) for _ in range(20)]
+            return all(r.status_code == 200 and r.json()["items"] == 30 for r in answers)
+
+        _within(every_worker_sees_them, "the writes on every worker")
+    finally:
+        serve.stop(proc)
+        log.close()
+
+
+def _ready(url: str) -> bool:
+    try:
+        return all(httpx.get(f"{url}/readyz", timeout=2).status_code == 200 for _ in range(6))
+    except httpx.TransportError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:  # the parent's pid, after the state
+            found.append(int(stat.parent.name))
+    return found
