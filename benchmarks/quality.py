@@ -501,6 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="combinations run at once (2 on 2 cores)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads per CLI process")
     ap.add_argument("--force", action="store_true", help="rerun combinations already finished")
+    ap.add_argument("--finished-only", action="store_true",
+                    help="train nothing: the table and JSON of the combinations already finished "
+                         "(e.g. rows of several sweeps under one --name)")  # fmt: skip
     ap.add_argument("--scratch", type=Path, default=DEFAULT_SCRATCH,
                     help="models and logs go to SCRATCH/NAME/ (default %(default)s)")  # fmt: skip
     ap.add_argument("--results", type=Path, default=RESULTS, help="default %(default)s")
@@ -509,6 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.jobs < 1 or args.threads < 1:
         ap.error("--jobs and --threads must be at least 1")
+    if args.force and args.finished_only:
+        ap.error("--force reruns what --finished-only only reads: choose one")
     if args.sets and not args.suite:
         ap.error("--sets chooses among the suite's sets: use it with --suite")
     if (args.scratch.resolve()).is_relative_to(REPO):
@@ -519,6 +524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         combos = [Combo(d, b, p, s) for d in args.data for b in args.bits for p in args.pretrain
                   for s in args.seeds]  # fmt: skip
     sweep = Sweep(args.bitseek, args.scratch / args.name, args.config, args.threads)
+    if args.finished_only:
+        combos = [c for c in combos if (sweep.scratch / c.slug / "row.json").exists()]
     report = run_sweep(combos, sweep, name=args.name, results=args.results, jobs=args.jobs,
                        force=args.force, command=sweep_command(argv))  # fmt: skip
     print()

@@ -73,6 +73,14 @@ def test_sweep_runs_the_real_cli_and_resumes_without_rerunning(blobs, tmp_path, 
     )
     (resumed,) = again["rows"]
     assert resumed.pop("resumed") is True and resumed == row
+    # the table of what is finished, training nothing (seed 1 never ran, so it is left out)
+    rc = quality.main([
+        "--name", "tiny", "--data", str(data), "--bits", "16", "--seeds", "0", "1",
+        "--scratch", str(scratch), "--results", str(results), "--finished-only",
+    ])  # fmt: skip
+    assert rc == 0
+    report = json.loads((results / "quality_tiny.json").read_text())
+    assert [(r["bits"], r["seed"]) for r in report["rows"]] == [(16, 0)]
 
 
 def test_a_failing_combination_is_reported_and_not_marked_done(tmp_path, capsys):
