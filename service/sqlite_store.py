@@ -168,33 +168,39 @@ class SqliteStore:
         """Insert or overwrite; returns per item (num, the num it replaced or None), and the
         write's sequence number. ``version`` must be the collection's active model version
         (the codes' maker): else ``VersionMoved``, and nothing is written."""
-        out: list[tuple[int, int | None]] = []
         with self.transaction() as c:
             _check_active(c, collection, version)
-            seq = _take_seqs(c, len(items)) - len(items)
-            for item in items:
-                seq += 1
-                old = c.execute(
-                    "SELECT num FROM items WHERE collection = ? AND id = ?", (collection, item.id)
-                ).fetchone()
+            first_seq = _take_seqs(c, len(items)) - len(items) + 1
+            stored = _nums_of(c, collection, [item.id for item in items])
+            if len({item.id for item in items}) < len(items):
+                return _upsert_one_by_one(c, collection, items, version, first_seq)
+            # new items take the next numbers themselves: AUTOINCREMENT's counter follows them
+            row = c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'items'").fetchone()
+            next_num = (int(row[0]) if row else 0) + 1
+            out: list[tuple[int, int | None]] = []
+            inserts, updates = [], []
+            for seq, item in enumerate(items, start=first_seq):
                 meta = metadata_json(item.metadata)
+                old = stored.get(item.id)
                 if old is None:
-                    cur = c.execute(
-                        "INSERT INTO items(collection, id, payload, metadata, code, version, seq)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (collection, item.id, item.payload, meta, item.code, version, seq),
-                    )
-                    num = cur.lastrowid
-                    assert num is not None
-                    out.append((int(num), None))
+                    row_values = (next_num, collection, item.id, item.payload, meta, item.code)
+                    inserts.append((*row_values, version, seq))
+                    out.append((next_num, None))
+                    next_num += 1
                 else:
-                    c.execute(
-                        "UPDATE items SET payload = ?, metadata = ?, code = ?, version = ?, seq = ?"
-                        " WHERE num = ?",
-                        (item.payload, meta, item.code, version, seq, old[0]),
-                    )
-                    out.append((int(old[0]), int(old[0])))
-        return out, seq
+                    updates.append((item.payload, meta, item.code, version, seq, old))
+                    out.append((old, old))
+            c.executemany(
+                "INSERT INTO items(num, collection, id, payload, metadata, code, version, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                inserts,
+            )
+            c.executemany(
+                "UPDATE items SET payload = ?, metadata = ?, code = ?, version = ?, seq = ?"
+                " WHERE num = ?",
+                updates,
+            )
+        return out, first_seq + len(items) - 1
 
     def delete_item(self, collection: str, item_id: str) -> int | None:
         with self.transaction() as c:
@@ -463,6 +469,56 @@ def _fail(c: sqlite3.Connection, where: str, args: tuple[Any, ...]) -> None:
         f" updated_at = ? WHERE {where}",
         (time.time(), *args),
     )
+
+
+_IDS_PER_QUERY = 500  # under SQLite's bound on variables in one statement
+
+
+def _nums_of(c: sqlite3.Connection, collection: str, ids: Sequence[str]) -> dict[str, int]:
+    """The numbers of those of ``ids`` stored in ``collection``."""
+    found: dict[str, int] = {}
+    unique = list(dict.fromkeys(ids))
+    for a in range(0, len(unique), _IDS_PER_QUERY):
+        chunk = unique[a : a + _IDS_PER_QUERY]
+        marks = ",".join("?" * len(chunk))
+        rows = c.execute(
+            f"SELECT id, num FROM items WHERE collection = ? AND id IN ({marks})",
+            (collection, *chunk),
+        )
+        found.update((str(item_id), int(num)) for item_id, num in rows)
+    return found
+
+
+def _upsert_one_by_one(
+    c: sqlite3.Connection,
+    collection: str,
+    items: Sequence[ItemWrite],
+    version: int | None,
+    first_seq: int,
+) -> tuple[list[tuple[int, int | None]], int]:
+    """``upsert_items`` for a batch that names an id twice: each write sees the one before."""
+    out: list[tuple[int, int | None]] = []
+    for seq, item in enumerate(items, start=first_seq):
+        meta = metadata_json(item.metadata)
+        old = c.execute(
+            "SELECT num FROM items WHERE collection = ? AND id = ?", (collection, item.id)
+        ).fetchone()
+        if old is None:
+            cur = c.execute(
+                "INSERT INTO items(collection, id, payload, metadata, code, version, seq)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (collection, item.id, item.payload, meta, item.code, version, seq),
+            )
+            assert cur.lastrowid is not None
+            out.append((int(cur.lastrowid), None))
+        else:
+            c.execute(
+                "UPDATE items SET payload = ?, metadata = ?, code = ?, version = ?, seq = ?"
+                " WHERE num = ?",
+                (item.payload, meta, item.code, version, seq, old[0]),
+            )
+            out.append((int(old[0]), int(old[0])))
+    return out, first_seq + len(items) - 1
 
 
 def _take_seqs(c: sqlite3.Connection, n: int) -> int:

@@ -60,6 +60,25 @@ def test_upsert_keeps_num_and_bumps_seq(store: ItemStore) -> None:
     assert store.existing_ids("c", ["a", "b", "q"]) == {"b"}
 
 
+def test_large_mixed_batches_keep_old_numbers_and_never_reuse_one(store: ItemStore) -> None:
+    store.create_collection("c", "text", {})
+    first, _ = store.upsert_items("c", [ItemWrite(f"i{k}", b"x", {}, None) for k in range(1200)],
+                                  None)  # fmt: skip
+    nums = {f"i{k}": num for k, (num, _) in enumerate(first)}
+    assert store.delete_item("c", "i1199") == nums["i1199"]  # the highest number so far
+    batch = [ItemWrite(f"i{k}", b"y", {"k": k}, None) for k in range(600, 1800)]
+    rows, seq = store.upsert_items("c", batch, None)
+    for item, (num, old) in zip(batch, rows, strict=True):
+        if item.id in nums and item.id != "i1199":
+            assert num == old == nums[item.id]
+        else:
+            assert old is None and num > nums["i1199"]
+    assert len({num for num, _ in rows}) == 1200 and seq == store.max_seq()
+    assert len(store.item_keys("c")) == 1800
+    stored = store.get_item("c", "i700")
+    assert stored is not None and stored.metadata == {"k": 700} and stored.seq == seq - 1099  # the 101st of 1,200 writes
+
+
 def test_a_batch_that_names_an_id_twice_keeps_the_last(store: ItemStore) -> None:
     store.create_collection("c", "text", {})
     rows, _ = store.upsert_items(
