@@ -76,7 +76,8 @@ def test_large_mixed_batches_keep_old_numbers_and_never_reuse_one(store: ItemSto
     assert len({num for num, _ in rows}) == 1200 and seq == store.max_seq()
     assert len(store.item_keys("c")) == 1800
     stored = store.get_item("c", "i700")
-    assert stored is not None and stored.metadata == {"k": 700} and stored.seq == seq - 1099  # the 101st of 1,200 writes
+    assert stored is not None and stored.metadata == {"k": 700}
+    assert stored.seq == seq - 1099  # the 101st of the batch's 1,200 writes
 
 
 def test_a_batch_that_names_an_id_twice_keeps_the_last(store: ItemStore) -> None:
