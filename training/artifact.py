@@ -105,7 +105,17 @@ class TrainedModel:
         """float32 (n, input_dim) encoder inputs -> (n, input_dim) the mean reconstruction, in
         the same feature space: what ``denoise`` computes before it maps back to items."""
         x = np.asarray(features, dtype=np.float32)
-        return self.hasher.denoise(x) if self.denoiser is None else reconstruct(self.denoiser, x)
+        if self.denoiser is None:
+            return self.hasher.denoise(x)
+        featurizer = self.featurizer
+        if (
+            isinstance(featurizer, ImageFeaturizer)
+            and x.shape[1] > featurizer.n_pixels
+            and (self.denoiser.config.input_dim == featurizer.n_pixels)
+        ):  # the denoiser reads and rebuilds pixels; the gradients follow from its picture
+            pixels = reconstruct(self.denoiser, featurizer.pixels(x))
+            return featurizer.with_gradients(pixels)
+        return reconstruct(self.denoiser, x)
 
     def tangents(self, items: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The encoder's ``k`` leading tangent directions at each item: singular values
@@ -200,7 +210,10 @@ def load_model(directory: str | Path, device: str = "cpu") -> TrainedModel:
     ) as e:
         raise ModelFormatError(f"{directory}: corrupt model ({type(e).__name__}: {e})") from e
     denoiser = _load_denoiser(directory, config.get("denoiser"))
-    if denoiser is not None and denoiser.config.input_dim != hasher.config.input_dim:
+    readable = {hasher.config.input_dim}
+    if isinstance(featurizer, ImageFeaturizer):
+        readable.add(featurizer.n_pixels)  # an image's denoiser may read its pixels alone
+    if denoiser is not None and denoiser.config.input_dim not in readable:
         raise ModelFormatError(
             f"{directory / DENOISER_FILE}: the denoiser reads {denoiser.config.input_dim} inputs, "
             f"the model's features have {hasher.config.input_dim}; retrain the model"

@@ -311,8 +311,10 @@ class ImageFeaturizer(_OwnTargets):
                              f"got {x.shape}")  # fmt: skip
         scale = 255.0 if x.dtype == np.uint8 or x.max(initial=0) > 1.0 else 1.0
         pixels = (x.reshape(len(x), -1).astype(np.float32) / scale).clip(0.0, 1.0)
-        if not self.gradients:
-            return pixels
+        return self.with_gradients(pixels) if self.gradients else pixels
+
+    def with_gradients(self, pixels: np.ndarray) -> np.ndarray:
+        """Flattened pixels in [0, 1] -> ``transform``'s rows: the pixels, then their histograms."""
         return np.concatenate([pixels, gradient_histograms(pixels, self.shape)], axis=1)
 
     def pixels(self, features: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from training.config import TrainConfig
 from training.data import Dataset, take
 from training.denoiser import fit_denoiser
 from training.device import resolve_device
-from training.features import fit_featurizer
+from training.features import ImageFeaturizer, fit_featurizer
 from training.finetune import finetune
 from training.neighbours import neighbour_lists, neighbour_targets, spectral_codes
 from training.pretrain import pretrain_stack
@@ -112,8 +112,12 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
     hasher = SemanticHasher(model, device)
     denoiser, denoiser_metrics = None, None
     if config.denoiser_epochs > 0:  # a separate network: the hash code cannot carry the detail
+        # it reads an image's pixels only: the gradients of a noisy picture are noise themselves
+        inputs, targets = x, raw_target
+        if isinstance(featurizer, ImageFeaturizer):
+            inputs, targets = featurizer.pixels(x), featurizer.pixels(raw_target)
         denoiser, denoiser_metrics = fit_denoiser(
-            x, raw_target, featurizer.kind, acfg.likelihood, config, device, progress
+            inputs, targets, featurizer.kind, acfg.likelihood, config, device, progress
         )
     if denoiser is not None:
         distributed.check_same_weights(denoiser, "denoiser")

@@ -141,8 +141,10 @@ def test_train_attaches_the_denoiser_and_denoise_uses_it() -> None:
     assert "denoiser" in {e["stage"] for e in events}
     out = model.denoise(imgs[:5])
     features = model.featurize(imgs[:5])  # pixels, then their gradient histograms
-    assert features.shape[1] > 64
-    expected = reconstruct(model.denoiser, features)[:, :64].reshape(5, 8, 8)
+    assert features.shape[1] > 64 and model.denoiser.config.input_dim == 64  # it reads pixels
+    expected = reconstruct(model.denoiser, features[:, :64]).reshape(5, 8, 8)
+    rebuilt = model.reconstruct(features)  # in the features' space: the picture's gradients too
+    np.testing.assert_allclose(rebuilt, model.featurizer.with_gradients(expected.reshape(5, 64)))
     np.testing.assert_array_equal(out, expected.clip(0, 1))
 
 
