@@ -42,6 +42,9 @@ RESULTS = REPO / "benchmarks" / "results"
 DEFAULT_SCRATCH = Path("/tmp/bitseek-quality")
 DEFAULT = "default"  # pretrain "mode" meaning: pass no --pretrain flag (the CLI's default)
 METHODS = ("model", "lsh", "pca_sign", "pca_itq")
+# one colour per method on every panel: the model's runs in blues and greens, baselines apart
+MODEL_COLOURS = ("tab:blue", "tab:green", "tab:cyan")
+BASELINE_COLOURS = {"lsh": "tab:gray", "pca_sign": "tab:purple", "pca_itq": "tab:red"}
 # (argv, log file) -> exit code, or (exit code, peak RSS in bytes) where the runner measures it
 Runner = Callable[[list[str], Path], "int | tuple[int, int]"]
 # The development suite (`../shared/data`, see its README): long and short texts, word counts,
@@ -385,15 +388,15 @@ def plot_dataset(rows: Sequence[dict[str, Any]], path: Path) -> None:
     for i, b in enumerate(bits):
         ax = fig.add_subplot(1, len(bits), i + 1)
         at_bits = [r for r in rows if r["bits"] == b]
-        for r in at_bits:
+        for k, r in enumerate(at_bits):
             curve = r["methods"]["model"]["pr_curve"]
-            ax.plot(
-                curve["recall"], curve["precision"], marker=".", label=f"model ({_run_label(r)})"
-            )
+            ax.plot(curve["recall"], curve["precision"], marker=".", color=MODEL_COLOURS[k % 3],
+                    label=f"model ({_run_label(r)})")  # fmt: skip
         for name in METHODS[1:]:
             if name in at_bits[0]["methods"]:
                 curve = at_bits[0]["methods"][name]["pr_curve"]
-                ax.plot(curve["recall"], curve["precision"], linestyle="--", label=name)
+                ax.plot(curve["recall"], curve["precision"], linestyle="--",
+                        color=BASELINE_COLOURS.get(name), label=name)  # fmt: skip
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="recall", title=f"{rows[0]['dataset']}, {b} bits")
         ax.set_ylabel("precision" if i == 0 else "")
         ax.grid(alpha=0.3)
