@@ -172,8 +172,6 @@ class SqliteStore:
             _check_active(c, collection, version)
             first_seq = _take_seqs(c, len(items)) - len(items) + 1
             stored = _nums_of(c, collection, [item.id for item in items])
-            if len({item.id for item in items}) < len(items):
-                return _upsert_one_by_one(c, collection, items, version, first_seq)
             # new items take the next numbers themselves: AUTOINCREMENT's counter follows them
             row = c.execute("SELECT seq FROM sqlite_sequence WHERE name = 'items'").fetchone()
             next_num = (int(row[0]) if row else 0) + 1
@@ -182,10 +180,11 @@ class SqliteStore:
             for seq, item in enumerate(items, start=first_seq):
                 meta = metadata_json(item.metadata)
                 old = stored.get(item.id)
-                if old is None:
+                if old is None:  # an id named again later in the batch updates this row
                     row_values = (next_num, collection, item.id, item.payload, meta, item.code)
                     inserts.append((*row_values, version, seq))
                     out.append((next_num, None))
+                    stored[item.id] = next_num
                     next_num += 1
                 else:
                     updates.append((item.payload, meta, item.code, version, seq, old))
@@ -487,38 +486,6 @@ def _nums_of(c: sqlite3.Connection, collection: str, ids: Sequence[str]) -> dict
         )
         found.update((str(item_id), int(num)) for item_id, num in rows)
     return found
-
-
-def _upsert_one_by_one(
-    c: sqlite3.Connection,
-    collection: str,
-    items: Sequence[ItemWrite],
-    version: int | None,
-    first_seq: int,
-) -> tuple[list[tuple[int, int | None]], int]:
-    """``upsert_items`` for a batch that names an id twice: each write sees the one before."""
-    out: list[tuple[int, int | None]] = []
-    for seq, item in enumerate(items, start=first_seq):
-        meta = metadata_json(item.metadata)
-        old = c.execute(
-            "SELECT num FROM items WHERE collection = ? AND id = ?", (collection, item.id)
-        ).fetchone()
-        if old is None:
-            cur = c.execute(
-                "INSERT INTO items(collection, id, payload, metadata, code, version, seq)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (collection, item.id, item.payload, meta, item.code, version, seq),
-            )
-            assert cur.lastrowid is not None
-            out.append((int(cur.lastrowid), None))
-        else:
-            c.execute(
-                "UPDATE items SET payload = ?, metadata = ?, code = ?, version = ?, seq = ?"
-                " WHERE num = ?",
-                (item.payload, meta, item.code, version, seq, old[0]),
-            )
-            out.append((int(old[0]), int(old[0])))
-    return out, first_seq + len(items) - 1
 
 
 def _take_seqs(c: sqlite3.Connection, n: int) -> int:

@@ -108,11 +108,8 @@ class TrainedModel:
         if self.denoiser is None:
             return self.hasher.denoise(x)
         featurizer = self.featurizer
-        if (
-            isinstance(featurizer, ImageFeaturizer)
-            and x.shape[1] > featurizer.n_pixels
-            and (self.denoiser.config.input_dim == featurizer.n_pixels)
-        ):  # the denoiser reads and rebuilds pixels; the gradients follow from its picture
+        if isinstance(featurizer, ImageFeaturizer) and featurizer.gradients:
+            # the denoiser reads and rebuilds pixels; the gradients follow from its picture
             pixels = reconstruct(self.denoiser, featurizer.pixels(x))
             return featurizer.with_gradients(pixels)
         return reconstruct(self.denoiser, x)
@@ -210,13 +207,14 @@ def load_model(directory: str | Path, device: str = "cpu") -> TrainedModel:
     ) as e:
         raise ModelFormatError(f"{directory}: corrupt model ({type(e).__name__}: {e})") from e
     denoiser = _load_denoiser(directory, config.get("denoiser"))
-    readable = {hasher.config.input_dim}
-    if isinstance(featurizer, ImageFeaturizer):
-        readable.add(featurizer.n_pixels)  # an image's denoiser may read its pixels alone
-    if denoiser is not None and denoiser.config.input_dim not in readable:
+    # an image's denoiser reads its pixels alone
+    wanted = (
+        featurizer.n_pixels if isinstance(featurizer, ImageFeaturizer) else hasher.config.input_dim
+    )
+    if denoiser is not None and denoiser.config.input_dim != wanted:
         raise ModelFormatError(
             f"{directory / DENOISER_FILE}: the denoiser reads {denoiser.config.input_dim} inputs, "
-            f"the model's features have {hasher.config.input_dim}; retrain the model"
+            f"the model's features need {wanted}; retrain the model"
         )
     metrics = (
         _read_json(directory / "metrics.json") if (directory / "metrics.json").exists() else {}
