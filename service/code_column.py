@@ -30,10 +30,11 @@ class MemberScan:
         return len(self._order)
 
     def knn(self, k: int) -> Found:
-        order = self._order
-        if k < len(order):
-            order = order[np.argpartition(order, k - 1)[:k]]
-        return self._found(np.sort(order))
+        distances = self._distances
+        if k < len(distances):  # the k-th's distance, then its whole shell
+            kth = np.partition(distances, k - 1)[k - 1]
+            return self.ball(int(kth))
+        return self._found(np.sort(self._order))
 
     def ball(self, radius: int) -> Found:
         return self._found(np.sort(self._order[self._distances <= radius]))
@@ -82,8 +83,8 @@ class ColumnedIndex:
     def search_radius(self, codes: np.ndarray, max_distance: int) -> SearchResult:
         return self.inner.search_radius(codes, max_distance)
 
-    def search_knn(self, codes: np.ndarray, k: int) -> SearchResult:
-        return self.inner.search_knn(codes, k)
+    def search_knn(self, codes: np.ndarray, k: int, *, with_ties: bool = False) -> SearchResult:
+        return self.inner.search_knn(codes, k, with_ties=with_ties)
 
     def scan(self, members: BitMap, code: np.ndarray) -> MemberScan:
         """``members`` that the index holds, with their distances to ``code`` (1, bits // 8)."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from service.backend import Backend, TrainingBackend
 from service.config import Settings, get_settings
@@ -31,6 +33,14 @@ from service.routes import (
 from service.runtime import Runtime
 
 log = logging.getLogger(__name__)
+OTEL_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+def otel_requested() -> bool:
+    """Whether the environment sets OpenTelemetry up (any ``OTEL_*`` variable, as the
+    exporters and ``opentelemetry-instrument`` read, or FastAPI's auto-configuration)."""
+    auto = os.environ.get("FASTAPI_OTEL_AUTO_CONFIGURE", "").lower() == "true"
+    return auto or any(name.startswith("OTEL_") for name in os.environ)
 
 
 def create_app(
@@ -57,6 +67,9 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,  # /docs and /redoc: routes/ui.py, with assets shipped in the package
         redoc_url=None,
+        # requests are counted and timed by RequestMetrics; FastAPI's own OpenTelemetry hook
+        # would look up three global providers on every request (unless asked for, below)
+        telemetry=None if otel_requested() else OTEL_OFF,
     )
 
     def snapshot() -> dict[str, Any]:
@@ -67,11 +80,18 @@ def create_app(
 
     metrics = Metrics(snapshot)
     install_error_handlers(app)
-    # visuals first: its items/{id}/image must win over items/{id:path}
-    for router in (visuals.router, collections.router, imports.router, items.router, encode.router):
+    # Routes match in order: searches first, the hot path, which no other route shadows;
+    # visuals before items: its items/{id}/image must win over items/{id:path}
+    for router in (
+        search.router,
+        search_get.router,
+        visuals.router,
+        collections.router,
+        imports.router,
+        items.router,
+        encode.router,
+    ):
         app.include_router(router, prefix="/v1")
-    app.include_router(search.router, prefix="/v1")
-    app.include_router(search_get.router, prefix="/v1")
     app.include_router(denoise.router, prefix="/v1")
     app.include_router(admin.router, prefix="/v1")
     app.include_router(health.router)

@@ -124,10 +124,10 @@ class MilvusIndex:
         top = min(int(max_distance), self.bits)
         return self._batch(codes, lambda q, calls: self._ball(q, 0, top, calls))
 
-    def search_knn(self, codes: np.ndarray, k: int) -> SearchResult:
+    def search_knn(self, codes: np.ndarray, k: int, *, with_ties: bool = False) -> SearchResult:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise HammingIndexError(f"k must be >= 1, got {k!r}")
-        return self._batch(codes, lambda q, calls: self._knn(q, int(k), calls))
+        return self._batch(codes, lambda q, calls: self._knn(q, int(k), with_ties, calls))
 
     def _batch(self, codes: np.ndarray, one: Any) -> SearchResult:
         queries = self._check(codes, "codes")
@@ -192,7 +192,9 @@ class MilvusIndex:
         b_ids, b_dists = self._shell(q, d, mid, end, calls)
         return a_ids + b_ids, a_dists + b_dists
 
-    def _knn(self, q: bytes, k: int, calls: list[int]) -> tuple[list[int], list[int]]:
+    def _knn(
+        self, q: bytes, k: int, with_ties: bool, calls: list[int]
+    ) -> tuple[list[int], list[int]]:
         asked = min(k, MAX_LIMIT)
         calls[0] += 1
         found = self._client.search(
@@ -219,7 +221,9 @@ class MilvusIndex:
             keep += sorted(zip(s_dists, s_ids, strict=True))
             shell += 1
         keep.sort()
-        keep = keep[:k]
+        if len(keep) > k:  # every fetched shell is whole: cut inside the k-th's or after it
+            cut = keep[k - 1][0]
+            keep = [x for x in keep if x[0] <= cut] if with_ties else keep[:k]
         return [n for _, n in keep], [d for d, _ in keep]
 
     def _check(self, codes: np.ndarray, name: str) -> np.ndarray:

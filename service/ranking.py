@@ -28,6 +28,8 @@ class Neighbours(Protocol):
     """One query's neighbours, each answer sorted by (distance, number)."""
 
     def __len__(self) -> int: ...  # items it answers from
+
+    # the k nearest and every further item at the k-th's distance: complete up to it
     def knn(self, k: int) -> Found: ...
     def ball(self, radius: int) -> Found: ...
 
@@ -43,7 +45,7 @@ class IndexProbe:
         return len(self.index)
 
     def knn(self, k: int) -> Found:
-        return _unpack(self.index.search_knn(self.code, k))
+        return _unpack(self.index.search_knn(self.code, k, with_ties=True))
 
     def ball(self, radius: int) -> Found:
         return _unpack(self.index.search_radius(self.code, radius))
@@ -119,7 +121,7 @@ def rank(
     def done(found: list[tuple[int, bytearray, int]], widened: bool, searched: int) -> Ranked:
         # ids decoded and metadata parsed only for what is returned
         hits = [
-            Hit.model_construct(id=key.decode(), distance=d, metadata=records.metadata(p))
+            Hit(id=key.decode(), distance=d, metadata=records.metadata(p))
             for d, key, p in found[:n]
         ]
         return Ranked(hits, probes, widened, searched, max(matched, len(found)))
@@ -135,24 +137,14 @@ def rank(
     want = k
     while True:
         total = len(neighbours)  # again each pass: a deletion meanwhile would leave it out of reach
-        asked = min(want + 1, max(total, 1))
+        asked = min(want, max(total, 1))
         ids, dists, p = neighbours.knn(asked)
         probes += p
         if len(ids) == 0:
             return done([], False, max_distance or 0)
-        last = int(dists[-1])
+        searched = int(dists[-1])  # with the k-th's whole shell, every item up to it is here
         # fewer rows than asked: the index holds no more, whatever ``total`` said
         exhausted = len(ids) < asked or len(ids) >= total
-        if exhausted:
-            searched = last
-        elif len(ids) > want and dists[want - 1] < last:
-            # the extra neighbour proves every shell below ``last`` is complete
-            ids, dists, searched = ids[dists < last], dists[dists < last], last - 1
-        else:  # k cuts the shell at ``last``: fetch all of it
-            ids, dists, p = neighbours.ball(last)
-            probes += p
-            searched = last
-            exhausted = len(ids) >= total
         hits = collect(ids, dists)
         if len(hits) >= k or exhausted:
             widened = max_distance is not None and searched > max_distance

@@ -786,8 +786,10 @@ def knn_search(
     probe_cost: float,
     cand_cost: float,
     scan_cost: float,
+    with_ties: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Exact k nearest (ties by id) per query: CSR ``(lims, ids, dist, stats)``.
+    """Exact k nearest (ties by id) per query: CSR ``(lims, ids, dist, stats)``; ``with_ties``:
+    also every further item at the k-th's distance (the shell that k cuts, whole).
 
     Grows the Hamming ball one table shell at a time (incremental multi-index search): after
     stage (s, t) every item within ``m * s + (t - lo)`` has been seen, so the search stops once
@@ -891,12 +893,51 @@ def knn_search(
             _collect(sdist[:n], ids, cut, pos, buf_ids, buf_d)
             _collect(ddist, dids, cut, pos, buf_ids, buf_d)
             count = total
+        elif kk > 0:
+            # every item up to the k-th's distance is in the buffer: sort only those
+            count = _keep_within(buf_ids, buf_d, count, _kth_distance(hist, kk, bits))
         if kk > 0:
             _sort_hits(buf_ids, buf_d, count, bits)
-        out_ids[lims[i] : lims[i] + kk] = buf_ids[:kk]
-        out_d[lims[i] : lims[i] + kk] = buf_d[:kk]
-        lims[i + 1] = lims[i] + kk
-    return lims, out_ids[: nq * kk], out_d[: nq * kk], stats
+        take = count if with_ties else kk
+        end = lims[i] + take
+        if end > out_ids.shape[0]:
+            out_ids = _grown(out_ids, end, lims[i])
+            out_d = _grown(out_d, end, lims[i])
+        out_ids[lims[i] : end] = buf_ids[:take]
+        out_d[lims[i] : end] = buf_d[:take]
+        lims[i + 1] = end
+    return lims, out_ids[: lims[nq]], out_d[: lims[nq]], stats
+
+
+@njit(cache=True)
+def _kth_distance(hist: np.ndarray, k: int, bits: int) -> int:
+    """The distance of the k-th item of a histogram over distances 0..bits."""
+    total = 0
+    for d in range(bits + 1):
+        total += hist[d]
+        if total >= k:
+            return d
+    return bits
+
+
+@njit(cache=True)
+def _keep_within(ids: np.ndarray, dist: np.ndarray, n: int, cut: int) -> int:
+    """Move the first ``n`` items with ``dist <= cut`` to the front, in order; their count."""
+    kept = 0
+    for j in range(n):
+        if dist[j] <= cut:
+            ids[kept] = ids[j]
+            dist[kept] = dist[j]
+            kept += 1
+    return kept
+
+
+@njit(cache=True)
+def _grown(a: np.ndarray, need: int, used: int) -> np.ndarray:
+    """``a`` with room for at least ``need`` items (doubling), its first ``used`` kept."""
+    out = np.empty(max(need, 2 * a.shape[0]), a.dtype)
+    out[:used] = a[:used]
+    return out
 
 
 @njit(nogil=True, cache=True)
@@ -912,11 +953,12 @@ def radius_one(
 def knn_one(
     ix: IndexArrays, code: np.ndarray, k: int, bits: int, shell_probes: np.ndarray, lo: int,
     hi: int, n_live: int, probe_cost: float, cand_cost: float, scan_cost: float,
+    with_ties: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """``knn_search`` for one query given as its packed bytes (uint8 (bits // 8,))."""
     return knn_search(
         ix, _query_words(code), k, bits, shell_probes, lo, hi, n_live, probe_cost, cand_cost,
-        scan_cost,
+        scan_cost, with_ties,
     )  # fmt: skip
 
 

@@ -340,8 +340,12 @@ class HammingIndex:
         lims, ids, dist, stats = _run_chunks(run, queries, threads)
         return SearchResult(lims, ids, dist, plan.stats(queries.shape[0], stats))
 
-    def search_knn(self, codes: np.ndarray, k: int, *, threads: int = 1) -> SearchResult:
-        """The ``k`` nearest items of each query, exact, ties broken by smaller id.
+    def search_knn(
+        self, codes: np.ndarray, k: int, *, threads: int = 1, with_ties: bool = False
+    ) -> SearchResult:
+        """The ``k`` nearest items of each query, exact, ties broken by smaller id;
+        ``with_ties``: and every further item at the k-th's distance (a query's answer is then
+        complete up to that distance, whatever the ids).
 
         Grows the Hamming ball of the group with the most tables one table shell at a time
         (incremental multi-index search: after flipping up to ``s`` bits in tables ``0..t``
@@ -356,7 +360,7 @@ class HammingIndex:
         if not isinstance(plan, _KnnPlan):
             plan = self._knn_plan(snap.base)
         costs = (plan.probe_cost, plan.cand_cost, plan.scan_cost)
-        args = (k, self.bits, plan.shell, plan.lo, plan.hi, snap.n_live, *costs)
+        args = (k, self.bits, plan.shell, plan.lo, plan.hi, snap.n_live, *costs, bool(with_ties))
         row = self._one_query(codes)
         if threads != 1:
             _check_int(threads, "threads", 1)  # one query runs on one thread

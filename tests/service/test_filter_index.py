@@ -62,9 +62,9 @@ class _Probes:
         self.searches += 1
         return self.index.search_radius(codes, max_distance)
 
-    def search_knn(self, codes: np.ndarray, k: int) -> Any:
+    def search_knn(self, codes: np.ndarray, k: int, *, with_ties: bool = False) -> Any:
         self.searches += 1
-        return self.index.search_knn(codes, k)
+        return self.index.search_knn(codes, k, with_ties=with_ties)
 
 
 def _collection(bits: int, max_values: int) -> tuple[CollectionState, Serving, _Probes]:

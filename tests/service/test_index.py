@@ -72,6 +72,12 @@ def assert_knn_exact(index: HammingIndex, db: np.ndarray, ids: np.ndarray, q: np
         assert len(hits.ids) == min(k, len(ids))
         np.testing.assert_array_equal(hits.distances, dist[i][ref])  # distance multiset, sorted
         np.testing.assert_array_equal(hits.ids, ids[ref])  # ties broken by id
+    tied = index.search_knn(q, k, with_ties=True)  # and the k-th's whole shell
+    for i, hits in enumerate(tied):
+        kth = int(res[i].distances[-1]) if len(res[i].ids) else -1
+        ref_ids, ref_d = brute_radius(db, ids, q[i : i + 1], kth)[0]
+        np.testing.assert_array_equal(hits.ids, ref_ids)
+        np.testing.assert_array_equal(hits.distances, ref_d)
     return res
 
 

@@ -258,10 +258,10 @@ class _DeletingIndex:
     def search_radius(self, code: np.ndarray, max_distance: int) -> Any:
         return self.index.search_radius(code, max_distance)
 
-    def search_knn(self, code: np.ndarray, k: int) -> Any:
+    def search_knn(self, code: np.ndarray, k: int, *, with_ties: bool = False) -> Any:
         self.knn_calls += 1
         assert self.knn_calls < 100, "the search does not terminate"
-        return self.index.search_knn(code, k)
+        return self.index.search_knn(code, k, with_ties=with_ties)
 
 
 @pytest.mark.parametrize("max_distance", [None, 2])
