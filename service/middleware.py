@@ -110,6 +110,5 @@ class RequestMetrics:
             # FastAPI reports the route as declared in its router, without the include prefix
             if scope["path"].startswith(API_PREFIX + "/") and not name.startswith(API_PREFIX):
                 name = API_PREFIX + name
-            method = scope.get("method", "")
-            self.metrics.requests.labels(method, name, str(status)).inc()
-            self.metrics.latency.labels(method, name).observe(time.perf_counter() - start)
+            took = time.perf_counter() - start
+            self.metrics.record_request(scope.get("method", ""), name, str(status), took)

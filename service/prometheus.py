@@ -61,6 +61,21 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_StateCollector(snapshot))
+        # labels() hashes and checks its arguments on every call: a few microseconds a request
+        self._request_series: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def record_request(self, method: str, route: str, status: str, seconds: float) -> None:
+        """Count one request and observe its latency (route: a template, so the series are
+        bounded)."""
+        series = self._request_series.get((method, route, status))
+        if series is None:
+            series = (
+                self.requests.labels(method, route, status),
+                self.latency.labels(method, route),
+            )
+            self._request_series[(method, route, status)] = series
+        series[0].inc()
+        series[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

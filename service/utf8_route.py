@@ -33,14 +33,14 @@ class Utf8Route(APIRoute):
             if self.body_field is not None:
                 if content_type.lower().startswith("multipart/form-data"):
                     _check_form(content_type, await request.body())
-                elif _is_json(content_type):
-                    _check_json(await request.body())
+                elif is_json(content_type):
+                    check_json(await request.body())
             return await handler(request)
 
         return checked
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
     """What FastAPI parses as JSON: no content type, application/json or application/*+json."""
     media = content_type.split(";", 1)[0].strip().lower()
     return media in ("", "application/json") or (
@@ -48,7 +48,7 @@ def _is_json(content_type: str) -> bool:
     )
 
 
-def _check_json(body: bytes) -> None:
+def check_json(body: bytes) -> None:
     try:  # decoded as json.loads decodes bytes
         body.decode(json.detect_encoding(body), "surrogatepass")
     except UnicodeDecodeError as exc:

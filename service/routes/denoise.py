@@ -6,11 +6,11 @@ from fastapi import APIRouter
 
 from service.deps import RuntimeDep
 from service.errors import model_rejected
+from service.json_route import JsonBodyRoute
 from service.routes.common import CollectionPath, item_fields, serving_batch
 from service.schemas import DenoiseRequest, DenoiseResponse
-from service.utf8_route import Utf8Route
 
-router = APIRouter(prefix="/collections/{collection}", tags=["denoise"], route_class=Utf8Route)
+router = APIRouter(prefix="/collections/{collection}", tags=["denoise"], route_class=JsonBodyRoute)
 
 
 @router.post("/denoise", response_model=DenoiseResponse)

@@ -8,11 +8,11 @@ from fastapi import APIRouter
 from service.codes import to_hex
 from service.deps import RuntimeDep
 from service.errors import model_rejected
+from service.json_route import JsonBodyRoute
 from service.routes.common import CollectionPath, item_fields, serving_batch
 from service.schemas import EncodeRequest, EncodeResponse
-from service.utf8_route import Utf8Route
 
-router = APIRouter(prefix="/collections/{collection}", tags=["encode"], route_class=Utf8Route)
+router = APIRouter(prefix="/collections/{collection}", tags=["encode"], route_class=JsonBodyRoute)
 
 
 @router.post("/encode", response_model=EncodeResponse)

@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from service.deps import RuntimeDep
 from service.errors import InvalidInput
+from service.json_route import JsonBodyRoute
 from service.registry import NewItem
 from service.routes.common import CollectionPath, ItemPath, check_batch, new_item
 from service.schemas import (
@@ -19,9 +20,10 @@ from service.schemas import (
     UpsertResponse,
     unicode_problem,
 )
-from service.utf8_route import Utf8Route
 
-router = APIRouter(prefix="/collections/{collection}/items", tags=["items"], route_class=Utf8Route)
+router = APIRouter(
+    prefix="/collections/{collection}/items", tags=["items"], route_class=JsonBodyRoute
+)
 
 
 @router.post("", response_model=UpsertResponse)

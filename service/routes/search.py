@@ -16,12 +16,12 @@ from service.collection import CollectionState, Serving
 from service.deps import RuntimeDep
 from service.errors import InvalidInput, NotFound
 from service.hit_details import hit_details
+from service.json_route import JsonBodyRoute
 from service.routes.common import CollectionPath, decode_queries, json_response
 from service.runtime import Runtime
 from service.schemas import Payload, SearchRequest, SearchResponse
-from service.utf8_route import Utf8Route
 
-router = APIRouter(prefix="/collections/{collection}", tags=["search"], route_class=Utf8Route)
+router = APIRouter(prefix="/collections/{collection}", tags=["search"], route_class=JsonBodyRoute)
 QUERY_FIELDS = ("text", "image", "vector", "id", "code")
 
 
