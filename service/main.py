@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -55,6 +56,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = Runtime.start(settings, backend, metrics, index_factory)
+        # What start-up loaded (torch, numba, FastAPI: some 370k objects) lives as long as the
+        # process; left to the collector, each full pass walks it all, a ~200 ms stall of
+        # every request in flight
+        gc.freeze()
         try:
             yield
         finally:
