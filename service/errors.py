@@ -102,6 +102,18 @@ def _loc(loc: Sequence[Any]) -> str:
     return out or "body"
 
 
+def _problem(error: Any) -> dict[str, str]:
+    """One validation error as (field, message); a body that is not JSON is the body's
+    problem, at a character (FastAPI puts the position where a field would be)."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        at = next((part for part in loc if isinstance(part, int)), None)
+        reason = (error.get("ctx") or {}).get("error", "")
+        where = f" at character {at}" if at is not None else ""
+        return {"field": "body", "message": f"invalid JSON{where}: {reason}".rstrip(": ")}
+    return {"field": _loc(loc), "message": str(error.get("msg", ""))}
+
+
 def error_response(exc: BitseekError) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
     return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
@@ -114,14 +126,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        errors = exc.errors()
-        first = errors[0] if errors else {"loc": ("body",), "msg": "invalid request"}
-        field = _loc(first.get("loc", ("body",)))
-        details = [{"field": _loc(e.get("loc", ())), "message": e.get("msg", "")} for e in errors]
+        details = [_problem(e) for e in exc.errors()] or [
+            {"field": "body", "message": "invalid request"}
+        ]
+        field = details[0]["field"]
         body = {
             "error": {
                 "type": "InvalidInput",
-                "message": f"{field}: {first.get('msg', 'invalid')}",
+                "message": f"{field}: {details[0]['message']}",
                 "field": field,
                 "details": details[:20],
             }
