@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 
 from service import cli
 from service.config import Settings
-from service.main import create_app
+from service.main import create_app, otel_requested
 from service.routes.health import readyz
 from tests.conftest import TEST_BACKEND, FakeBackend, make_settings
 
@@ -133,3 +134,19 @@ def test_readyz_survives_collections_created_and_deleted_meanwhile(client: TestC
     finally:
         stop.set()
         worker.join()
+
+
+def test_opentelemetry_is_on_only_where_the_environment_sets_it_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [n for n in os.environ if n.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.delenv("FASTAPI_OTEL_AUTO_CONFIGURE", raising=False)
+    assert not otel_requested()
+    monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "false")
+    assert not otel_requested()
+    monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "TRUE")
+    assert otel_requested()
+    monkeypatch.delenv("FASTAPI_OTEL_AUTO_CONFIGURE")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    assert otel_requested()
