@@ -16,6 +16,11 @@ def to_hex(codes: np.ndarray) -> list[str]:
 
 def from_hex(value: str, bits: int, field: str = "code") -> np.ndarray:
     """One hex string -> uint8 (1, bits // 8); the width must match the collection's model."""
+    return np.frombuffer(hex_bytes(value, bits, field), dtype=np.uint8).reshape(1, -1)
+
+
+def hex_bytes(value: str, bits: int, field: str = "code") -> bytes:
+    """One hex string -> its bits // 8 packed bytes (a bulk import's codes: no array each)."""
     want = bits // 4
     text = value.strip().lower()
     if text.startswith("0x"):
@@ -27,7 +32,6 @@ def from_hex(value: str, bits: int, field: str = "code") -> np.ndarray:
             field,
         )
     try:
-        raw = binascii.unhexlify(text)
+        return binascii.unhexlify(text)
     except (binascii.Error, ValueError):
         raise InvalidInput("code is not hexadecimal", field) from None
-    return np.frombuffer(raw, dtype=np.uint8).reshape(1, -1)

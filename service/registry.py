@@ -25,7 +25,7 @@ import numpy as np
 from service import snapshot
 from service.backend import Backend, Model
 from service.code_column import ColumnedIndex
-from service.codes import from_hex
+from service.codes import hex_bytes
 from service.collection import CollectionState, Serving
 from service.config import InputLimits
 from service.errors import Conflict, InvalidInput, NotFound, Unavailable, model_rejected
@@ -85,7 +85,7 @@ def given_codes(name: str, items: Sequence[NewItem], serving: Serving | None) ->
                 " item without a code",
                 field,
             )
-        codes[k] = from_hex(item.code, serving.model.bits, field).tobytes()
+        codes[k] = hex_bytes(item.code, serving.model.bits, field)
     return codes
 
 
