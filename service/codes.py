@@ -11,7 +11,12 @@ from service.errors import InvalidInput
 
 def to_hex(codes: np.ndarray) -> list[str]:
     """uint8 (n, bits // 8) -> n hex strings."""
-    return [bytes(row).hex() for row in np.ascontiguousarray(codes, dtype=np.uint8)]
+    packed = np.ascontiguousarray(codes, dtype=np.uint8)
+    if packed.ndim != 2:
+        raise ValueError(f"codes must be (n, bytes), got shape {packed.shape}")
+    digits = packed.tobytes().hex()  # one pass for the batch, then cut per code
+    width = 2 * packed.shape[1]
+    return [digits[at * width : (at + 1) * width] for at in range(packed.shape[0])]
 
 
 def from_hex(value: str, bits: int, field: str = "code") -> np.ndarray:

@@ -383,7 +383,7 @@ class HammingIndex:
             SearchStats(
                 strategy="bitflip" if m == 1 else "multi-index",
                 tables=m,
-                table_radii=tuple(int(x) for x in schedule(int(stats[3]), m)),
+                table_radii=schedule(int(stats[3]), m),
                 queries=n_queries,
                 probes=int(stats[0]),
                 candidates=int(stats[1]),
@@ -425,7 +425,7 @@ class HammingIndex:
         ]
         for g, m in enumerate(self.groups):
             lo, hi = base.group_range(g)
-            rad = schedule(r, m)
+            rad = np.array(schedule(r, m), np.int64)
             direct = bool(np.all(base.tpbits[lo:hi] == base.tlen[lo:hi]))
             per_probe = cost.probe_direct if direct else cost.probe_search
             est = probe_count(base.pieces[lo:hi], rad) * per_probe

@@ -99,7 +99,7 @@ def default_groups(bits: int) -> tuple[int, ...]:
     return (fewest, fewest + 1)
 
 
-def schedule(r: int, m: int) -> np.ndarray:
+def schedule(r: int, m: int) -> tuple[int, ...]:
     """Per-table flip radius for a ball of radius ``r`` over ``m`` tables (-1: skip the table).
 
     With ``r = s * m + a`` (``a < m``), an item within ``r`` has a piece within ``s`` among the
@@ -107,7 +107,7 @@ def schedule(r: int, m: int) -> np.ndarray:
     would be at least ``(a + 1)(s + 1) + (m - a - 1) s = r + 1``.
     """
     s, a = divmod(r, m)
-    return np.array([s if t <= a else s - 1 for t in range(m)], np.int64)
+    return tuple(s if t <= a else s - 1 for t in range(m))
 
 
 def probe_count(pieces: tuple[Piece, ...], rad: np.ndarray) -> int:
