@@ -43,6 +43,29 @@ def test_text_inputs_are_normalised_tfidf_and_targets_are_counts() -> None:
     np.testing.assert_allclose(f.inputs_from_targets(f.targets(TRAIN_TEXTS)).toarray(), x.toarray())
 
 
+def test_text_counts_are_scikit_learns_count_vectors_exactly() -> None:
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    f = TextFeaturizer.fit(TRAIN_TEXTS, vocab_size=50, min_df=1, max_df=1.0)
+    texts = [
+        *TRAIN_TEXTS,
+        "",  # no term at all
+        "zebra quantum",  # no term the vocabulary knows
+        "ROCKET Rocket rocket launch, launch!",  # case folded, repeats counted
+        "Ünïcode rocket\tlaunch\nhockey-game a b c",
+    ]
+    reference = CountVectorizer(
+        vocabulary={w: i for i, w in enumerate(f.vocabulary)}, token_pattern=f.token_pattern
+    ).transform(texts)
+    counts = f.counts(texts)
+    assert counts.dtype == np.float32 and counts.has_sorted_indices
+    assert counts.shape == reference.shape
+    np.testing.assert_array_equal(counts.indptr, reference.indptr)
+    np.testing.assert_array_equal(counts.indices, reference.indices)
+    np.testing.assert_array_equal(counts.data, reference.data)
+    assert counts[len(TRAIN_TEXTS) + 2, f.vocabulary.index("rocket")] == 3
+
+
 def test_text_vocab_size_caps_the_vocabulary() -> None:
     assert TextFeaturizer.fit(TRAIN_TEXTS, vocab_size=5, min_df=1, max_df=1.0).dim == 5
 
