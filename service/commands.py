@@ -84,7 +84,7 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     if settings.workers > 1:
         return _serve_workers(settings)
-    app = create_app(settings)
+    app = create_app(settings, freeze_after_start=True)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -48,18 +48,24 @@ def create_app(
     settings: Settings | None = None,
     backend: Backend | None = None,
     index_factory: IndexFactory | None = None,
+    freeze_after_start: bool = False,
 ) -> FastAPI:
-    """Build the app; nothing is loaded until the lifespan starts (so import stays cheap)."""
+    """Build the app; nothing is loaded until the lifespan starts (so import stays cheap).
+    ``freeze_after_start``: a server process's app (one per process) takes what start-up
+    loaded out of the garbage collector's passes; apps built by the dozen in one process (tests)
+    would freeze each other's garbage."""
     settings = settings or get_settings()
     backend = backend or TrainingBackend()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = Runtime.start(settings, backend, metrics, index_factory)
-        # What start-up loaded (torch, numba, FastAPI: some 370k objects) lives as long as the
-        # process; left to the collector, each full pass walks it all, a ~200 ms stall of
-        # every request in flight
-        gc.freeze()
+        if freeze_after_start:
+            # What start-up loaded (torch, numba, FastAPI: some 370k objects) lives as long as
+            # the process; left to the collector, each full pass walks it all, a ~200 ms stall
+            # of every request in flight. Its garbage is collected first, not frozen with it.
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
@@ -109,4 +115,4 @@ def create_app(
 
 def app_factory() -> FastAPI:
     """For ``uvicorn --factory service.main:app_factory``: settings from the environment."""
-    return create_app()
+    return create_app(freeze_after_start=True)

@@ -879,13 +879,7 @@ def knn_search(
             _scan_hist(q, base, alive, has_dead > 0, bits + 1, sdist[:n], hist)
             for j in range(nd):
                 hist[ddist[j]] += 1
-            total = 0
-            cut = 0
-            for d in range(bits + 1):
-                total += hist[d]
-                if total >= kk:
-                    cut = d
-                    break
+            cut, total = _kth_distance(hist, kk, bits)
             if total > buf_ids.shape[0]:
                 buf_ids = np.empty(2 * total, np.int64)
                 buf_d = np.empty(2 * total, np.int32)
@@ -895,7 +889,7 @@ def knn_search(
             count = total
         elif kk > 0:
             # every item up to the k-th's distance is in the buffer: sort only those
-            count = _keep_within(buf_ids, buf_d, count, _kth_distance(hist, kk, bits))
+            count = _keep_within(buf_ids, buf_d, count, _kth_distance(hist, kk, bits)[0])
         if kk > 0:
             _sort_hits(buf_ids, buf_d, count, bits)
         take = count if with_ties else kk
@@ -910,14 +904,15 @@ def knn_search(
 
 
 @njit(cache=True)
-def _kth_distance(hist: np.ndarray, k: int, bits: int) -> int:
-    """The distance of the k-th item of a histogram over distances 0..bits."""
+def _kth_distance(hist: np.ndarray, k: int, bits: int) -> tuple[int, int]:
+    """The distance of the k-th item of a histogram over distances 0..bits, and how many items
+    are that near (all of them, at ``bits``, when it holds fewer than k)."""
     total = 0
     for d in range(bits + 1):
         total += hist[d]
         if total >= k:
-            return d
-    return bits
+            return d, total
+    return bits, total
 
 
 @njit(cache=True)
