@@ -153,6 +153,7 @@ def session(device: str) -> Iterator[None]:
     LOG.info("rank %d of %d (%s)", dist.get_rank(), dist.get_world_size(), backend)
     try:
         yield
+        dist.barrier()  # no rank tears its connections down while a peer still talks on them
     finally:
         dist.destroy_process_group()
 
@@ -176,9 +177,12 @@ def _worker(index: int, nproc: int, port: int, fn: Callable[..., int], args: tup
                        "LOCAL_WORLD_SIZE": str(nproc), "MASTER_ADDR": "127.0.0.1",
                        "MASTER_PORT": str(port)})  # fmt: skip
     code = fn(*args)
+    logging.shutdown()
     sys.stdout.flush()
-    if code:
-        sys.exit(code)
+    sys.stderr.flush()
+    # The rank's work is done and written; skipping the interpreter's teardown skips gloo's and
+    # the TCP store's C++ destructors, which now and then abort a finished rank (SIGABRT).
+    os._exit(code)
 
 
 def _free_port() -> int:
