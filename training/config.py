@@ -18,6 +18,10 @@ PRETRAIN_MODES = ("none", "autoencoder", "denoising", "contractive", "sparse", "
 DEVICES = ("cpu", "cuda", "auto")
 # images: Hinton & Salakhutdinov's 1000-500-250, a little better than 512-256 for 40% more time
 DEFAULT_HIDDEN = {"text": (500, 500), "vector": (500, 500), "image": (1000, 500, 250)}
+# images: the code-target term must stand against a reconstruction summed over thousands of pixels
+# and gradient cells, or the codes keep little of the k-NN graphs on unseen photos; text's
+# reconstruction is a per-word mean (benchmarks/README.md, "How hard the codes follow the graphs")
+DEFAULT_CODE_TARGET_WEIGHT = {"image": 3.0}
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,9 @@ class TrainConfig:
     # the k-NN graph reads a richer tf-idf than the input (its neighbours are more often on topic):
     # every term within the document-frequency limits, up to this many
     neighbour_vocab_size: int = 200000
-    code_target_weight: float = 1.0  # fit the code units to the k-NN graph's spectral codes
+    # fit the code units to the k-NN graph's spectral codes; None: the modality's default
+    # (DEFAULT_CODE_TARGET_WEIGHT, else 1)
+    code_target_weight: float | None = None
     # text and word counts: a second k-NN graph on BM25 weights joins the tf-idf one (sum of the two
     # normalised adjacencies) before the spectral codes; the sum is steadier than either alone
     bm25_graph: bool = True
@@ -144,12 +150,16 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         non_negative = (
             *("code_noise", "neighbour_weight", "balance_weight", "decorrelation_weight"),
-            "code_target_weight",
             *("sparse_weight", "contractive_weight", "psd_sparsity", "corruption_level"),
         )
         for name in non_negative:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.code_target_weight is not None and not self.code_target_weight >= 0:
+            raise ValueError(
+                "code_target_weight must be >= 0 (or null: the modality's default), "
+                f"got {self.code_target_weight}"
+            )
         if self.sample_rows < 2:
             raise ValueError(
                 f"sample_rows must be >= 2 (training needs two items), got {self.sample_rows}"
@@ -161,6 +171,11 @@ class TrainConfig:
 
     def hidden_for(self, modality: str) -> tuple[int, ...]:
         return self.hidden_dims or DEFAULT_HIDDEN.get(modality, (500, 500))
+
+    def code_target_weight_for(self, modality: str) -> float:
+        if self.code_target_weight is not None:
+            return self.code_target_weight
+        return DEFAULT_CODE_TARGET_WEIGHT.get(modality, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)

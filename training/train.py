@@ -51,7 +51,7 @@ def autoencoder_config(
         balance_weight=cfg.balance_weight,
         decorrelation_weight=cfg.decorrelation_weight,
         neighbour_weight=cfg.neighbour_weight if cfg.neighbours > 0 else 0.0,
-        code_target_weight=cfg.code_target_weight if cfg.neighbours > 0 else 0.0,
+        code_target_weight=cfg.code_target_weight_for(modality) if cfg.neighbours > 0 else 0.0,
     )
 
 

@@ -40,6 +40,20 @@ def test_bad_train_config_is_a_value_error_with_the_fix() -> None:
         TrainConfig(epochs=-1)
 
 
+def test_code_target_weight_follows_the_modality_unless_set() -> None:
+    default = TrainConfig()
+    image = autoencoder_config(default, "image", 10, "bernoulli").code_target_weight
+    text = autoencoder_config(default, "text", 10, "multinomial").code_target_weight
+    assert (image, text) == (3.0, 1.0)
+    chosen = TrainConfig.from_dict({"code_target_weight": 3})
+    assert autoencoder_config(chosen, "image", 10, "bernoulli").code_target_weight == 3.0
+    assert autoencoder_config(chosen, "text", 10, "multinomial").code_target_weight == 3.0
+    off = TrainConfig(code_target_weight=5.0, neighbours=0)  # no graph, no targets
+    assert autoencoder_config(off, "image", 10, "bernoulli").code_target_weight == 0.0
+    with pytest.raises(ValueError, match="code_target_weight must be >= 0"):
+        TrainConfig(code_target_weight=-1.0)
+
+
 def test_config_json_errors_name_the_file_and_line(tmp_path) -> None:
     bad = tmp_path / "cfg.json"
     bad.write_text('{"bits": 32,\n "epochs": }')
