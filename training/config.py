@@ -150,16 +150,13 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         non_negative = (
             *("code_noise", "neighbour_weight", "balance_weight", "decorrelation_weight"),
+            "code_target_weight",  # or None: the modality's default
             *("sparse_weight", "contractive_weight", "psd_sparsity", "corruption_level"),
         )
         for name in non_negative:
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.code_target_weight is not None and not self.code_target_weight >= 0:
-            raise ValueError(
-                "code_target_weight must be >= 0 (or null: the modality's default), "
-                f"got {self.code_target_weight}"
-            )
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
         if self.sample_rows < 2:
             raise ValueError(
                 f"sample_rows must be >= 2 (training needs two items), got {self.sample_rows}"
