@@ -9,8 +9,6 @@ from collections.abc import Sequence
 
 from service.commands import register as register_service
 from training.commands import register as register_training
-from training.data import DatasetError
-from training.evaluate import register as register_evaluate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +25,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     register_training(subparsers)
-    register_evaluate(subparsers)
     register_service(subparsers)
     return parser
 
@@ -40,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.handler(args))
-    except (DatasetError, FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError) as error:  # DatasetError is a ValueError
         # User mistakes (bad paths, malformed data, invalid settings) get one line, not a traceback.
         print(f"bitseek {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -126,11 +126,11 @@ def run_import(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from service.importer import read_items
+    from service.archive import item_lines
 
     try:
-        items, total = read_items(Path(args.path))
-        with tqdm(items, total=total, unit="item", desc=f"import {args.collection}") as bar:
+        lines, total = item_lines(Path(args.path))
+        with tqdm(lines, total=total, unit="item", desc=f"import {args.collection}") as bar:
             if args.url:
                 summary = _import_over_http(args, bar)
             else:
@@ -145,63 +145,38 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _import_over_http(args: argparse.Namespace, items: Iterable[dict[str, Any]]) -> Any:
+def _import_over_http(args: argparse.Namespace, lines: Iterable[bytes]) -> Any:
     import httpx
-
-    from service.importer import ndjson
 
     params = {"batch": args.batch, "skip_existing": str(args.resume).lower()}
     url = f"{args.url.rstrip('/')}/v1/collections/{args.collection}/items/import"
     headers = {"content-type": "application/x-ndjson"}
+    body = (line + b"\n" for line in lines)
     with httpx.Client(timeout=httpx.Timeout(60.0, read=None)) as client:
-        r = client.post(url, params=params, content=ndjson(iter(items)), headers=headers)
+        r = client.post(url, params=params, content=body, headers=headers)
     if r.status_code != 200:
         error = r.json().get("error", {}) if "json" in r.headers.get("content-type", "") else {}
         raise ValueError(f"HTTP {r.status_code}: {error.get('message', r.text)}")
     return r.json()
 
 
-def _import_offline(args: argparse.Namespace, items: Iterable[dict[str, Any]]) -> dict[str, Any]:
+def _import_offline(args: argparse.Namespace, lines: Iterable[bytes]) -> dict[str, Any]:
     """Straight into the data directory, through the same registry a server uses (a server
     running on that directory follows the writes)."""
-    from pydantic import ValidationError
-
     from service.errors import BitseekError
-    from service.importer import write_batch
-    from service.registry import NewItem
-    from service.routes.common import new_item
-    from service.schemas import ItemIn
+    from service.importer import LineImport
     from service.storage import open_offline_registry
 
     registry = open_offline_registry(_settings(args))
-    summary: dict[str, Any] = {"imported": 0, "skipped": 0, "batches": 0, "seq": None}
     try:
-        state = registry.get(args.collection)
-        pending: list[NewItem] = []
-
-        def flush() -> None:
-            if pending:
-                done = write_batch(registry, args.collection, pending, args.resume)
-                summary["imported"] += done.written
-                summary["skipped"] += done.skipped
-                if done.seq is not None:
-                    summary["batches"] += 1
-                    summary["seq"] = done.seq
-                pending.clear()
-
-        for number, record in enumerate(items, start=1):
-            field = f"item {number}"
-            item = ItemIn.model_validate(record)
-            pending.append(new_item(item, state, field))
-            if len(pending) >= args.batch:
-                flush()
-        flush()
-    except (BitseekError, ValidationError) as exc:
-        message = exc.message if isinstance(exc, BitseekError) else str(exc).splitlines()[0]
-        raise ValueError(f"{message}; {summary['imported']} item(s) before it are stored") from None
+        job = LineImport(registry, args.collection, args.batch, args.resume)
+        for line in lines:
+            job.add(line)
+        return job.finish().model_dump()
+    except BitseekError as exc:
+        raise ValueError(exc.message) from None
     finally:
         registry.store.close()
-    return summary
 
 
 def run_demo(args: argparse.Namespace) -> int:

@@ -1,28 +1,25 @@
-"""Bulk import: a whole archive as a stream of items, written in durable batches.
+"""Bulk import: a whole archive as a stream of JSON lines, written in durable batches.
 
 Items travel as the API's item objects (``{"id", "text" | "image" | "vector", "metadata"}``), one
-JSON object a line (NDJSON). ``read_items`` makes them from a file or folder; ``write_batch``
-stores one batch through the registry (validated, encoded in one model call, one transaction),
-optionally skipping ids already stored, so an interrupted import run again picks up where it
-stopped. Used by ``POST /v1/collections/{c}/items/import`` and by ``bitseek import``.
+JSON object a line (NDJSON; ``service.archive`` makes those lines from a file or folder). A
+``LineImport`` validates them, batches them and stores each batch through the registry (one
+model call, one transaction), optionally skipping ids already stored, so an interrupted import
+run again picks up where it stopped. Used by ``POST /v1/collections/{c}/items/import`` and by
+``bitseek import``.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
-import numpy as np
-import scipy.sparse as sp
+from pydantic import ValidationError
 
-from service.config import InputLimits
-from service.modalities import MODALITIES
+from service.errors import BitseekError, InvalidInput
 from service.registry import NewItem, Registry
-
-JSON_LINES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
+from service.routes.common import new_item
+from service.schemas import ImportResponse, ItemIn
 
 
 @dataclass(frozen=True)
@@ -48,46 +45,86 @@ def write_batch(
     return BatchResult(count, skipped, seq, version)
 
 
-def read_items(path: Path) -> tuple[Iterator[dict[str, Any]], int | None]:
-    """The items at ``path`` and how many there are (None: not known before reading).
+class LineImport:
+    """NDJSON in (whole lines or chunks of a stream), durable batches out.
 
-    JSON Lines stream line by line: an item object as it is, a dataset record's ``labels`` (as
-    ``bitseek train`` reads them) becoming its ``label`` metadata. Any other dataset ``bitseek
-    train`` reads (npz, npy, image folders, train/test folders) is loaded and converted, both
-    splits."""
-    if path.is_file() and path.name.endswith(JSON_LINES):
-        return _json_lines(path), None
-    from training.data import load_dataset
+    An error names its line (``line N``, counting every line) and says how many items before it
+    are stored (the batches before the bad line's)."""
 
-    dataset = load_dataset(path)
-    modality = MODALITIES[dataset.modality]({}, InputLimits())
-    splits = [s for s in (dataset.train, dataset.test) if s is not None]
+    def __init__(
+        self,
+        registry: Registry,
+        collection: str,
+        batch: int,
+        skip_existing: bool,
+        max_line_bytes: int | None = None,
+    ) -> None:
+        self.registry = registry
+        self.collection = collection
+        self.state = registry.get(collection)
+        self.batch = batch
+        self.skip_existing = skip_existing
+        self.max_line_bytes = max_line_bytes
+        self.result = ImportResponse(imported=0, skipped=0, batches=0, seq=None, model_version=None)
+        self._pending: list[NewItem] = []
+        self._lines = 0
+        self._rest = b""
 
-    def items() -> Iterator[dict[str, Any]]:
-        for split in splits:
-            for i, item_id in enumerate(split.ids):
-                value: Any = split.items[i]
-                if sp.issparse(value):
-                    value = np.asarray(value.todense()).ravel()
-                record: dict[str, Any] = {"id": item_id, modality.name: modality.to_json(value)}
-                if split.labels is not None:
-                    names = [dataset.label_names[j] for j in np.flatnonzero(split.labels[i])]
-                    record["metadata"] = {"label": ",".join(names)}
-                yield record
+    def feed(self, chunk: bytes) -> None:
+        """A piece of the stream: the lines it completes are added, the rest waits."""
+        *lines, self._rest = (self._rest + chunk).split(b"\n")
+        for line in lines:
+            self.add(line)
+        if self.max_line_bytes is not None and len(self._rest) > self.max_line_bytes:
+            self._fail(f"longer than {self.max_line_bytes} bytes", self._lines + 1)
 
-    return items(), sum(len(s) for s in splits)
+    def add(self, line: bytes) -> None:
+        """The next line of the stream (blank lines count but carry nothing)."""
+        self._lines += 1
+        if not line.strip():
+            return
+        if self.max_line_bytes is not None and len(line) > self.max_line_bytes:
+            self._fail(f"longer than {self.max_line_bytes} bytes", self._lines)
+        field = f"line {self._lines}"
+        try:
+            item = ItemIn.model_validate_json(line)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            detail = f"{where}: {first['msg']}" if where else first["msg"]
+            self._fail(detail, self._lines)
+        try:
+            self._pending.append(new_item(item, self.state, field))
+        except InvalidInput as exc:
+            self._fail(exc.message, self._lines, exc.field)
+        if len(self._pending) >= self.batch:
+            self._flush()
 
+    def finish(self) -> ImportResponse:
+        """The last line (a stream need not end with a newline), the last batch; the totals."""
+        rest, self._rest = self._rest, b""
+        if rest:
+            self.add(rest)
+        self._flush()
+        return self.result
 
-def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
-    from training.data import json_objects
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = self._pending, []
+        try:
+            done = write_batch(self.registry, self.collection, batch, self.skip_existing)
+        except BitseekError as exc:
+            raise type(exc)(f"{exc.message}; {self._stored()}", exc.field) from None
+        self.result.imported += done.written
+        self.result.skipped += done.skipped
+        if done.seq is not None:
+            self.result.batches += 1
+            self.result.seq, self.result.model_version = done.seq, done.model_version
 
-    for _, record in json_objects(path, "an item object"):
-        labels = record.pop("labels", None)
-        if isinstance(labels, list) and "metadata" not in record:
-            record["metadata"] = {"label": ",".join(str(label) for label in labels)}
-        yield record
+    def _fail(self, detail: str, line: int, field: str | None = None) -> NoReturn:
+        message = detail if field else f"line {line}: {detail}"
+        raise InvalidInput(f"{message}; {self._stored()}", field or f"line {line}")
 
-
-def ndjson(items: Iterator[dict[str, Any]]) -> Iterator[bytes]:
-    for item in items:
-        yield json.dumps(item, separators=(",", ":")).encode() + b"\n"
+    def _stored(self) -> str:
+        return f"{self.result.imported} item(s) before it are stored"

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from models.code_width import CODE_WIDTHS
 
@@ -55,7 +63,9 @@ class Strict(BaseModel):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _valid_unicode(cls, value: Any) -> Any:
+    def _valid_unicode(cls, value: Any, info: ValidationInfo) -> Any:
+        if info.mode == "json":  # pydantic's JSON parser refuses lone surrogates itself
+            return value
         problem = unicode_problem(value)
         if problem is not None:
             raise ValueError(f"not valid Unicode: {problem}")

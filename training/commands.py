@@ -1,4 +1,5 @@
-"""`bitseek train` and `bitseek encode`, registered on the CLI's subparsers by `register`."""
+"""`bitseek train`, `bitseek encode` and `bitseek evaluate`, registered on the CLI's subparsers by
+`register`."""
 
 from __future__ import annotations
 
@@ -11,15 +12,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from training import distributed
-from training.artifact import load_model
 from training.config import PRETRAIN_MODES, TrainConfig
-from training.data import load_dataset
-from training.device import resolve_device
-from training.train import train
+
+# torch, scikit-learn and the training modules are imported by the handlers that use them: every
+# `bitseek` command starts in a fraction of a second, `bitseek import --url` among them
+
+EVALUATE_DESCRIPTION = """Scores a trained model against LSH, PCA sign, PCA-ITQ and exact cosine
+k-NN under one protocol.
+
+Test items query the training items (all metrics in `training.retrieval_metrics`). The baselines
+are fitted on the model's own training features (`model.featurize`), so they see exactly the input
+the model saw.
+A dataset without a test split gives up a fixed, seeded sample of its rows as queries. The model's
+encoding throughput is measured on the queries, encoded from raw items in batches of 256.
+
+Every run saves a precision-recall plot (PNG: --plot, else next to --out, else in the model
+directory) and records a summary in the model directory's metrics.json under "evaluation", keyed
+by the dataset's absolute path.
+"""
 
 LOG = logging.getLogger(__name__)
 
@@ -44,13 +54,15 @@ def positive_int(text: str) -> int:
 
 
 def set_threads(n: int) -> int:
+    import torch
+
     """Set torch's intra-op thread count (before any training work); returns what torch reports."""
     torch.set_num_threads(n)
     return torch.get_num_threads()
 
 
 def register(subparsers: Any) -> None:
-    """Add the `train` and `encode` subcommands to an argparse subparsers object."""
+    """Add the `train`, `encode` and `evaluate` subcommands to an argparse subparsers object."""
     p = subparsers.add_parser("train", help="train a semantic hasher on a dataset")
     p.add_argument("--data", required=True, help="dataset file or folder (text, image or vector)")
     p.add_argument("--bits", type=int, default=None, help="code length: 16, 32, 64 or 128 (32)")
@@ -81,6 +93,28 @@ def register(subparsers: Any) -> None:
     )
     e.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu")
     e.set_defaults(handler=run_encode)
+
+    v = subparsers.add_parser(
+        "evaluate",
+        help="score a trained model and the LSH / PCA sign / PCA-ITQ baselines",
+        description=EVALUATE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    v.add_argument("--model", required=True, type=Path, help="trained model directory")
+    v.add_argument("--data", required=True, type=Path, help="labelled dataset path")
+    v.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    v.add_argument(
+        "--out", type=Path, help="write the full results (JSON, with the command) to this file"
+    )
+    v.add_argument(
+        "--plot",
+        type=Path,
+        help="precision-recall PNG (default: next to --out, else pr_<data>.png in the model dir)",
+    )
+    v.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda)")
+    v.add_argument("--seed", type=int, default=0, help="seed for LSH, ITQ and holdouts")
+    v.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, help=THREADS_HELP)
+    v.set_defaults(handler=run_evaluate)
 
 
 class _Bars:
@@ -149,11 +183,17 @@ def run_train(args: argparse.Namespace) -> int:
         except ValueError as e:
             print(f"error: {e}", file=sys.stderr)  # noqa: T201
             return 2
+        from training import distributed
+
         return distributed.launch(args.nproc, _train_process, args)
     return _train_process(args)
 
 
 def _train_process(args: argparse.Namespace) -> int:
+    from training import distributed
+    from training.data import load_dataset
+    from training.train import train
+
     started = time.perf_counter()
     threads = set_threads(args.threads)  # before any torch work, so every stage runs with it
     try:
@@ -191,6 +231,12 @@ def _train_process(args: argparse.Namespace) -> int:
 
 
 def run_encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from training.artifact import load_model
+    from training.data import load_dataset
+    from training.device import resolve_device
+
     try:
         model = load_model(args.model, device=resolve_device(args.device))
         dataset = load_dataset(args.data, model.modality)  # type: ignore[arg-type]
@@ -206,3 +252,9 @@ def run_encode(args: argparse.Namespace) -> int:
         return 2
     print(f"wrote {codes.shape[0]} codes of {model.bits} bits to {args.out}")  # noqa: T201
     return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import run
+
+    return run(args)

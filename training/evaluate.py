@@ -1,15 +1,5 @@
 """`bitseek evaluate`: a trained model against LSH, PCA sign, PCA-ITQ and exact cosine k-NN under
-one protocol.
-
-Test items query the training items (all metrics in `training.retrieval_metrics`). The baselines
-are fitted on the model's own training features (`model.featurize`), so they see exactly the input
-the model saw.
-A dataset without a test split gives up a fixed, seeded sample of its rows as queries. The model's
-encoding throughput is measured on the queries, encoded from raw items in batches of 256.
-
-Every run saves a precision-recall plot (PNG: --plot, else next to --out, else in the model
-directory) and records a summary in the model directory's metrics.json under "evaluation", keyed
-by the dataset's absolute path.
+one protocol, described by ``training.commands.EVALUATE_DESCRIPTION`` (the command's --help).
 """
 
 from __future__ import annotations
@@ -29,7 +19,7 @@ import numpy as np
 
 from training.artifact import load_model, record_evaluation
 from training.baselines import BASELINES, Features
-from training.commands import DEFAULT_THREADS, THREADS_HELP, positive_int, set_threads
+from training.commands import DEFAULT_THREADS, set_threads
 from training.data import Dataset, DatasetError, Split, load_dataset
 from training.features import ImageFeaturizer
 from training.retrieval_metrics import RetrievalMetrics, cosine_knn_precision, evaluate_codes
@@ -256,31 +246,6 @@ def plot_pr_curves(evaluation: Evaluation, path: Path, title: str = "") -> None:
     ax.legend()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
-
-
-def register(subparsers: Any) -> None:
-    """Add `bitseek evaluate` to the CLI's argparse subparsers."""
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="score a trained model and the LSH / PCA sign / PCA-ITQ baselines",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--model", required=True, type=Path, help="trained model directory")
-    parser.add_argument("--data", required=True, type=Path, help="labelled dataset path")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument(
-        "--out", type=Path, help="write the full results (JSON, with the command) to this file"
-    )
-    parser.add_argument(
-        "--plot",
-        type=Path,
-        help="precision-recall PNG (default: next to --out, else pr_<data>.png in the model dir)",
-    )
-    parser.add_argument("--device", default="cpu", help="torch device for the model (cpu, cuda)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for LSH, ITQ and holdouts")
-    parser.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS, help=THREADS_HELP)
-    parser.set_defaults(handler=run)
 
 
 def _command(args: argparse.Namespace) -> str:

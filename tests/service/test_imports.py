@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from service.archive import item_lines
 from service.config import InputLimits
-from service.importer import read_items, write_batch
+from service.importer import write_batch
 from service.main import create_app
 from service.registry import NewItem, Registry
 from service.storage import open_storage
@@ -83,6 +84,12 @@ def test_a_bad_line_names_itself_and_what_is_stored(client: TestClient) -> None:
     assert client.get("/v1/collections/docs/items/imp5").status_code == 404  # not its batch
     broken = client.post("/v1/collections/docs/items/import", content=b'{"id": \n')
     assert broken.status_code == 422 and broken.json()["error"]["field"] == "line 1"
+    # a JSON escape of a lone surrogate (no UTF-8 encoder takes it) is refused by the parser
+    lone = _ndjson(items[:2]) + b'{"id": "s", "text": "a \\ud800 b"}\n'
+    r = client.post("/v1/collections/docs/items/import", content=lone)
+    assert r.status_code == 422 and r.json()["error"]["field"] == "line 3"
+    assert "0 item(s) before it are stored" in r.json()["error"]["message"]
+    assert client.get("/v1/collections/docs/items/s").status_code == 404
 
 
 def test_an_import_is_limited_per_line_not_per_body(data_dir: Path) -> None:
@@ -163,13 +170,14 @@ def test_bitseek_import_reads_datasets_into_a_data_directory(data_dir: Path) -> 
     assert "ds3" in {hit.id for hit in found.hits}
     vectors = np.random.RandomState(0).standard_normal((25, 8)).astype(np.float32)
     np.save(data_dir.parent / "vecs.npy", vectors)
-    items, total = read_items(data_dir.parent / "vecs.npy")
+    lines, total = item_lines(data_dir.parent / "vecs.npy")
     assert total == 25
+    items = [json.loads(line) for line in lines]
     batch = [NewItem(r["id"], r["vector"], r.get("metadata", {}), "x") for r in items]
     result = write_batch(registry, "vecs", batch, skip_existing=False)
     assert result.written == 25 and registry.get("vecs").size == 30 + 25
     again = write_batch(registry, "vecs", batch, skip_existing=True)
     assert again.written == 0 and again.skipped == 25 and again.seq is None
-    labelled, _ = read_items(path)
-    first = next(labelled)
+    labelled, _ = item_lines(path)
+    first = json.loads(next(labelled))
     assert first["metadata"] == {"label": "b"} and "labels" not in first

@@ -88,17 +88,17 @@ def test_train_applies_threads_and_records_the_run_in_metrics(
 ) -> None:
     import torch
 
-    import training.commands as commands
+    import training.train
 
     path, _ = vectors
     seen: list[int] = []
-    real_train = commands.train
+    real_train = training.train.train
 
     def spy(dataset, config, progress=None):  # the thread count in force while training runs
         seen.append(torch.get_num_threads())
         return real_train(dataset, config, progress)
 
-    monkeypatch.setattr(commands, "train", spy)
+    monkeypatch.setattr(training.train, "train", spy)
     model_dir = tmp_path / "m"
     rc = _run("train", "--data", str(path), "--bits", "8", "--out", str(model_dir),
               "--epochs", "1", "--pretrain", "none", "--threads", "2", "--quiet")  # fmt: skip

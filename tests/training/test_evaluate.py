@@ -6,6 +6,7 @@ import pytest
 
 from tests.conftest import FakeModel
 from training.artifact import record_evaluation
+from training.commands import register
 from training.config import TrainConfig
 from training.data import Dataset, DatasetError, Split
 from training.evaluate import (
@@ -17,7 +18,6 @@ from training.evaluate import (
     format_table,
     plot_pr_curves,
     queries_and_database,
-    register,
 )
 from training.train import train
 
