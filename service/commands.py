@@ -151,13 +151,27 @@ def _import_over_http(args: argparse.Namespace, lines: Iterable[bytes]) -> Any:
     params = {"batch": args.batch, "skip_existing": str(args.resume).lower()}
     url = f"{args.url.rstrip('/')}/v1/collections/{args.collection}/items/import"
     headers = {"content-type": "application/x-ndjson"}
-    body = (line + b"\n" for line in lines)
+    body = _blocks(lines)
     with httpx.Client(timeout=httpx.Timeout(60.0, read=None)) as client:
         r = client.post(url, params=params, content=body, headers=headers)
     if r.status_code != 200:
         error = r.json().get("error", {}) if "json" in r.headers.get("content-type", "") else {}
         raise ValueError(f"HTTP {r.status_code}: {error.get('message', r.text)}")
     return r.json()
+
+
+def _blocks(lines: Iterable[bytes], size: int = 1 << 18) -> Iterator[bytes]:
+    """Lines joined into blocks of about ``size`` bytes: a chunk of the request body each."""
+    block: list[bytes] = []
+    held = 0
+    for line in lines:
+        block.append(line)
+        held += len(line) + 1
+        if held >= size:
+            yield b"\n".join(block) + b"\n"
+            block, held = [], 0
+    if block:
+        yield b"\n".join(block) + b"\n"
 
 
 def _import_offline(args: argparse.Namespace, lines: Iterable[bytes]) -> dict[str, Any]:

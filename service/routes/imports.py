@@ -14,6 +14,10 @@ from service.schemas import ImportResponse
 
 router = APIRouter(prefix="/collections/{collection}/items", tags=["items"])
 
+# the stream is parsed in a worker thread a block at a time: a client may send one line a chunk,
+# and a thread hop a line would cost more than parsing it
+FEED_BYTES = 1 << 18
+
 
 @router.post("/import", response_model=ImportResponse)
 async def import_items(
@@ -31,6 +35,13 @@ async def import_items(
     limit = runtime.settings.max_body_bytes  # per line here
     job = LineImport(runtime.registry, collection, batch, skip_existing, limit)
     # parsing leaves the event loop as well as writing: searches keep their latency meanwhile
+    block: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        await run_in_threadpool(job.feed, chunk)
+        block.append(chunk)
+        size += len(chunk)
+        if size >= FEED_BYTES:
+            await run_in_threadpool(job.feed, b"".join(block))
+            block, size = [], 0
+    await run_in_threadpool(job.feed, b"".join(block))
     return await run_in_threadpool(job.finish)
