@@ -11,6 +11,7 @@ from training.features import (
     fit_featurizer,
     is_count_valued,
     looks_like_word_counts,
+    text_tokens,
 )
 from training.image_features import gradient_histograms, gradient_width
 from training.rejection import ItemRejected
@@ -81,6 +82,52 @@ def test_email_addresses_are_single_terms() -> None:
     assert {"ann@cs.example.edu", "bob+news@mail.example.org"} <= set(f.vocabulary)
     assert not {"ann", "cs", "bob"} & set(f.vocabulary)  # not split into its parts
     assert f.targets(["mail ann@cs.example.edu now"])[0, f.vocabulary.index("ann@cs.example.edu")]
+
+
+ADDRESS_CASES = [
+    "a@b.c",
+    "x a@b.c y",
+    "foo.bar@baz.qux.com, hi",
+    "@@",
+    "@",
+    "a@",
+    "@b.c",
+    "ab.cd@",
+    "john.doe@ex-ample.co.uk>",
+    "<a@b.c><d@e.f>",
+    "m.e@x.y@z.w",
+    "Ünïcode é@ü.de word",
+    "a_b@c_d.e_f",
+    "+x@y.z",
+    "-a@b.c-",
+    "x..y@z..w",
+    "1@2.3 45",
+    "a@b.c\nd@e.f",
+    "ab@cd.ef.gh@ij",
+]
+
+
+def test_text_tokens_count_what_scikit_learn_counts() -> None:
+    """The fast tokeniser against scikit-learn's analyzer for the same pattern: the same tokens
+    (counted) on addresses next to every kind of character, and on seeded random strings."""
+    import random
+    from collections import Counter
+
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from training.features import TOKEN_PATTERN
+
+    reference = CountVectorizer(token_pattern=TOKEN_PATTERN).build_analyzer()
+    tokens = text_tokens(TOKEN_PATTERN)
+    rng = random.Random(0)
+    alphabet = [*"ab1_@.+-  \n,<>é", "ü", "\u00a0", "\u2028", "Ⅻ", "٣"]
+    fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(20000)]
+    for text in [*ADDRESS_CASES, *fuzz]:
+        assert Counter(tokens(text)) == Counter(reference(text)), text
+    assert Counter(tokens("Mail ANN@cs.example.edu, ann!")) == {"ann@cs.example.edu": 1,
+                                                               "mail": 1, "ann": 1}  # fmt: skip
+    other = r"(?u)\b\w+\b"  # a model saved with another pattern is tokenised by scikit-learn
+    assert text_tokens(other)("a b@c.d") == ["a", "b", "c", "d"]
 
 
 def test_a_saved_text_featurizer_keeps_its_tokenisation() -> None:
