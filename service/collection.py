@@ -87,11 +87,12 @@ class CollectionState:
         self.items, self.filters = items, filters  # searches meanwhile read the old ones
 
     def _unfilter(self, nums: Sequence[int]) -> None:
-        ptrs, records = self.items.locate(np.asarray(nums, np.int64))
+        wanted = np.asarray(nums, np.int64)
+        ptrs, records = self.items.locate(wanted)
         held: dict[bytes, list[int]] = {}
-        for num, ptr in zip(nums, ptrs.tolist(), strict=True):
-            if ptr >= 0:
-                held.setdefault(records.metadata_json(ptr), []).append(num)
+        stored = np.flatnonzero(ptrs >= 0)  # new items (a bulk import's all) hold nothing yet
+        for num, ptr in zip(wanted[stored].tolist(), ptrs[stored].tolist(), strict=True):
+            held.setdefault(records.metadata_json(ptr), []).append(num)
         for meta, group in held.items():
             self.filters.remove(group, parse_metadata(meta))
 
