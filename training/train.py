@@ -38,8 +38,13 @@ def seed_everything(seed: int) -> None:
 
 
 def autoencoder_config(
-    cfg: TrainConfig, modality: str, input_dim: int, likelihood: str
+    cfg: TrainConfig,
+    modality: str,
+    input_dim: int,
+    likelihood: str,
+    reconstruction_nats: float | None = None,
 ) -> AutoencoderConfig:
+    code_target = cfg.code_target_weight_for(modality, reconstruction_nats)
     return AutoencoderConfig(
         input_dim=input_dim,
         hidden_dims=cfg.hidden_for(modality),
@@ -51,8 +56,16 @@ def autoencoder_config(
         balance_weight=cfg.balance_weight,
         decorrelation_weight=cfg.decorrelation_weight,
         neighbour_weight=cfg.neighbour_weight if cfg.neighbours > 0 else 0.0,
-        code_target_weight=cfg.code_target_weight_for(modality) if cfg.neighbours > 0 else 0.0,
+        code_target_weight=code_target if cfg.neighbours > 0 else 0.0,
     )
+
+
+def bernoulli_baseline_nats(targets: np.ndarray) -> float:
+    """The mean item's Bernoulli NLL (nats, summed over features) under the per-feature mean, how
+    large a reconstruction loss the decoder starts from: linear in the targets, so it is the sum
+    of the features' binary entropies at their means."""
+    p = np.clip(np.asarray(targets).mean(axis=0, dtype=np.float64), 1e-12, 1 - 1e-12)
+    return float(-(p * np.log(p) + (1 - p) * np.log1p(-p)).sum())
 
 
 def training_sample(n: int, config: TrainConfig) -> np.ndarray | None:
@@ -87,7 +100,10 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
     ))  # fmt: skip
     raw_target = featurizer.targets(items)
     x = featurizer.inputs_from_targets(raw_target)  # tokenise once
-    acfg = autoencoder_config(config, dataset.modality, featurizer.dim, featurizer.likelihood)
+    nats = bernoulli_baseline_nats(raw_target) if dataset.modality == "image" else None
+    acfg = autoencoder_config(
+        config, dataset.modality, featurizer.dim, featurizer.likelihood, reconstruction_nats=nats
+    )
     model = DeepBinaryAutoencoder(acfg).to(device)
     LOG.info("training a %s autoencoder on %d items (%s likelihood, %s)",
              "-".join(map(str, acfg.layer_dims)), n, acfg.likelihood, device)  # fmt: skip
@@ -133,6 +149,7 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
         "processes": distributed.world_size(),  # data-parallel ranks (training/distributed.py)
         "layer_dims": list(acfg.layer_dims),
         "likelihood": acfg.likelihood,
+        "code_target_weight": acfg.code_target_weight,
         "neighbour_seconds": round(knn_seconds, 2),
         "pretrain": pre,
         "finetune": fine,

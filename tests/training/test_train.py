@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from models.autoencoder import DeepBinaryAutoencoder
-from training.config import PRETRAIN_MODES, TrainConfig
+from training.config import IMAGE_RECONSTRUCTION_NATS, PRETRAIN_MODES, TrainConfig
 from training.data import Dataset, Split
 from training.neighbours import neighbour_lists
 from training.pretrain import pretrain_layer, pretrain_stack, rbm_for
-from training.train import autoencoder_config, train, training_sample
+from training.train import autoencoder_config, bernoulli_baseline_nats, train, training_sample
 
 TINY = {"hidden_dims": (16,), "bits": 8, "epochs": 2, "pretrain_epochs": 1, "neighbours": 3,
         "batch_size": 32}  # fmt: skip
@@ -52,6 +52,30 @@ def test_code_target_weight_follows_the_modality_unless_set() -> None:
     assert autoencoder_config(off, "image", 10, "bernoulli").code_target_weight == 0.0
     with pytest.raises(ValueError, match="code_target_weight must be >= 0"):
         TrainConfig(code_target_weight=-1.0)
+
+
+def test_image_code_target_weight_grows_with_the_reconstruction() -> None:
+    """Twice the reconstruction's nats, twice the image default; smaller reconstructions keep the
+    default; a setting, or text, stay put."""
+    twice = 2 * IMAGE_RECONSTRUCTION_NATS
+    assert TrainConfig().code_target_weight_for("image", twice) == 6.0
+    assert TrainConfig().code_target_weight_for("image", IMAGE_RECONSTRUCTION_NATS) == 3.0
+    assert TrainConfig().code_target_weight_for("image", IMAGE_RECONSTRUCTION_NATS / 10) == 3.0
+    assert TrainConfig().code_target_weight_for("text", twice) == 1.0
+    assert TrainConfig(code_target_weight=2.0).code_target_weight_for("image", twice) == 2.0
+    # the NLL under the per-feature mean: a fair coin per feature costs ln 2 nats each
+    coins = np.tile(np.array([[0.0, 1.0, 0.5, 0.5]], np.float32), (10, 1)).T  # (4 items, 10)
+    assert bernoulli_baseline_nats(coins) == pytest.approx(10 * np.log(2))
+    assert bernoulli_baseline_nats(np.zeros((5, 3), np.float32)) == pytest.approx(0.0, abs=1e-9)
+    # what training uses: 36 noisy pixels hold far fewer nats than the reference, 1,024 more
+    config = TrainConfig(**TINY, gradient_inputs=False, denoiser_epochs=0)
+    assert train(tiny_images(), config).metrics["code_target_weight"] == 3.0
+    noise = (np.random.default_rng(1).random((64, 32, 32)) * 255).astype(np.uint8)
+    large = Dataset("image", Split(noise, [str(i) for i in range(64)], None), None, [], "noise")
+    nats = bernoulli_baseline_nats(noise.reshape(64, -1) / 255.0)
+    assert nats > IMAGE_RECONSTRUCTION_NATS  # about 1,024 ln 2: past the reference
+    weight = train(large, config).metrics["code_target_weight"]
+    assert weight == pytest.approx(3.0 * nats / IMAGE_RECONSTRUCTION_NATS, rel=1e-4)
 
 
 def test_config_json_errors_name_the_file_and_line(tmp_path) -> None:
