@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ def item_lines(path: Path) -> tuple[Iterator[bytes], int | None]:
                 record: dict[str, Any] = {"id": item_id, modality.name: modality.to_json(value)}
                 if split.labels is not None:
                     names = [dataset.label_names[j] for j in np.flatnonzero(split.labels[i])]
-                    record["metadata"] = {"label": ",".join(names)}
+                    record["metadata"] = _label_metadata(names)
                 yield _line(record)
 
     return lines(), sum(len(s) for s in splits)
@@ -71,8 +71,13 @@ def _labels_as_metadata(line: bytes) -> bytes:
         return line
     labels = record.pop("labels", None)
     if isinstance(labels, list) and "metadata" not in record:
-        record["metadata"] = {"label": ",".join(str(label) for label in labels)}
+        record["metadata"] = _label_metadata(str(label) for label in labels)
     return _line(record)
+
+
+def _label_metadata(names: Iterable[str]) -> dict[str, str]:
+    """A record's labels as the item's metadata: one ``label`` key, comma-separated."""
+    return {"label": ",".join(names)}
 
 
 def _line(record: dict[str, Any]) -> bytes:
