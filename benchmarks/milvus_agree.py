@@ -128,7 +128,7 @@ def main() -> None:
                 hits = []
                 for q in queries:
                     ranked = rank(b["index"], q[None], radius, k, keep, b["ids"].get, meta)
-                    hits.append([(h.id, h.distance) for h in ranked.hits])
+                    hits.append([(h.id, h.distance) for h in ranked.hits()])
                 row[f"{name}_ms"] = 1000 * (time.perf_counter() - start) / len(queries)
                 answers[name] = hits
             row["equal"] = answers["local"] == answers["milvus"]

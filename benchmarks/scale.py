@@ -81,13 +81,15 @@ def _time_v(stderr: str) -> tuple[float, float]:
     return int(h or 0) * 3600 + int(m) * 60 + float(s), int(rss.group(1)) / 1e6
 
 
-def run(bitseek: str, kind: str, size: int, scratch: Path) -> dict[str, Any]:
+def run(bitseek: str, kind: str, size: int, scratch: Path, config: str) -> dict[str, Any]:
     where = scratch / f"{kind}-{size}"
     started = time.perf_counter()
     data = text_corpus(size, where) if kind == "text" else image_corpus(size, where)
     build_s = time.perf_counter() - started
     model = where / "model"
     argv = [bitseek, "train", "--data", str(data), "--bits", "32", "--out", str(model), "--quiet"]
+    if config:
+        argv += ["--config", config]
     done = subprocess.run(["/usr/bin/time", "-v", *argv], capture_output=True, text=True)
     (where / "train.log").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
@@ -127,6 +129,7 @@ def main() -> None:
     ap.add_argument("--bitseek", default=str(REPO / ".venv" / "bin" / "bitseek"))
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/bitseek-scale"))
     ap.add_argument("--name", default="scale", help="results go to results/scale_NAME.json")
+    ap.add_argument("--config", default="", help="JSON file of training settings, passed to `bitseek train --config`")
     args = ap.parse_args()
     out = RESULTS / f"scale_{args.name}.json"
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
@@ -134,7 +137,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for size in args.sizes:
         for kind in args.kind:
-            rows.append(run(args.bitseek, kind, size, args.scratch))
+            rows.append(run(args.bitseek, kind, size, args.scratch, args.config))
             rows[-1]["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
             out.write_text(json.dumps({"commit": commit, "argv": sys.argv, "rows": rows}, indent=1))
     print(table(rows))

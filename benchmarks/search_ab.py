@@ -74,7 +74,7 @@ def run(before: ModuleType, n: int) -> None:
                 start = time.perf_counter()
                 found = state.search(serving, q, None, 10, where)
                 times[label].append(time.perf_counter() - start)
-                hits[label] = [(h.id, h.distance, h.metadata) for h in found.hits]
+                hits[label] = [(h.id, h.distance, h.metadata) for h in found.hits()]
             assert hits["before"] == hits["this"], (name, j)
         a, b = (np.asarray(times[k][200:]) * 1e3 for k in ("before", "this"))
         print(

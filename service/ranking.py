@@ -8,6 +8,8 @@ item table, and of the shell k cuts only the ids that win are decoded.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -20,6 +22,7 @@ from service.schemas import Hit
 from service.store import CodeIndex
 
 Found = tuple[np.ndarray, np.ndarray, int]  # (numbers, distances, probes), nearest first
+Picked = tuple[int, bytearray, int]  # (distance, id bytes, pointer into the item table's arena)
 Keep = Callable[[np.ndarray], np.ndarray]  # item numbers -> which pass the filter
 _SMALL = 256  # candidates ranked in plain Python below this; numpy cuts larger sets first
 
@@ -53,11 +56,38 @@ class IndexProbe:
 
 @dataclass(frozen=True)
 class Ranked:
-    hits: list[Hit]
+    picked: list[Picked]  # the hits, in (distance, id) order
+    records: Records  # the arena their pointers are valid in
     probes: int
     widened: bool  # the search went past max_distance to find k hits
     searched_distance: int  # every item up to this distance was considered
     matched: int  # hits before cutting to k (or to ``limit`` for a radius-only search)
+
+    def hits(self) -> list[Hit]:
+        return [
+            Hit(id=key.decode(), distance=d, metadata=self.records.metadata(p))
+            for d, key, p in self.picked
+        ]
+
+    def hits_json(self) -> bytes:
+        """``hits()`` as the JSON array pydantic writes, straight from the records: ids and
+        metadata are stored as JSON-ready UTF-8, so no ``Hit`` is built or serialised."""
+        records = self.records
+        return b"[" + b",".join(
+            b'{"id":%b,"distance":%d,"metadata":%b}'
+            % (_json_string(key), d, records.metadata_json(p))
+            for d, key, p in self.picked
+        ) + b"]"  # fmt: skip
+
+
+_PLAIN = re.compile(rb"[ !#-\[\]-~]*")  # printable ASCII but the quote and the backslash
+
+
+def _json_string(key: bytearray) -> bytes:
+    """A UTF-8 id as a JSON string, escaped as pydantic escapes it."""
+    if _PLAIN.fullmatch(key):
+        return b'"%b"' % key
+    return json.dumps(key.decode(), ensure_ascii=False).encode()
 
 
 def _unpack(result: SearchResult) -> Found:
@@ -68,7 +98,7 @@ def _unpack(result: SearchResult) -> Found:
 
 def _first(
     n: int | None, dists: np.ndarray, ptrs: np.ndarray, records: Records
-) -> tuple[list[tuple[int, bytearray, int]], int]:
+) -> tuple[list[Picked], int]:
     """The first ``n`` (all: None) of the live candidates (pointer >= 0) as (distance, id bytes,
     pointer) in (distance, id) order, and how many candidates are live."""
     live = None
@@ -110,7 +140,7 @@ def rank(
     records = Records(bytearray())
     n = k if k is not None else limit
 
-    def collect(ids: np.ndarray, dists: np.ndarray) -> list[tuple[int, bytearray, int]]:
+    def collect(ids: np.ndarray, dists: np.ndarray) -> list[Picked]:
         nonlocal matched, records
         ptrs, records = items.locate(ids)
         if keep is not None:
@@ -118,13 +148,8 @@ def rank(
         found, matched = _first(n, dists, ptrs, records)
         return found
 
-    def done(found: list[tuple[int, bytearray, int]], widened: bool, searched: int) -> Ranked:
-        # ids decoded and metadata parsed only for what is returned
-        hits = [
-            Hit(id=key.decode(), distance=d, metadata=records.metadata(p))
-            for d, key, p in found[:n]
-        ]
-        return Ranked(hits, probes, widened, searched, max(matched, len(found)))
+    def done(found: list[Picked], widened: bool, searched: int) -> Ranked:
+        return Ranked(found[:n], records, probes, widened, searched, max(matched, len(found)))
 
     total = len(neighbours)
     if max_distance is not None:

@@ -17,7 +17,7 @@ from service.deps import RuntimeDep
 from service.errors import InvalidInput, NotFound
 from service.hit_details import hit_details
 from service.json_route import JsonBodyRoute
-from service.routes.common import CollectionPath, decode_queries, json_response
+from service.routes.common import JSON, CollectionPath, decode_queries, json_response
 from service.runtime import Runtime
 from service.schemas import Payload, SearchRequest, SearchResponse
 
@@ -110,13 +110,13 @@ async def search_items(
     else:  # a radius or a filter can rank many items: off the event loop
         ranked = await run_in_threadpool(state.search, *args)
     truncated = k is None and ranked.matched > max_k  # a radius alone: cap the size
-    hits = ranked.hits
+    details = None
     if body.include:  # opt-in: reads each hit's stored row
-        hits = await run_in_threadpool(
-            hit_details, hits, state, serving, runtime.store, set(body.include)
+        details = await run_in_threadpool(
+            hit_details, ranked.hits(), state, serving, runtime.store, set(body.include)
         )
     answer = SearchResponse(
-        hits=hits,
+        hits=details or [],
         truncated=truncated,
         took_ms=round((time.perf_counter() - start) * 1000.0, 3),
         probes=ranked.probes,
@@ -126,4 +126,17 @@ async def search_items(
         widened=ranked.widened,
         searched_distance=ranked.searched_distance,
     )
-    return json_response(answer)
+    if details is not None:
+        return json_response(answer)
+    return Response(with_hits(answer, ranked.hits_json()), media_type=JSON)
+
+
+_NO_HITS = b'{"hits":[]'
+
+
+def with_hits(answer: SearchResponse, hits_json: bytes) -> bytes:
+    """``answer`` (its hits empty) serialised with ``hits_json`` as its hits: the hits are
+    written from the item table's records, and the rest of the answer by its model."""
+    rest = answer.__pydantic_serializer__.to_json(answer)
+    assert rest.startswith(_NO_HITS), "hits must stay the first field of SearchResponse"
+    return b'{"hits":' + hits_json + rest[len(_NO_HITS) :]

@@ -166,12 +166,12 @@ def test_both_backends_answer_the_same(tmp_path: Path, corpus: list[NewItem]) ->
                 for registry in registries:
                     state, serving = registry.serving("docs")
                     ranked = state.search(serving, code[None], radius, k, where)
-                    answers.append([(h.id, h.distance) for h in ranked.hits])
+                    answers.append([(h.id, h.distance) for h in ranked.hits()])
                 assert answers[0] == answers[1], (radius, k, where)
                 assert answers[0] == sorted(answers[0], key=lambda h: (h[1], h[0]))
         state, serving = registries[1].serving("docs")
         whole = state.search(serving, model.encode(queries[:1]), 16, None, None)
-        assert len(whole.hits) == len(corpus) - 1  # no limit: the whole 16-bit ball
+        assert len(whole.hits()) == len(corpus) - 1  # no limit: the whole 16-bit ball
     finally:
         for registry in registries:
             registry.store.close()

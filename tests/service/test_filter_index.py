@@ -122,9 +122,9 @@ def test_filtered_search_matches_brute_force(
             k = None if max_distance is not None and rng.rand() < 0.3 else int(rng.randint(1, 30))
             got = state.search(serving, q, max_distance, k, where, limit=1000)
             expect = _reference(rows, q, max_distance, k, where)
-            assert [(h.distance, h.id) for h in got.hits] == expect, (step, where, k)
+            assert [(h.distance, h.id) for h in got.hits()] == expect, (step, where, k)
             by_id = {item_id: m for item_id, m, _ in rows.values()}
-            assert all(h.metadata == by_id[h.id] for h in got.hits)
+            assert all(h.metadata == by_id[h.id] for h in got.hits())
     assert state.size == len(rows)
 
 
@@ -138,7 +138,7 @@ def test_a_selective_filter_never_probes_the_index() -> None:
     state.remember([(i, f"i{i}", {"rare": i % 500 == 0, "half": i % 2}) for i in nums.tolist()])
     q = np.zeros((1, 2), np.uint8)
     got = state.search(serving, q, None, 5, {"rare": True})
-    assert len(got.hits) == 5 and probes.searches == 0
+    assert len(got.hits()) == 5 and probes.searches == 0
     state.search(serving, q, None, 5, {"half": 1})  # half the collection: probed
     assert probes.searches > 0
 

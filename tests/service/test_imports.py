@@ -167,7 +167,7 @@ def test_bitseek_import_reads_datasets_into_a_data_directory(data_dir: Path) -> 
     assert state.size == 40 + 30 and held_items(state)["ds3"] == {"label": "a"}
     code = serving.model.encode([records[3]["text"]])
     found = state.search(serving, code, 0, None, None, 1000)
-    assert "ds3" in {hit.id for hit in found.hits}
+    assert "ds3" in {hit.id for hit in found.hits()}
     vectors = np.random.RandomState(0).standard_normal((25, 8)).astype(np.float32)
     np.save(data_dir.parent / "vecs.npy", vectors)
     lines, total = item_lines(data_dir.parent / "vecs.npy")

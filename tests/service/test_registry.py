@@ -147,7 +147,7 @@ def test_servers_sharing_a_store_follow_each_other(data_dir: Path) -> None:
     assert state.applied_seq >= seq
     code = serving.model.encode(["space orbit rocket"])
     found = state.search(serving, code, 0, None, None, 100)
-    assert "new" in {hit.id for hit in found.hits}
+    assert "new" in {hit.id for hit in found.hits()}
     one.delete_item("docs", "new")
     two.sync()
     assert "new" not in held_items(two.get("docs"))

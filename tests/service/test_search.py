@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
 
 from service.code_column import ColumnedIndex
 from service.collection import CollectionState, Serving
@@ -16,6 +18,7 @@ from service.index import HammingIndex
 from service.item_table import ItemTable
 from service.modalities import modality_of
 from service.ranking import IndexProbe, rank
+from service.schemas import Hit, SearchResponse
 from tests.conftest import FakeModel, make_images, make_texts, png_b64
 
 
@@ -82,10 +85,10 @@ def test_rank_matches_brute_force(
             where = {"g": 99}  # nothing matches: exhausts the collection
         got = state.search(serving, q, max_distance, k, where)
         expect = _brute(codes, ids, meta, q, max_distance, k, where)
-        assert [(h.distance, h.id) for h in got.hits] == expect, (trial, max_distance, k, where)
-        assert all(h.metadata == meta[ids.index(h.id)] for h in got.hits)
+        assert [(h.distance, h.id) for h in got.hits()] == expect, (trial, max_distance, k, where)
+        assert all(h.metadata == meta[ids.index(h.id)] for h in got.hits())
         if max_distance is not None:
-            beyond = any(h.distance > max_distance for h in got.hits)
+            beyond = any(h.distance > max_distance for h in got.hits())
             assert got.widened or not beyond  # going past the radius is always reported
 
 
@@ -236,7 +239,7 @@ def test_radius_only_rank_cut_to_a_limit_is_the_exact_prefix(limit: int) -> None
         q = rng.randint(0, 256, size=(1, 1)).astype(np.uint8)
         got = state.search(serving, q, radius, None, None, limit)
         expect = _brute(codes, ids, [{}] * n, q, radius, None, None)
-        assert [(h.distance, h.id) for h in got.hits] == expect[:limit]
+        assert [(h.distance, h.id) for h in got.hits()] == expect[:limit]
         assert got.matched == len(expect)
 
 
@@ -280,4 +283,63 @@ def test_a_widening_search_ends_when_items_are_deleted_meanwhile(max_distance: i
         return np.zeros(len(nums), bool)
 
     got = rank(probe, items, max_distance, 5, none)
-    assert got.hits == [] and deleting.knn_calls < 100
+    assert got.hits() == [] and deleting.knn_calls < 100
+
+
+def test_hits_written_from_the_records_read_as_pydantic_writes_them() -> None:
+    """The search answer's hits come straight from the item table's bytes: every id and
+    metadata value must read back as the ``Hit`` models pydantic would have serialised."""
+    ids = [
+        "plain-id",
+        'quo"te',
+        "back\\slash",
+        "tab\there",
+        "nul\x00\x1f\x7f",
+        "ünï",
+        "日本語",
+        "🙂 e",
+    ]
+    meta: list[dict[str, Any]] = [
+        {},
+        {"a": 'ü\n"x"', "n": -3, "f": 0.1, "b": True},
+        {"big": 1e16, "small": -2.5e-8, "z": 0},
+        {"k": "v"},
+        {"s": "\u2028"},
+        {},
+        {"日": "本"},
+        {"e": ""},
+    ]
+    n = len(ids)
+    codes = (np.arange(n, dtype=np.uint8) * 37).reshape(n, 1)
+    state, serving = _state(8, np.arange(n, dtype=np.int64), codes, ids, meta)
+    got = state.search(serving, codes[:1], None, n, None)
+    assert len(got.hits()) == n
+    written = got.hits_json()
+    assert json.loads(written) == [h.model_dump(exclude_none=True) for h in got.hits()]
+    pydantic = TypeAdapter(list[Hit]).dump_json(got.hits(), exclude_none=True)
+    assert written.count(b"{") == pydantic.count(b"{")
+    for hit in got.hits():  # byte for byte, but 1e16: Python writes "1e+16", pydantic "1e16"
+        if "big" not in hit.metadata:
+            one = TypeAdapter(Hit).dump_json(hit, exclude_none=True)
+            assert one in written, one
+
+
+def test_search_answers_with_hits_spliced_into_the_model(client: TestClient) -> None:
+    """The route writes its hits itself: the body must still be a valid SearchResponse whose
+    hits equal those asked for with ``include`` (which builds the models)."""
+    texts = make_texts(30)
+    items = [
+        {"id": f'q"{i}ü', "text": t, "metadata": {"i": i, "s": "é\n"}} for i, t in enumerate(texts)
+    ]
+    assert client.post("/v1/collections/docs/items", json={"items": items}).status_code == 200
+    plain = client.post("/v1/collections/docs/search", json={"text": texts[0], "k": 7})
+    assert plain.status_code == 200
+    answer = SearchResponse.model_validate_json(plain.content)
+    assert len(answer.hits) == 7 and answer.hits[0].id.startswith('q"')
+    assert answer.hits[0].metadata.get("s", "é\n") == "é\n"
+    detailed = client.post(
+        "/v1/collections/docs/search", json={"text": texts[0], "k": 7, "include": ["code"]}
+    ).json()
+    assert [(h["id"], h["distance"], h["metadata"]) for h in detailed["hits"]] == [
+        (h.id, h.distance, h.metadata) for h in answer.hits
+    ]

@@ -34,7 +34,7 @@ def _answers(registry: Registry) -> Answers:
     state, serving = registry.serving("docs")
     codes = serving.model.encode(make_texts(12, seed=3))
     return [
-        [(h.distance, h.id) for h in state.search(serving, code[None], None, 8, None).hits]
+        [(h.distance, h.id) for h in state.search(serving, code[None], None, 8, None).hits()]
         for code in codes
     ]
 
@@ -62,7 +62,7 @@ def test_a_fresh_snapshot_is_loaded(data_dir: Path, caplog: pytest.LogCaptureFix
     registry.upsert("docs", [NewItem("new", "space orbit rocket", {}, "x")])  # still writable
     state, serving = registry.serving("docs")
     found = state.search(serving, serving.model.encode(["space orbit rocket"]), 0, None, None)
-    assert "new" in {h.id for h in found.hits}
+    assert "new" in {h.id for h in found.hits()}
 
 
 def test_a_write_after_the_save_makes_it_stale(
