@@ -129,7 +129,11 @@ def main() -> None:
     ap.add_argument("--bitseek", default=str(REPO / ".venv" / "bin" / "bitseek"))
     ap.add_argument("--scratch", type=Path, default=Path("/tmp/bitseek-scale"))
     ap.add_argument("--name", default="scale", help="results go to results/scale_NAME.json")
-    ap.add_argument("--config", default="", help="JSON file of training settings, passed to `bitseek train --config`")
+    ap.add_argument(
+        "--config",
+        default="",
+        help="JSON file of training settings, passed to `bitseek train --config`",
+    )
     args = ap.parse_args()
     out = RESULTS / f"scale_{args.name}.json"
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
