@@ -86,7 +86,7 @@ _PLAIN = re.compile(rb"[ !#-\[\]-~]*")  # printable ASCII but the quote and the 
 def _json_string(key: bytearray) -> bytes:
     """A UTF-8 id as a JSON string, escaped as pydantic escapes it."""
     if _PLAIN.fullmatch(key):
-        return b'"%b"' % key
+        return b'"' + key + b'"'
     return json.dumps(key.decode(), ensure_ascii=False).encode()
 
 
