@@ -26,6 +26,12 @@ DEFAULT_CODE_TARGET_WEIGHT = {"image": 3.0}
 # NLL under their mean (MNIST's is 492, where 3 measured best; CIFAR-10's 2,773 gives 17, which
 # lifts it from 0.27 to 0.33 p@100); smaller images keep 3, the weight measured on digits
 IMAGE_RECONSTRUCTION_NATS = 490.0
+# k-NN search: exact up to this many items, approximate above. Documents' graphs (tf-idf, BM25,
+# word vectors) are searched exactly by sparse products whose time grows with the square of the
+# items, so they turn approximate sooner than dense features': every text set of the development
+# suite (at most 16,000 items) stays exact, and a 1M-document corpus, sampled to 60,000, trains
+# within 30 minutes (benchmarks/README.md, "Training that samples")
+DEFAULT_EXACT_KNN_ROWS = {"documents": 20000, "other": 60000}
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,9 @@ class TrainConfig:
     # that samples", for the measurements behind the default
     sample_rows: int = 60000
     # k-NN search is exact up to this many items, approximate above (FAISS IVF on a dense
-    # projection, candidates re-ranked by their exact cosine; training/neighbours.py); at the
-    # default every set of the development suite stays exact (lower it for speed on large corpora)
-    exact_knn_rows: int = 60000
+    # projection, candidates re-ranked by their exact cosine; training/neighbours.py); None: by
+    # the features (DEFAULT_EXACT_KNN_ROWS), which leaves every set of the suite exact
+    exact_knn_rows: int | None = None
     # greedy layer-wise pretraining
     pretrain: str = (
         "autoencoder"  # none | autoencoder | denoising | contractive | sparse | psd | rbm
@@ -147,8 +153,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         positive = ("batch_size", "vocab_size", "pretrain_rows", "neighbour_vocab_size")
         for name in (*positive, "denoiser_rows", "denoiser_batch_size", "exact_knn_rows"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 1:  # exact_knn_rows None: the features' default
+                raise ValueError(f"{name} must be >= 1, got {value}")
         for name in ("lr", "pretrain_lr", "rbm_lr", "denoiser_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
@@ -184,6 +191,12 @@ class TrainConfig:
         if modality == "image" and reconstruction_nats is not None:
             weight *= max(1.0, reconstruction_nats / IMAGE_RECONSTRUCTION_NATS)
         return weight
+
+    def exact_knn_rows_for(self, documents: bool) -> int:
+        """The setting, else the default for documents' (word counts) or other features."""
+        if self.exact_knn_rows is not None:
+            return self.exact_knn_rows
+        return DEFAULT_EXACT_KNN_ROWS["documents" if documents else "other"]
 
     def to_dict(self) -> dict[str, Any]:
         return config_to_dict(self)

@@ -272,14 +272,15 @@ def neighbour_lists(
         graph_x = counts_featurizer.inputs_from_targets(graph_counts)
     elif isinstance(featurizer, ImageFeaturizer):
         graph_x = featurizer.pixels(x)
-    k, exact_rows = config.neighbours, config.exact_knn_rows
+    documents = isinstance(featurizer, TextFeaturizer | CountVectorFeaturizer)
+    k, exact_rows = config.neighbours, config.exact_knn_rows_for(documents)
     knns = [nearest_neighbours(graph_x, k, device, exact_rows=exact_rows)]
     if isinstance(featurizer, ImageFeaturizer):
         if config.gradient_graph and has_gradient_cells(featurizer.shape):
             edges = featurizer.gradient_rows(x)
             knns.append(nearest_neighbours(edges, k, device, exact_rows=exact_rows))
         return knns
-    if not isinstance(featurizer, TextFeaturizer | CountVectorFeaturizer):
+    if not documents:
         return knns
     if config.bm25_graph:
         knns.append(nearest_neighbours(bm25_rows(graph_counts), k, device, exact_rows=exact_rows))

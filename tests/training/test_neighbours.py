@@ -1,8 +1,11 @@
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
+from pytest import MonkeyPatch
 
 from tests.training.test_train import TINY, clustered_vectors
-from training.config import TrainConfig
+from training.config import DEFAULT_EXACT_KNN_ROWS, TrainConfig
 from training.features import fit_featurizer, lsa_rows
 from training.neighbours import (
     is_short_text,
@@ -192,3 +195,34 @@ def test_the_lsa_graph_joins_for_short_documents_only() -> None:
         target = featurizer.targets(counts)
         x = featurizer.inputs_from_targets(target)
         assert len(neighbour_lists(counts, featurizer, x, target, config, "cpu")) == graphs
+
+
+def test_documents_turn_approximate_at_their_own_threshold(monkeypatch: MonkeyPatch) -> None:
+    """By default word counts' graphs go approximate past DEFAULT_EXACT_KNN_ROWS["documents"]
+    and other features' past ["other"]; a setting overrides both."""
+    searched: list[tuple[int, int]] = []  # (rows, exact_rows) of every search
+
+    def spy(x: Any, k: int, device: str = "cpu", exact_rows: int | None = None) -> np.ndarray:
+        searched.append((x.shape[0], exact_rows))
+        return nearest_neighbours(x, k, device, exact_rows=exact_rows)
+
+    monkeypatch.setattr("training.neighbours.nearest_neighbours", spy)
+    rng = np.random.default_rng(3)
+    counts = sp.csr_matrix(rng.poisson(0.3, size=(40, 60)).astype(np.float32))
+    words = fit_featurizer("vector", counts)
+    target = words.targets(counts)
+    cfg = TrainConfig(**TINY)
+    neighbour_lists(counts, words, words.inputs_from_targets(target), target, cfg, "cpu")
+    assert {rows for _, rows in searched} == {DEFAULT_EXACT_KNN_ROWS["documents"]}
+    assert DEFAULT_EXACT_KNN_ROWS["documents"] < DEFAULT_EXACT_KNN_ROWS["other"]
+    searched.clear()
+    vectors = clustered_vectors(n=40).train.items
+    real = fit_featurizer("vector", vectors)
+    x = real.inputs_from_targets(real.targets(vectors))
+    neighbour_lists(vectors, real, x, x, cfg, "cpu")
+    assert searched == [(40, DEFAULT_EXACT_KNN_ROWS["other"])]
+    searched.clear()
+    set_to = TrainConfig(**{**TINY, "exact_knn_rows": 7})
+    neighbour_lists(counts, words, words.inputs_from_targets(target), target, set_to, "cpu")
+    assert searched and {rows for _, rows in searched} == {7}
+    assert TrainConfig(**{**TINY, "exact_knn_rows": None}).exact_knn_rows_for(True) == 20000
