@@ -104,11 +104,26 @@ def build_data_dir(data_dir: Path, texts: list[str]) -> dict[str, Any]:
     return {"model_seconds": round(took, 1), "train_items": len(train_texts)}
 
 
-def start_server(app_args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+def noop_load(work: Path, duration: float) -> dict[str, Any]:
+    """32 clients on a bare FastAPI endpoint under the same uvicorn: the framework's ceiling."""
+    (work / "noop_app.py").write_text(NOOP_APP)
+    proc, port = start_server(["--app-dir", str(work), "noop_app:app"], {})
+    try:
+        reqs = [request_bytes(port, "/noop", json.dumps({"code": "ab12cd34", "k": 10}).encode())]
+        asyncio.run(run_load(port, reqs, 32, 2.0))
+        return asyncio.run(run_load(port, reqs, 32, duration))
+    finally:
+        stop_server(proc)
+
+
+def start_server(
+    app_args: list[str], env: dict[str, str], cwd: Path = ROOT
+) -> tuple[subprocess.Popen[bytes], int]:
+    """uvicorn serving ``app_args`` from ``cwd`` (a checkout: its own ``service`` is imported)."""
     port = free_port()
     cmd = [sys.executable, "-m", "uvicorn", *app_args, "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--log-level", "warning", "--no-access-log"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **env})
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -369,22 +384,8 @@ def main() -> None:
         finally:
             stop_server(proc)
         # 5. the framework's ceiling
-        (work / "noop_app.py").write_text(NOOP_APP)
-        proc, port = start_server(["--app-dir", str(work), "noop_app:app"], {})
-        try:
-            noop_reqs = [
-                request_bytes(port, "/noop", json.dumps({"code": "ab12cd34", "k": 10}).encode())
-            ]
-            asyncio.run(run_load(port, noop_reqs, 32, 2.0))
-            rows.append(
-                (
-                    "no-op FastAPI endpoint",
-                    asyncio.run(run_load(port, noop_reqs, 32, args.duration)),
-                )
-            )
-            print(rows[-1], flush=True)
-        finally:
-            stop_server(proc)
+        rows.append(("no-op FastAPI endpoint", noop_load(work, args.duration)))
+        print(rows[-1], flush=True)
         # 6. several server processes
         proc, port = start_server([*factory, "--workers", str(args.workers)], env)
         try:

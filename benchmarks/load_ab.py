@@ -27,10 +27,10 @@ import httpx
 import load
 import numpy as np
 from load import (
-    NOOP_APP,
     SEARCH,
     UPSERT,
     build_data_dir,
+    noop_load,
     read_news,
     request_bytes,
     run_load,
@@ -43,24 +43,12 @@ ITEMS = 100_000
 
 
 def _search_load(tree: Path, env: dict[str, str], workers: int, codes: list[str]) -> dict[str, Any]:
-    load.ROOT = tree  # start_server's working directory: the tree's own `service`
-    proc, port = start_server(
-        ["--factory", "service.main:app_factory", "--workers", str(workers)], env
-    )
+    factory = ["--factory", "service.main:app_factory", "--workers", str(workers)]
+    proc, port = start_server(factory, env, cwd=tree)
     try:
         bodies = [json.dumps({"code": c, "k": 10}).encode() for c in codes]
         reqs = [request_bytes(port, SEARCH, body) for body in bodies]
         asyncio.run(run_load(port, reqs, 32, 2.0))  # warm-up
-        return asyncio.run(run_load(port, reqs, 32, 10.0))
-    finally:
-        stop_server(proc)
-
-
-def _noop_load(app_dir: Path) -> dict[str, Any]:
-    proc, port = start_server(["--app-dir", str(app_dir), "noop_app:app"], {})
-    try:
-        reqs = [request_bytes(port, "/noop", json.dumps({"code": "ab12cd34", "k": 10}).encode())]
-        asyncio.run(run_load(port, reqs, 32, 2.0))
         return asyncio.run(run_load(port, reqs, 32, 10.0))
     finally:
         stop_server(proc)
@@ -102,14 +90,13 @@ def main() -> None:
         build_data_dir(work / "data", texts)
         env = {"BITSEEK_DATA_DIR": str(work / "data"), "BITSEEK_DEVICE": "cpu"}
         codes = _fill(env, texts)
-        (work / "noop_app.py").write_text(NOOP_APP)
         for rep in range(args.reps):
             for name, tree in trees.items():
                 for workers in (1, 2):
                     row = _search_load(tree, env, workers, codes)
                     rows.append({"rep": rep, "tree": name, "workers": workers, **row})
                     print(rep, name, f"{workers} worker(s)", row["rps"], row["p99_ms"], flush=True)
-            rows.append({"rep": rep, "tree": "no-op", "workers": 1, **_noop_load(work)})
+            rows.append({"rep": rep, "tree": "no-op", "workers": 1, **noop_load(work, 10.0)})
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{'rep':>3} {'what':28} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7}")
