@@ -132,12 +132,18 @@ class DeepBinaryAutoencoder(nn.Module):
 
     def encode_layers(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Hidden activations of every encoder layer but the last, and the code logits."""
+        return self.encode_from_first(self.encoder[0](x))
+
+    def encode_from_first(self, first: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``encode_layers`` given the first layer's output x W^T + b, which sparse rows get
+        far more cheaply than through a dense copy (models/hasher.py)."""
         hidden: list[torch.Tensor] = []
-        h = x
-        for layer in self.encoder[:-1]:
-            h = self.drop(torch.sigmoid(layer(h)))  # (B, width)
+        h = first
+        for layer in self.encoder[1:]:
+            h = self.drop(torch.sigmoid(h))  # (B, width)
             hidden.append(h)
-        return hidden, self.encoder[-1](h)  # code logits (B, n_bits)
+            h = layer(h)
+        return hidden, h  # code logits (B, n_bits)
 
     def code(self, logits: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Code activations fed to the decoder: noisy/binarised while training, plain otherwise."""

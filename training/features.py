@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Sequence
+from itertools import repeat
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -39,6 +40,12 @@ TOKEN_PATTERN = r"(?u)[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b\w\w+\b"
 MAX_COUNT_DENSITY = 0.25  # dense integer vectors above this share of non-zeros are not word counts
 _WORDS = re.compile(r"(?u)\w\w+")
 _ADDRESS_CHARS = re.compile(r"(?u)[\w.+@-]*")  # every character a TOKEN_PATTERN match can hold
+# the same two patterns on bytes, where \w means [A-Za-z0-9_]: what it means on ASCII text
+_TOKENS_ASCII = re.compile(TOKEN_PATTERN.removeprefix("(?u)").encode())
+_ADDRESS_CHARS_ASCII = re.compile(rb"[\w.+@-]*")
+# lowercased ASCII with every byte but a word character made a space: ``split`` gives the words
+_WORD_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789_"
+_SPACE_BUT_WORDS = bytes(c if c in _WORD_BYTES else 0x20 for c in range(256))
 
 
 def text_tokens(token_pattern: str) -> Callable[[str], list[str]]:
@@ -85,6 +92,35 @@ def text_tokens(token_pattern: str) -> Callable[[str], list[str]]:
 def _address_end(text: str, at: int) -> int:
     """Where the run of address characters starting at ``at`` ends."""
     run = _ADDRESS_CHARS.match(text, at)
+    assert run is not None  # the pattern matches the empty string
+    return run.end()
+
+
+def ascii_words(lowered: bytes) -> list[bytes]:
+    """TOKEN_PATTERN's tokens of lowercased ASCII text, and its one-character words too.
+
+    The one-character words are never vocabulary terms (a term is a match of the pattern), so
+    counting against a vocabulary gives scikit-learn's counts. Twice as fast as ``text_tokens``
+    on long posts: the bytes between address stretches (found as in ``text_tokens``) are split
+    by ``bytes.translate`` and ``bytes.split``, in C, with no regular expression."""
+    at = lowered.find(b"@")
+    if at < 0:
+        return lowered.translate(_SPACE_BUT_WORDS).split()
+    rest = bytearray(lowered)
+    addresses: list[bytes] = []
+    backwards, n = lowered[::-1], len(lowered)
+    while at >= 0:
+        left = n - at
+        start = at - (_address_end_ascii(backwards, left) - left)
+        end = _address_end_ascii(lowered, at + 1)
+        addresses += _TOKENS_ASCII.findall(lowered, start, end)
+        rest[start:end] = b" " * (end - start)  # a space ends a word as the stretch's edge did
+        at = lowered.find(b"@", end)
+    return bytes(rest).translate(_SPACE_BUT_WORDS).split() + addresses
+
+
+def _address_end_ascii(text: bytes, at: int) -> int:
+    run = _ADDRESS_CHARS_ASCII.match(text, at)
     assert run is not None  # the pattern matches the empty string
     return run.end()
 
@@ -147,10 +183,11 @@ class TextFeaturizer:
         self.vocabulary = list(vocabulary)
         self.idf = np.asarray(idf, dtype=np.float32)
         self.token_pattern = token_pattern
-        self._column = {w: i for i, w in enumerate(self.vocabulary)}
         # scikit-learn's tokens, counted here: its own counting is a Python loop with a dict
         # update per token, 40% of featurising a post
         self._tokens = text_tokens(token_pattern)
+        self._ascii_fast = token_pattern == TOKEN_PATTERN
+        self._column_of = {w.encode(): i for i, w in enumerate(self.vocabulary)}
 
     @property
     def dim(self) -> int:
@@ -184,14 +221,21 @@ class TextFeaturizer:
     def counts(self, items: Any) -> sp.csr_matrix:
         """Term counts (documents x vocabulary), CSR with sorted indices, as float32."""
         texts = _check_texts(items)
-        column, tokens = self._column.get, self._tokens
-        cols: list[int] = []
-        ends = np.empty(len(texts) + 1, np.int64)
-        ends[0] = 0
+        words: list[bytes] = []
+        word_ends = np.zeros(len(texts) + 1, np.int64)
         for row, text in enumerate(texts):
-            cols += [c for c in map(column, tokens(text)) if c is not None]
-            ends[row + 1] = len(cols)
-        indices = np.asarray(cols, dtype=np.int32)
+            if self._ascii_fast and text.isascii():
+                words += ascii_words(text.encode("ascii").lower())
+            else:
+                words += [token.encode() for token in self._tokens(text)]
+            word_ends[row + 1] = len(words)
+        # one lookup for the whole batch, unknown words -1: a per-document array costs
+        # short titles more than their words do
+        columns = np.fromiter(map(self._column_of.get, words, repeat(-1)), np.int32, len(words))
+        known = columns >= 0
+        known_before = np.concatenate([[0], np.cumsum(known)])
+        ends = known_before[word_ends]
+        indices = columns[known]
         ones = np.ones(len(indices), np.float32)
         out = sp.csr_matrix((ones, indices, ends), shape=(len(texts), self.dim))
         out.sum_duplicates()  # one entry per term, indices sorted: each row's counts

@@ -130,6 +130,27 @@ def test_text_tokens_count_what_scikit_learn_counts() -> None:
     assert text_tokens(other)("a b@c.d") == ["a", "b", "c", "d"]
 
 
+def test_ascii_words_are_scikit_learns_tokens_and_one_letter_words() -> None:
+    """The bytes path for ASCII text: scikit-learn's tokens once the one-character words (never
+    vocabulary terms) are left out, on the address cases and seeded random ASCII strings."""
+    import random
+    from collections import Counter
+
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from training.features import TOKEN_PATTERN, ascii_words
+
+    reference = CountVectorizer(token_pattern=TOKEN_PATTERN).build_analyzer()
+    rng = random.Random(1)
+    alphabet = [*"aB1_@.+-  \n\t,<>!'\x00"]
+    fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(20000)]
+    cases = [text for text in ADDRESS_CASES if text.isascii()]
+    for text in [*cases, *fuzz, "Mail ANN@cs.example.edu, ann!"]:
+        words = Counter(w.decode() for w in ascii_words(text.lower().encode()) if len(w) > 1)
+        assert words == Counter(reference(text)), text
+    assert b"x" in ascii_words(b"x y@z.w")  # one-letter words are there: counting drops them
+
+
 def test_a_saved_text_featurizer_keeps_its_tokenisation() -> None:
     f = TextFeaturizer.fit(["ann@cs.example.edu wrote", "ann cs wrote"], vocab_size=None, min_df=1,
                            max_df=1.0)  # fmt: skip
