@@ -66,9 +66,14 @@ class CollectionState:
 
     def remember(self, rows: Sequence[tuple[int, str, dict[str, Any]]]) -> None:
         """Insert or overwrite (number, id, metadata) rows."""
+        self.remember_json([(num, i, meta_bytes(m)) for num, i, m in rows])
+
+    def remember_json(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        """``remember`` with each metadata as its compact JSON (``store.metadata_json``), as a
+        write holds it already."""
         nums = [num for num, _, _ in rows]
         self._unfilter(nums)  # an overwrite: its old values leave the bitmaps
-        metas = [meta_bytes(m) for _, _, m in rows]
+        metas = [m for _, _, m in rows]
         self.items.put(nums, [i for _, i, _ in rows], metas)
         for meta, group in _grouped(nums, metas).items():
             self.filters.add(group, parse_metadata(meta))

@@ -478,8 +478,11 @@ class Registry:
                         nums = np.asarray([num for num, _ in rows], dtype=np.int64)
                         flat = np.frombuffer(b"".join(c for c in codes if c), dtype=np.uint8)
                         serving.index.add(nums, flat.reshape(len(rows), -1))
-                    state.remember(
-                        [(num, i.id, i.metadata) for (num, _), i in zip(rows, batch, strict=True)]
+                    state.remember_json(
+                        [
+                            (num, w.id, w.metadata_text.encode())
+                            for (num, _), w in zip(rows, writes, strict=True)
+                        ]
                     )
                     return len(batch), version, seq
             except VersionMoved:  # another server activated a version: follow it, encode again

@@ -29,7 +29,6 @@ from service.store import (
     SnapshotRow,
     VersionMoved,
     VersionRecord,
-    metadata_json,
     owner_alive,
 )
 
@@ -178,7 +177,7 @@ class SqliteStore:
             out: list[tuple[int, int | None]] = []
             inserts, updates = [], []
             for seq, item in enumerate(items, start=first_seq):
-                meta = metadata_json(item.metadata)
+                meta = item.metadata_text
                 old = stored.get(item.id)
                 if old is None:  # an id named again later in the batch updates this row
                     row_values = (next_num, collection, item.id, item.payload, meta, item.code)

@@ -19,6 +19,7 @@ import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -81,6 +82,11 @@ class ItemWrite:
     payload: bytes
     metadata: dict[str, Any]
     code: bytes | None
+
+    @cached_property
+    def metadata_text(self) -> str:
+        """``metadata_json`` of the metadata, made once for the store and the memory."""
+        return metadata_json(self.metadata)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import logging
 import os
 import shlex
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -119,34 +120,39 @@ def register(subparsers: Any) -> None:
 
 class _Bars:
     """tqdm progress bars, one per stage, in minibatch steps when the events carry them (else in
-    epochs), showing the epoch's running loss."""
+    epochs), showing the epoch's running loss. Two stages may run at once (the denoiser beside
+    the hasher): each keeps its own bar, closed when its last step is done."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self.stage: str | None = None
-        self.bar: Any = None
+        self.bars: dict[str, Any] = {}
+        self.lock = threading.Lock()  # events come from the training thread and the denoiser's
 
     def __call__(self, event: dict[str, Any]) -> None:
         if not self.enabled:
             return
         from tqdm import tqdm
 
-        steps = int(event.get("steps", 1))
-        if event["stage"] != self.stage:
-            self.close()
-            self.stage = event["stage"]
-            unit = "step" if "steps" in event else "epoch"
-            total = event["epochs"] * steps
-            self.bar = tqdm(total=total, desc=self.stage, unit=unit, file=sys.stderr)
-        done = (event["epoch"] - 1) * steps + int(event.get("step", 1))
-        self.bar.update(max(0, done - self.bar.n))
-        self.bar.set_postfix(epoch=f"{event['epoch']}/{event['epochs']}",
-                             loss=f"{event['loss']:.4f}")  # fmt: skip
+        with self.lock:
+            steps = int(event.get("steps", 1))
+            stage = event["stage"]
+            bar = self.bars.get(stage)
+            if bar is None:
+                unit = "step" if "steps" in event else "epoch"
+                total = event["epochs"] * steps
+                bar = self.bars[stage] = tqdm(total=total, desc=stage, unit=unit, file=sys.stderr)
+            done = (event["epoch"] - 1) * steps + int(event.get("step", 1))
+            bar.update(max(0, done - bar.n))
+            bar.set_postfix(epoch=f"{event['epoch']}/{event['epochs']}",
+                            loss=f"{event['loss']:.4f}")  # fmt: skip
+            if bar.n >= bar.total:  # the stage's last step: a later stage of its name starts anew
+                self.bars.pop(stage).close()
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+        with self.lock:
+            for bar in self.bars.values():
+                bar.close()
+            self.bars.clear()
 
 
 def build_config(args: argparse.Namespace) -> TrainConfig:

@@ -85,39 +85,60 @@ def fit_denoiser(
     features: the featuriser's kind (image | text | counts | vector), which picks the corruption.
     Returns the fitted model (in eval mode) and its training metrics.
     """
-    started = time.perf_counter()
-    noise = NOISE_FOR_FEATURES.get(features)
-    if noise is None:
-        raise ValueError(
-            f"no corruption for features {features!r}; expected {sorted(NOISE_FOR_FEATURES)}"
+    return DenoiserFit(x, target, features, likelihood, cfg, device, progress).run()
+
+
+class DenoiserFit:
+    """``fit_denoiser`` in two steps: set up (the subset drawn, the network initialised), then
+    ``run``. After set-up it draws only from its own generators, so ``run`` may go on a thread
+    of its own beside the hasher's training and trains the same network either way."""
+
+    def __init__(
+        self, x: Matrix, target: Matrix, features: str, likelihood: str, cfg: TrainConfig,
+        device: str, progress: Progress | None = None,
+    ) -> None:  # fmt: skip
+        noise = NOISE_FOR_FEATURES.get(features)
+        if noise is None:
+            raise ValueError(
+                f"no corruption for features {features!r}; expected {sorted(NOISE_FOR_FEATURES)}"
+            )
+        rng = np.random.default_rng(cfg.seed + SEED_OFFSET)
+        n = x.shape[0]
+        if n > cfg.denoiser_rows:  # a random subset bounds the training time on large sets
+            keep = np.sort(rng.choice(n, cfg.denoiser_rows, replace=False))
+            x, target = x[keep], target[keep]
+        self.dcfg = DenoiserConfig(x.shape[1], cfg.denoiser_hidden, likelihood)
+        with torch.random.fork_rng(devices=[]):  # initialise without moving the global stream
+            torch.manual_seed(cfg.seed + SEED_OFFSET)
+            self.model = Denoiser(self.dcfg).to(device)
+        seed = distributed.rank_seed(cfg.seed + SEED_OFFSET)
+        self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.x, self.target, self.noise, self.rng = x, target, noise, rng
+        self.cfg, self.device, self.progress = cfg, device, progress
+
+    def run(self) -> tuple[Denoiser, dict[str, Any]]:
+        """Train; returns the fitted model (in eval mode) and its training metrics."""
+        started = time.perf_counter()
+        cfg, model, n = self.cfg, self.model, self.x.shape[0]
+        batch_size = batch_size_for(n, cfg.denoiser_batch_size)
+        steps = total_steps(n, batch_size, cfg.denoiser_epochs)
+        net = distributed.wrap(model)  # DistributedDataParallel when data-parallel
+        learner = DenoiserLearner(
+            net, self.noise, cfg.denoiser_noise, cfg.denoiser_lr, steps, self.generator
         )
-    rng = np.random.default_rng(cfg.seed + SEED_OFFSET)
-    n = x.shape[0]
-    if n > cfg.denoiser_rows:  # a random subset bounds the training time on large sets
-        keep = np.sort(rng.choice(n, cfg.denoiser_rows, replace=False))
-        x, target = x[keep], target[keep]
-        n = cfg.denoiser_rows
-    dcfg = DenoiserConfig(x.shape[1], cfg.denoiser_hidden, likelihood)
-    with torch.random.fork_rng(devices=[]):  # initialise without moving the global stream
-        torch.manual_seed(cfg.seed + SEED_OFFSET)
-        model = Denoiser(dcfg).to(device)
-    gen = torch.Generator(device=device).manual_seed(distributed.rank_seed(cfg.seed + SEED_OFFSET))
-    batch_size = batch_size_for(n, cfg.denoiser_batch_size)
-    steps = total_steps(n, batch_size, cfg.denoiser_epochs)
-    net = distributed.wrap(model)  # DistributedDataParallel when data-parallel
-    learner = DenoiserLearner(net, noise, cfg.denoiser_noise, cfg.denoiser_lr, steps, gen)
-    model.train()
-    history = fit(learner, x, target, epochs=cfg.denoiser_epochs, batch_size=batch_size, rng=rng,
-                  device=device, stage="denoiser", progress=progress)  # fmt: skip
-    model.eval()
-    metrics = {
-        "layer_dims": list(dcfg.layer_dims),
-        "noise": noise,
-        "max_level": cfg.denoiser_noise,
-        "rows": n,
-        "epochs": cfg.denoiser_epochs,
-        "batch_size": batch_size,
-        "loss_history": [round(h, 5) for h in history],
-        "seconds": round(time.perf_counter() - started, 2),
-    }
-    return model, metrics
+        model.train()
+        history = fit(learner, self.x, self.target, epochs=cfg.denoiser_epochs,
+                      batch_size=batch_size, rng=self.rng, device=self.device, stage="denoiser",
+                      progress=self.progress)  # fmt: skip
+        model.eval()
+        metrics = {
+            "layer_dims": list(self.dcfg.layer_dims),
+            "noise": self.noise,
+            "max_level": cfg.denoiser_noise,
+            "rows": n,
+            "epochs": cfg.denoiser_epochs,
+            "batch_size": batch_size,
+            "loss_history": [round(h, 5) for h in history],
+            "seconds": round(time.perf_counter() - started, 2),
+        }
+        return model, metrics

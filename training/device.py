@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 
@@ -22,3 +24,14 @@ def resolve_device(requested: str) -> str:
                 " exist"
             )
     return requested
+
+
+def cores_for_a_second_stage(device: str, processes: int) -> bool:
+    """Whether a second training stage can run beside the first on cores of its own: on the
+    CPU, in a single process, with at least twice torch's intra-op threads available (the
+    CLI's one thread on 2 cores: yes; a server retrain using torch's default of every core: no).
+    """
+    if device != "cpu" or processes > 1:
+        return False
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cores or 1) >= 2 * torch.get_num_threads()

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -20,8 +24,8 @@ from training import distributed
 from training.artifact import TrainedModel
 from training.config import TrainConfig
 from training.data import Dataset, take
-from training.denoiser import fit_denoiser
-from training.device import resolve_device
+from training.denoiser import DenoiserFit
+from training.device import cores_for_a_second_stage, resolve_device
 from training.features import ImageFeaturizer, fit_featurizer
 from training.finetune import finetune
 from training.neighbours import neighbour_lists, neighbour_targets, spectral_codes
@@ -29,6 +33,7 @@ from training.pretrain import pretrain_stack
 from training.progress import Progress
 
 LOG = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def seed_everything(seed: int) -> None:
@@ -108,6 +113,21 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
     LOG.info("training a %s autoencoder on %d items (%s likelihood, %s)",
              "-".join(map(str, acfg.layer_dims)), n, acfg.likelihood, device)  # fmt: skip
 
+    denoising = None
+    if config.denoiser_epochs > 0:  # a separate network: the hash code cannot carry the detail
+        # it reads an image's pixels only: the gradients of a noisy picture are noise themselves
+        inputs, targets = x, raw_target
+        if isinstance(featurizer, ImageFeaturizer):
+            inputs, targets = featurizer.pixels(x), featurizer.pixels(raw_target)
+        denoising = DenoiserFit(
+            inputs, targets, featurizer.kind, acfg.likelihood, config, device, progress
+        )
+    # it needs nothing of the hasher's, so a spare core trains it meanwhile (same network)
+    beside = denoising is not None and cores_for_a_second_stage(device, distributed.world_size())
+    denoised = _on_a_thread(denoising.run, "denoiser") if beside and denoising else None
+    if beside:
+        LOG.info("the denoiser trains beside the hasher, on a core of its own")
+
     knn_started = time.perf_counter()
 
     def graphs() -> tuple[np.ndarray, np.ndarray | None]:
@@ -127,15 +147,9 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
     distributed.check_same_weights(model, "hasher")
     hasher = SemanticHasher(model, device)
     denoiser, denoiser_metrics = None, None
-    if config.denoiser_epochs > 0:  # a separate network: the hash code cannot carry the detail
-        # it reads an image's pixels only: the gradients of a noisy picture are noise themselves
-        inputs, targets = x, raw_target
-        if isinstance(featurizer, ImageFeaturizer):
-            inputs, targets = featurizer.pixels(x), featurizer.pixels(raw_target)
-        denoiser, denoiser_metrics = fit_denoiser(
-            inputs, targets, featurizer.kind, acfg.likelihood, config, device, progress
-        )
-    if denoiser is not None:
+    if denoising is not None:
+        denoiser, denoiser_metrics = denoised.result() if denoised else denoising.run()
+        denoiser_metrics["beside_hasher"] = beside
         distributed.check_same_weights(denoiser, "denoiser")
     bits = hasher.encode_bits(x)
     stats = bit_statistics(bits)
@@ -158,3 +172,18 @@ def train(dataset: Dataset, config: TrainConfig, progress: Progress | None = Non
         **stats,
     }
     return TrainedModel(dataset.modality, featurizer, hasher, config.to_dict(), metrics, denoiser)
+
+
+def _on_a_thread(fn: Callable[[], T], name: str) -> Future[T]:
+    """``fn()`` started on a thread of its own; the future re-raises its error. A daemon: a
+    training that fails elsewhere does not wait for it to end."""
+    future: Future[T] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # noqa: BLE001 - handed to whoever waits for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future

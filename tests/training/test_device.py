@@ -20,3 +20,15 @@ def test_missing_cuda_is_a_value_error_naming_it(requested: str) -> None:
         return
     with pytest.raises(ValueError, match=f"device '{requested}'"):
         resolve_device(requested)
+
+
+def test_a_second_stage_runs_beside_only_on_spare_cpu_cores(monkeypatch) -> None:
+    from training import device
+
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda _: {0, 1}, raising=False)
+    monkeypatch.setattr(device.torch, "get_num_threads", lambda: 1)
+    assert device.cores_for_a_second_stage("cpu", processes=1)
+    assert not device.cores_for_a_second_stage("cpu", processes=2)  # the ranks hold the cores
+    assert not device.cores_for_a_second_stage("cuda", processes=1)
+    monkeypatch.setattr(device.torch, "get_num_threads", lambda: 2)
+    assert not device.cores_for_a_second_stage("cpu", processes=1)  # torch's threads hold them

@@ -108,6 +108,29 @@ def test_training_is_deterministic_with_a_seed() -> None:
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("dataset", [clustered_vectors, tiny_images])
+def test_the_denoiser_trained_beside_the_hasher_is_the_one_trained_after_it(
+    monkeypatch, dataset
+) -> None:
+    """On a spare core the denoiser trains on a thread of its own during the hasher's stages;
+    both networks must come out bit for bit as when it trains after them."""
+    import training.train
+
+    ds = dataset()
+    trained = {}
+    for beside in (False, True):
+        monkeypatch.setattr(training.train, "cores_for_a_second_stage", lambda *_: beside)
+        events: list[dict] = []
+        trained[beside] = train(ds, TrainConfig(**TINY, seed=5), progress=events.append)
+        assert trained[beside].metrics["denoiser"]["beside_hasher"] is beside
+        assert {"fine-tune", "denoiser"} <= {e["stage"] for e in events}
+    assert all(m.denoiser is not None for m in trained.values())
+    pairs = [(m.hasher.model.state_dict(), m.denoiser.state_dict()) for m in trained.values()]
+    for before, after in zip(*pairs, strict=True):
+        for name, weights in before.items():
+            torch.testing.assert_close(after[name], weights, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("mode", PRETRAIN_MODES)
 def test_every_pretraining_mode_trains(mode: str) -> None:
     ds = tiny_images()
