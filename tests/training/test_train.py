@@ -119,7 +119,7 @@ def test_the_denoiser_trained_beside_the_hasher_is_the_one_trained_after_it(
     ds = dataset()
     trained = {}
     for beside in (False, True):
-        monkeypatch.setattr(training.train, "cores_for_a_second_stage", lambda *_: beside)
+        monkeypatch.setattr(training.train, "cores_for_a_second_stage", lambda *_, b=beside: b)
         events: list[dict] = []
         trained[beside] = train(ds, TrainConfig(**TINY, seed=5), progress=events.append)
         assert trained[beside].metrics["denoiser"]["beside_hasher"] is beside
