@@ -26,7 +26,6 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import CountVectorizer
 
 from training.image_features import gradient_histograms, gradient_width, has_gradient_cells
 from training.rejection import ItemRejected
@@ -58,16 +57,18 @@ def text_tokens(token_pattern: str) -> Callable[[str], list[str]]:
     pattern holds a character outside such a stretch, and its edges are not word characters,
     so the stretches and the text between them tokenise independently (counts identical on every
     text set of the development suite; tests/training/test_features.py fuzzes the rule)."""
-    analyzer: Callable[[str], list[str]] = CountVectorizer(
-        token_pattern=token_pattern
-    ).build_analyzer()
     if token_pattern != TOKEN_PATTERN:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        analyzer: Callable[[str], list[str]] = CountVectorizer(
+            token_pattern=token_pattern
+        ).build_analyzer()
         return analyzer
     whole = re.compile(TOKEN_PATTERN)
 
     def tokens(text: str) -> list[str]:
         if not isinstance(text, str):
-            return analyzer(text)  # its own error for what is not text
+            raise TypeError(f"expected text, got {type(text).__name__}")
         text = text.lower()
         at = text.find("@")
         if at < 0:
@@ -202,6 +203,9 @@ class TextFeaturizer:
         max_df: float = 0.5,
     ) -> TextFeaturizer:
         """vocab_size None: every term within the document-frequency limits."""
+        # imported here: serving a fitted featuriser needs none of scikit-learn (2 s to import)
+        from sklearn.feature_extraction.text import CountVectorizer
+
         texts = _check_texts(texts)
         min_df = min(min_df, max(1, len(texts) // 2))  # tiny corpora still get a vocabulary
         try:
