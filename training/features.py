@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
-from typing import Any, TypeAlias
+from typing import Any, AnyStr, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
@@ -70,31 +70,16 @@ def text_tokens(token_pattern: str) -> Callable[[str], list[str]]:
         if not isinstance(text, str):
             raise TypeError(f"expected text, got {type(text).__name__}")
         text = text.lower()
-        at = text.find("@")
-        if at < 0:
-            return _WORDS.findall(text)
-        backwards, n = text[::-1], len(text)
         out: list[str] = []
         done = 0
-        while at >= 0:
-            left = n - at  # where the characters before this "@" start in ``backwards``
-            start = at - (_address_end(backwards, left) - left)
-            end = _address_end(text, at + 1)
+        for start, end in _address_stretches(text, "@", _ADDRESS_CHARS):
             out += _WORDS.findall(text, done, start)
             out += whole.findall(text, start, end)
             done = end
-            at = text.find("@", end)
         out += _WORDS.findall(text, done)
         return out
 
     return tokens
-
-
-def _address_end(text: str, at: int) -> int:
-    """Where the run of address characters starting at ``at`` ends."""
-    run = _ADDRESS_CHARS.match(text, at)
-    assert run is not None  # the pattern matches the empty string
-    return run.end()
 
 
 def ascii_words(lowered: bytes) -> list[bytes]:
@@ -104,25 +89,34 @@ def ascii_words(lowered: bytes) -> list[bytes]:
     counting against a vocabulary gives scikit-learn's counts. Twice as fast as ``text_tokens``
     on long posts: the bytes between address stretches (found as in ``text_tokens``) are split
     by ``bytes.translate`` and ``bytes.split``, in C, with no regular expression."""
-    at = lowered.find(b"@")
-    if at < 0:
+    if b"@" not in lowered:
         return lowered.translate(_SPACE_BUT_WORDS).split()
     rest = bytearray(lowered)
     addresses: list[bytes] = []
-    backwards, n = lowered[::-1], len(lowered)
-    while at >= 0:
-        left = n - at
-        start = at - (_address_end_ascii(backwards, left) - left)
-        end = _address_end_ascii(lowered, at + 1)
+    for start, end in _address_stretches(lowered, b"@", _ADDRESS_CHARS_ASCII):
         addresses += _TOKENS_ASCII.findall(lowered, start, end)
         rest[start:end] = b" " * (end - start)  # a space ends a word as the stretch's edge did
-        at = lowered.find(b"@", end)
     return bytes(rest).translate(_SPACE_BUT_WORDS).split() + addresses
 
 
-def _address_end_ascii(text: bytes, at: int) -> int:
-    run = _ADDRESS_CHARS_ASCII.match(text, at)
-    assert run is not None  # the pattern matches the empty string
+def _address_stretches(
+    text: AnyStr, at_sign: AnyStr, chars: re.Pattern[AnyStr]
+) -> Iterator[tuple[int, int]]:
+    """(start, end) of the run of address characters around each "@", left to right."""
+    backwards, n = text[::-1], len(text)
+    at = text.find(at_sign)
+    while at >= 0:
+        left = n - at  # where the characters before this "@" start in ``backwards``
+        start = at - (_run_end(chars, backwards, left) - left)
+        end = _run_end(chars, text, at + 1)
+        yield start, end
+        at = text.find(at_sign, end)
+
+
+def _run_end(chars: re.Pattern[AnyStr], text: AnyStr, at: int) -> int:
+    """Where the run of ``chars`` starting at ``at`` ends."""
+    run = chars.match(text, at)
+    assert run is not None  # the patterns match the empty string
     return run.end()
 
 
