@@ -80,11 +80,15 @@ class ColumnedIndex:
         self._present.difference_update(BitMap(ids))
         return removed
 
-    def search_radius(self, codes: np.ndarray, max_distance: int) -> SearchResult:
-        return self.inner.search_radius(codes, max_distance)
+    def search_radius(
+        self, codes: np.ndarray, max_distance: int, *, ties_by_id: bool = True
+    ) -> SearchResult:
+        return self.inner.search_radius(codes, max_distance, ties_by_id=ties_by_id)
 
-    def search_knn(self, codes: np.ndarray, k: int, *, with_ties: bool = False) -> SearchResult:
-        return self.inner.search_knn(codes, k, with_ties=with_ties)
+    def search_knn(
+        self, codes: np.ndarray, k: int, *, with_ties: bool = False, ties_by_id: bool = True
+    ) -> SearchResult:
+        return self.inner.search_knn(codes, k, with_ties=with_ties, ties_by_id=ties_by_id)
 
     def scan(self, members: BitMap, code: np.ndarray) -> MemberScan:
         """``members`` that the index holds, with their distances to ``code`` (1, bits // 8)."""

@@ -116,7 +116,11 @@ class MilvusIndex:
         return {int(r["num"]) for r in rows}
 
     # searches ------------------------------------------------------------------------------
-    def search_radius(self, codes: np.ndarray, max_distance: int) -> SearchResult:
+    # Answers come sorted by (distance, number) whatever ``ties_by_id`` asks: that order is
+    # also by distance.
+    def search_radius(
+        self, codes: np.ndarray, max_distance: int, *, ties_by_id: bool = True
+    ) -> SearchResult:
         if isinstance(max_distance, bool) or not isinstance(max_distance, int | np.integer):
             raise HammingIndexError(f"max_distance must be an integer, got {max_distance!r}")
         if max_distance < 0:
@@ -124,7 +128,9 @@ class MilvusIndex:
         top = min(int(max_distance), self.bits)
         return self._batch(codes, lambda q, calls: self._ball(q, 0, top, calls))
 
-    def search_knn(self, codes: np.ndarray, k: int, *, with_ties: bool = False) -> SearchResult:
+    def search_knn(
+        self, codes: np.ndarray, k: int, *, with_ties: bool = False, ties_by_id: bool = True
+    ) -> SearchResult:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise HammingIndexError(f"k must be >= 1, got {k!r}")
         return self._batch(codes, lambda q, calls: self._knn(q, int(k), with_ties, calls))

@@ -28,7 +28,7 @@ _SMALL = 256  # candidates ranked in plain Python below this; numpy cuts larger 
 
 
 class Neighbours(Protocol):
-    """One query's neighbours, each answer sorted by (distance, number)."""
+    """One query's neighbours, each answer nearest first (ties in any order: ranked here)."""
 
     def __len__(self) -> int: ...  # items it answers from
 
@@ -47,11 +47,12 @@ class IndexProbe:
     def __len__(self) -> int:
         return len(self.index)
 
+    # Ties are ranked by the string id here, so the index need not sort them by number.
     def knn(self, k: int) -> Found:
-        return _unpack(self.index.search_knn(self.code, k, with_ties=True))
+        return _unpack(self.index.search_knn(self.code, k, with_ties=True, ties_by_id=False))
 
     def ball(self, radius: int) -> Found:
-        return _unpack(self.index.search_radius(self.code, radius))
+        return _unpack(self.index.search_radius(self.code, radius, ties_by_id=False))
 
 
 @dataclass(frozen=True)

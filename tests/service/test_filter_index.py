@@ -58,13 +58,13 @@ class _Probes:
     def remove(self, ids: np.ndarray) -> int:
         return self.index.remove(ids)
 
-    def search_radius(self, codes: np.ndarray, max_distance: int) -> Any:
+    def search_radius(self, codes: np.ndarray, max_distance: int, **order: bool) -> Any:
         self.searches += 1
-        return self.index.search_radius(codes, max_distance)
+        return self.index.search_radius(codes, max_distance, **order)
 
-    def search_knn(self, codes: np.ndarray, k: int, *, with_ties: bool = False) -> Any:
+    def search_knn(self, codes: np.ndarray, k: int, **options: bool) -> Any:
         self.searches += 1
-        return self.index.search_knn(codes, k, with_ties=with_ties)
+        return self.index.search_knn(codes, k, **options)
 
 
 def _collection(bits: int, max_values: int) -> tuple[CollectionState, Serving, _Probes]:

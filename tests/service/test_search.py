@@ -258,13 +258,13 @@ class _DeletingIndex:
             self.index.remove(ids[:1])
         return n
 
-    def search_radius(self, code: np.ndarray, max_distance: int) -> Any:
-        return self.index.search_radius(code, max_distance)
+    def search_radius(self, code: np.ndarray, max_distance: int, **order: bool) -> Any:
+        return self.index.search_radius(code, max_distance, **order)
 
-    def search_knn(self, code: np.ndarray, k: int, *, with_ties: bool = False) -> Any:
+    def search_knn(self, code: np.ndarray, k: int, **options: bool) -> Any:
         self.knn_calls += 1
         assert self.knn_calls < 100, "the search does not terminate"
-        return self.index.search_knn(code, k, with_ties=with_ties)
+        return self.index.search_knn(code, k, **options)
 
 
 @pytest.mark.parametrize("max_distance", [None, 2])
