@@ -22,13 +22,14 @@ import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
-from typing import Any, AnyStr, TypeAlias
+from typing import Any, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
 
 from training.image_features import gradient_histograms, gradient_width, has_gradient_cells
 from training.rejection import ItemRejected
+from training.word_table import WordTable
 
 LOG = logging.getLogger(__name__)
 Matrix: TypeAlias = np.ndarray | sp.csr_matrix
@@ -39,12 +40,6 @@ TOKEN_PATTERN = r"(?u)[\w.+-]+@[\w-]+(?:\.[\w-]+)+|\b\w\w+\b"
 MAX_COUNT_DENSITY = 0.25  # dense integer vectors above this share of non-zeros are not word counts
 _WORDS = re.compile(r"(?u)\w\w+")
 _ADDRESS_CHARS = re.compile(r"(?u)[\w.+@-]*")  # every character a TOKEN_PATTERN match can hold
-# the same two patterns on bytes, where \w means [A-Za-z0-9_]: what it means on ASCII text
-_TOKENS_ASCII = re.compile(TOKEN_PATTERN.removeprefix("(?u)").encode())
-_ADDRESS_CHARS_ASCII = re.compile(rb"[\w.+@-]*")
-# lowercased ASCII with every byte but a word character made a space: ``split`` gives the words
-_WORD_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789_"
-_SPACE_BUT_WORDS = bytes(c if c in _WORD_BYTES else 0x20 for c in range(256))
 
 
 def text_tokens(token_pattern: str) -> Callable[[str], list[str]]:
@@ -72,7 +67,7 @@ def text_tokens(token_pattern: str) -> Callable[[str], list[str]]:
         text = text.lower()
         out: list[str] = []
         done = 0
-        for start, end in _address_stretches(text, "@", _ADDRESS_CHARS):
+        for start, end in _address_stretches(text):
             out += _WORDS.findall(text, done, start)
             out += whole.findall(text, start, end)
             done = end
@@ -82,41 +77,22 @@ def text_tokens(token_pattern: str) -> Callable[[str], list[str]]:
     return tokens
 
 
-def ascii_words(lowered: bytes) -> list[bytes]:
-    """TOKEN_PATTERN's tokens of lowercased ASCII text, and its one-character words too.
-
-    The one-character words are never vocabulary terms (a term is a match of the pattern), so
-    counting against a vocabulary gives scikit-learn's counts. Twice as fast as ``text_tokens``
-    on long posts: the bytes between address stretches (found as in ``text_tokens``) are split
-    by ``bytes.translate`` and ``bytes.split``, in C, with no regular expression."""
-    if b"@" not in lowered:
-        return lowered.translate(_SPACE_BUT_WORDS).split()
-    rest = bytearray(lowered)
-    addresses: list[bytes] = []
-    for start, end in _address_stretches(lowered, b"@", _ADDRESS_CHARS_ASCII):
-        addresses += _TOKENS_ASCII.findall(lowered, start, end)
-        rest[start:end] = b" " * (end - start)  # a space ends a word as the stretch's edge did
-    return bytes(rest).translate(_SPACE_BUT_WORDS).split() + addresses
-
-
-def _address_stretches(
-    text: AnyStr, at_sign: AnyStr, chars: re.Pattern[AnyStr]
-) -> Iterator[tuple[int, int]]:
+def _address_stretches(text: str) -> Iterator[tuple[int, int]]:
     """(start, end) of the run of address characters around each "@", left to right."""
     backwards, n = text[::-1], len(text)
-    at = text.find(at_sign)
+    at = text.find("@")
     while at >= 0:
         left = n - at  # where the characters before this "@" start in ``backwards``
-        start = at - (_run_end(chars, backwards, left) - left)
-        end = _run_end(chars, text, at + 1)
+        start = at - (_run_end(backwards, left) - left)
+        end = _run_end(text, at + 1)
         yield start, end
-        at = text.find(at_sign, end)
+        at = text.find("@", end)
 
 
-def _run_end(chars: re.Pattern[AnyStr], text: AnyStr, at: int) -> int:
-    """Where the run of ``chars`` starting at ``at`` ends."""
-    run = chars.match(text, at)
-    assert run is not None  # the patterns match the empty string
+def _run_end(text: str, at: int) -> int:
+    """Where the run of address characters starting at ``at`` ends."""
+    run = _ADDRESS_CHARS.match(text, at)
+    assert run is not None  # the pattern matches the empty string
     return run.end()
 
 
@@ -183,6 +159,7 @@ class TextFeaturizer:
         self._tokens = text_tokens(token_pattern)
         self._ascii_fast = token_pattern == TOKEN_PATTERN
         self._column_of = {w.encode(): i for i, w in enumerate(self.vocabulary)}
+        self._table = WordTable(self._column_of) if self._ascii_fast else None
 
     @property
     def dim(self) -> int:
@@ -219,23 +196,37 @@ class TextFeaturizer:
     def counts(self, items: Any) -> sp.csr_matrix:
         """Term counts (documents x vocabulary), CSR with sorted indices, as float32."""
         texts = _check_texts(items)
+        # ASCII documents are tokenised and counted by the word table in one buffer; the
+        # others' tokens are looked up here
+        ascii_docs: list[bytes] = []
+        ascii_rows: list[int] = []
         words: list[bytes] = []
-        word_ends = np.zeros(len(texts) + 1, np.int64)
+        word_rows: list[int] = []
         for row, text in enumerate(texts):
-            if self._ascii_fast and text.isascii():
-                words += ascii_words(text.encode("ascii").lower())
+            if self._table is not None and text.isascii():
+                ascii_docs.append(text.encode("ascii"))
+                ascii_rows.append(row)
             else:
-                words += [token.encode() for token in self._tokens(text)]
-            word_ends[row + 1] = len(words)
-        # one lookup for the whole batch, unknown words -1: a per-document array costs
-        # short titles more than their words do
-        columns = np.fromiter(map(self._column_of.get, words, repeat(-1)), np.int32, len(words))
-        known = columns >= 0
-        known_before = np.concatenate([[0], np.cumsum(known)])
-        ends = known_before[word_ends]
-        indices = columns[known]
-        ones = np.ones(len(indices), np.float32)
-        out = sp.csr_matrix((ones, indices, ends), shape=(len(texts), self.dim))
+                tokens = [token.encode() for token in self._tokens(text)]
+                words += tokens
+                word_rows += [row] * len(tokens)
+        rows, columns = [], []
+        if self._table is not None and ascii_docs:
+            ends = np.zeros(len(ascii_docs) + 1, np.int64)
+            np.cumsum(np.fromiter(map(len, ascii_docs), np.int64, len(ascii_docs)), out=ends[1:])
+            found, per_doc = self._table.columns(b"".join(ascii_docs), ends)
+            rows.append(np.repeat(np.asarray(ascii_rows, np.int64), per_doc))
+            columns.append(found)
+        if words:
+            each = map(self._column_of.get, words, repeat(-1))
+            looked_up = np.fromiter(each, np.int32, len(words))
+            known = looked_up >= 0
+            rows.append(np.asarray(word_rows, np.int64)[known])
+            columns.append(looked_up[known])
+        row_of = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        column_of = np.concatenate(columns) if columns else np.zeros(0, np.int32)
+        ones = np.ones(len(column_of), np.float32)
+        out = sp.csr_matrix((ones, (row_of, column_of)), shape=(len(texts), self.dim))
         out.sum_duplicates()  # one entry per term, indices sorted: each row's counts
         return out
 

@@ -130,25 +130,39 @@ def test_text_tokens_count_what_scikit_learn_counts() -> None:
     assert text_tokens(other)("a b@c.d") == ["a", "b", "c", "d"]
 
 
-def test_ascii_words_are_scikit_learns_tokens_and_one_letter_words() -> None:
-    """The bytes path for ASCII text: scikit-learn's tokens once the one-character words (never
-    vocabulary terms) are left out, on the address cases and seeded random ASCII strings."""
+def test_ascii_counts_are_scikit_learns_on_random_text_with_every_token_a_term() -> None:
+    """The word table's path for ASCII text (addresses split off first): scikit-learn's counts
+    when every token of the corpus is a vocabulary term, on the address cases, seeded random
+    ASCII strings and words longer than the table's first word buffer."""
     import random
-    from collections import Counter
 
     from sklearn.feature_extraction.text import CountVectorizer
 
-    from training.features import TOKEN_PATTERN, ascii_words
+    from training.features import TOKEN_PATTERN
 
-    reference = CountVectorizer(token_pattern=TOKEN_PATTERN).build_analyzer()
+    analyzer = CountVectorizer(token_pattern=TOKEN_PATTERN).build_analyzer()
     rng = random.Random(1)
     alphabet = [*"aB1_@.+-  \n\t,<>!'\x00"]
     fuzz = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(20000)]
+    letters = "abcdefghijklmnopqrstuvwxyzABCXYZ0123456789_"
+    many = [  # thousands of distinct terms: a table with many collisions and long probes
+        " ".join("".join(rng.choice(letters) for _ in range(rng.randint(1, 8))) for _ in range(9))
+        for _ in range(3000)
+    ]
+    long_words = ["x" * 70 + " " + "Y" * 130 + "z", "a" * 64 + "@b.c " + "q" * 65]
     cases = [text for text in ADDRESS_CASES if text.isascii()]
-    for text in [*cases, *fuzz, "Mail ANN@cs.example.edu, ann!"]:
-        words = Counter(w.decode() for w in ascii_words(text.lower().encode()) if len(w) > 1)
-        assert words == Counter(reference(text)), text
-    assert b"x" in ascii_words(b"x y@z.w")  # one-letter words are there: counting drops them
+    texts = [*cases, *fuzz, *many, *long_words, "Mail ANN@cs.example.edu, ann!"]
+    vocabulary = sorted({token for text in texts for token in analyzer(text)})
+    vocabulary.remove("bb")  # and a word the vocabulary lacks
+    f = TextFeaturizer(vocabulary, np.ones(len(vocabulary), np.float32))
+    reference = CountVectorizer(
+        vocabulary={w: i for i, w in enumerate(vocabulary)}, token_pattern=TOKEN_PATTERN
+    ).transform(texts)
+    counts = f.counts(texts)
+    assert counts.has_sorted_indices and counts.nnz > 30000 and len(vocabulary) > 20000
+    np.testing.assert_array_equal(counts.indptr, reference.indptr)
+    np.testing.assert_array_equal(counts.indices, reference.indices)
+    np.testing.assert_array_equal(counts.data, reference.data)
 
 
 def test_a_saved_text_featurizer_keeps_its_tokenisation() -> None:
