@@ -210,23 +210,28 @@ class TextFeaturizer:
                 tokens = [token.encode() for token in self._tokens(text)]
                 words += tokens
                 word_rows += [row] * len(tokens)
-        rows, columns = [], []
+        shape = (len(texts), self.dim)
         if self._table is not None and ascii_docs:
             ends = np.zeros(len(ascii_docs) + 1, np.int64)
             np.cumsum(np.fromiter(map(len, ascii_docs), np.int64, len(ascii_docs)), out=ends[1:])
-            found, per_doc = self._table.columns(b"".join(ascii_docs), ends)
-            rows.append(np.repeat(np.asarray(ascii_rows, np.int64), per_doc))
-            columns.append(found)
+            indptr, indices, counts = self._table.counts(b"".join(ascii_docs), ends)
+            if len(ascii_docs) == len(texts):  # every row: nothing to merge
+                return sp.csr_matrix((counts, indices, indptr), shape=shape)
+            rows = [np.repeat(np.asarray(ascii_rows, np.int64), np.diff(indptr))]
+            columns, weights = [indices], [counts]
+        else:
+            rows, columns, weights = [], [], []
         if words:
             each = map(self._column_of.get, words, repeat(-1))
             looked_up = np.fromiter(each, np.int32, len(words))
             known = looked_up >= 0
             rows.append(np.asarray(word_rows, np.int64)[known])
             columns.append(looked_up[known])
+            weights.append(np.ones(int(known.sum()), np.float32))
         row_of = np.concatenate(rows) if rows else np.zeros(0, np.int64)
         column_of = np.concatenate(columns) if columns else np.zeros(0, np.int32)
-        ones = np.ones(len(column_of), np.float32)
-        out = sp.csr_matrix((ones, (row_of, column_of)), shape=(len(texts), self.dim))
+        weight = np.concatenate(weights) if weights else np.zeros(0, np.float32)
+        out = sp.csr_matrix((weight, (row_of, column_of)), shape=shape)
         out.sum_duplicates()  # one entry per term, indices sorted: each row's counts
         return out
 

@@ -161,15 +161,16 @@ def _stretch(
 def _columns(
     text: np.ndarray, ends: np.ndarray, kinds: np.ndarray, lower: np.ndarray, slots: np.ndarray,
     hashes: np.ndarray, flat: np.ndarray, starts: np.ndarray, columns: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Per document (``text[ends[d]:ends[d + 1]]``) the columns of its known tokens, in order:
-    ``(columns of every document, concatenated; how many each document has)``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Per document (``text[ends[d]:ends[d + 1]]``) its known terms' counts as CSR rows:
+    ``(indptr, column indices sorted within each row, counts as float32)``.
 
     One pass reads words (hashing them as it goes) until an "@": the tokens already taken from
     its run of address bytes are dropped and the run is tokenised whole by ``_stretch``."""
     n_docs = ends.shape[0] - 1
     out = np.empty(text.shape[0] // 2 + 1, np.int32)  # a token takes two bytes or more
-    per_doc = np.zeros(n_docs, np.int64)
+    counts = np.empty(out.shape[0], np.float32)
+    indptr = np.zeros(n_docs + 1, np.int64)
     k = 0
     for d in range(n_docs):
         i, doc_end = ends[d], ends[d + 1]
@@ -209,8 +210,28 @@ def _columns(
             if t >= 0:
                 out[k] = columns[t]
                 k += 1
-        per_doc[d] = k - first
-    return out[:k], per_doc
+        k = _count_row(out, counts, first, k)
+        indptr[d + 1] = k
+    return indptr, out[:k], counts[:k]
+
+
+@njit(cache=True)
+def _count_row(columns: np.ndarray, counts: np.ndarray, first: int, end: int) -> int:
+    """``columns[first:end]`` sorted and made unique in place, each one's count beside it in
+    ``counts``; returns the new end."""
+    if end == first:
+        return end
+    columns[first:end].sort()
+    k = first
+    counts[k] = 1.0
+    for j in range(first + 1, end):
+        if columns[j] == columns[k]:
+            counts[k] += 1.0
+        else:
+            k += 1
+            columns[k] = columns[j]
+            counts[k] = 1.0
+    return k + 1
 
 
 class WordTable:
@@ -225,11 +246,13 @@ class WordTable:
         self._columns = np.fromiter((c for _, c in words), np.int32, len(words))
         size = 1 << max(4, (2 * len(words)).bit_length())  # at most half full
         self._slots, self._hashes = _build(self._flat, self._starts, size)
-        self.columns(b"a@b.c d", np.array([0, 7]))  # compiled (or loaded) now, not on a request
+        self.counts(b"a@b.c d", np.array([0, 7]))  # compiled (or loaded) now, not on a request
 
-    def columns(self, text: bytes, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Documents ``text[ends[d]:ends[d + 1]]`` (ASCII) -> (the columns of their known
-        tokens, concatenated in document order; int64 (n_docs,) how many each has)."""
+    def counts(
+        self, text: bytes, ends: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+        """Documents ``text[ends[d]:ends[d + 1]]`` (ASCII) -> their term counts as CSR arrays
+        ``(indptr, indices sorted within each row, float32 counts)``."""
         data = np.frombuffer(text, np.uint8)
         return _columns(
             data, ends, _KINDS, _LOWER, self._slots, self._hashes, self._flat, self._starts,
