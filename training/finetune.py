@@ -88,13 +88,14 @@ def finetune(
         model.init_from_data(rows(x, np.sort(sample), device))
     use_neighbours = knn is not None and knn.shape[1] > 0 and model.config.neighbour_weight > 0
     batch_size = batch_size_for(n, cfg.batch_size)
-    steps = total_steps(n, batch_size, cfg.epochs)
+    epochs = cfg.epochs_for(n, model.config.layer_dims)
+    steps = total_steps(n, batch_size, epochs)
     learner = FinetuneLearner(distributed.wrap(model), x, knn if use_neighbours else None,
                               code_targets, noise, cfg.lr, steps, rng)  # fmt: skip
     model.train()
-    history = fit(learner, x, target, epochs=cfg.epochs, batch_size=batch_size, rng=rng,
+    history = fit(learner, x, target, epochs=epochs, batch_size=batch_size, rng=rng,
                   device=device, stage="fine-tune", progress=progress)  # fmt: skip
     model.eval()
-    return {"epochs": cfg.epochs, "batch_size": batch_size,
+    return {"epochs": epochs, "batch_size": batch_size,
             "loss_history": [round(h, 5) for h in history],
             "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip

@@ -40,6 +40,20 @@ def test_bad_train_config_is_a_value_error_with_the_fix() -> None:
         TrainConfig(epochs=-1)
 
 
+def test_fine_tuning_epochs_stay_within_the_budget_unless_set() -> None:
+    default = TrainConfig()
+    mnist = (2080, 1000, 500, 250, 32)  # pixels and gradient cells, the image network
+    cifar = (4836, 1000, 500, 250, 32)
+    text = (10000, 500, 500, 32)
+    assert default.epochs_for(60000, mnist) == 10
+    assert default.epochs_for(50000, cifar) == 6
+    assert default.epochs_for(20000, text) == 10  # the suite's text sets are smaller still
+    assert default.epochs_for(60000, text) == 5  # a large corpus's sample
+    assert default.epochs_for(10**9, cifar) == 1  # never none
+    assert TrainConfig(epochs=10).epochs_for(50000, cifar) == 10  # a setting wins
+    assert TrainConfig(epochs=0).epochs_for(50000, cifar) == 0
+
+
 def test_code_target_weight_follows_the_modality_unless_set() -> None:
     default = TrainConfig()
     image = autoencoder_config(default, "image", 10, "bernoulli").code_target_weight
