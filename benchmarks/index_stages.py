@@ -17,7 +17,6 @@ are called directly, so a revision must have the same pieces (``_probe``, ``_ver
 from __future__ import annotations
 
 import importlib
-import inspect
 import sys
 import time
 from pathlib import Path
@@ -34,23 +33,10 @@ from service.index import _kernels as current_kernels  # noqa: E402
 from service.index.layout import to_words  # noqa: E402
 
 
-def sort_by_id_of(kernels: Any) -> Any:
-    """``kernels._sort_hits`` by (distance, id), whichever signature the revision has."""
-    sort_hits = kernels._sort_hits
-    if "by_id" not in inspect.signature(sort_hits.py_func).parameters:
-        return sort_hits
-
-    @njit
-    def by_id(ids, dist, n, maxd):  # type: ignore[no-untyped-def]
-        sort_hits(ids, dist, n, maxd, True)
-
-    return by_id
-
-
 def stages_of(kernels: Any) -> Any:
     """A numba loop over a batch that runs ``kernels``' stages up to ``upto`` (1-4)."""
     probe, verify, resolve = kernels._probe, kernels._verify, kernels._resolve
-    sort_hits, earlier_of = sort_by_id_of(kernels), kernels._earlier
+    sort_hits, earlier_of = kernels._sort_hits, kernels._earlier
 
     @njit
     def stages(ix, queries, r, rad, lo, hi, max_probes, upto):  # type: ignore[no-untyped-def]

@@ -81,14 +81,14 @@ class ColumnedIndex:
         return removed
 
     def search_radius(
-        self, codes: np.ndarray, max_distance: int, *, ties_by_id: bool = True
+        self, codes: np.ndarray, max_distance: int, *, ordered: bool = True
     ) -> SearchResult:
-        return self.inner.search_radius(codes, max_distance, ties_by_id=ties_by_id)
+        return self.inner.search_radius(codes, max_distance, ordered=ordered)
 
     def search_knn(
-        self, codes: np.ndarray, k: int, *, with_ties: bool = False, ties_by_id: bool = True
+        self, codes: np.ndarray, k: int, *, with_ties: bool = False, ordered: bool = True
     ) -> SearchResult:
-        return self.inner.search_knn(codes, k, with_ties=with_ties, ties_by_id=ties_by_id)
+        return self.inner.search_knn(codes, k, with_ties=with_ties, ordered=ordered)
 
     def scan(self, members: BitMap, code: np.ndarray) -> MemberScan:
         """``members`` that the index holds, with their distances to ``code`` (1, bits // 8)."""

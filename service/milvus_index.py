@@ -116,10 +116,9 @@ class MilvusIndex:
         return {int(r["num"]) for r in rows}
 
     # searches ------------------------------------------------------------------------------
-    # Answers come sorted by (distance, number) whatever ``ties_by_id`` asks: that order is
-    # also by distance.
+    # Answers come sorted by (distance, number) whatever ``ordered`` says: any order will do.
     def search_radius(
-        self, codes: np.ndarray, max_distance: int, *, ties_by_id: bool = True
+        self, codes: np.ndarray, max_distance: int, *, ordered: bool = True
     ) -> SearchResult:
         if isinstance(max_distance, bool) or not isinstance(max_distance, int | np.integer):
             raise HammingIndexError(f"max_distance must be an integer, got {max_distance!r}")
@@ -129,7 +128,7 @@ class MilvusIndex:
         return self._batch(codes, lambda q, calls: self._ball(q, 0, top, calls))
 
     def search_knn(
-        self, codes: np.ndarray, k: int, *, with_ties: bool = False, ties_by_id: bool = True
+        self, codes: np.ndarray, k: int, *, with_ties: bool = False, ordered: bool = True
     ) -> SearchResult:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
             raise HammingIndexError(f"k must be >= 1, got {k!r}")

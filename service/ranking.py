@@ -21,14 +21,14 @@ from service.item_table import ItemTable, Records
 from service.schemas import Hit
 from service.store import CodeIndex
 
-Found = tuple[np.ndarray, np.ndarray, int]  # (numbers, distances, probes), nearest first
+Found = tuple[np.ndarray, np.ndarray, int]  # (numbers, distances, probes), in any order
 Picked = tuple[int, bytearray, int]  # (distance, id bytes, pointer into the item table's arena)
 Keep = Callable[[np.ndarray], np.ndarray]  # item numbers -> which pass the filter
 _SMALL = 256  # candidates ranked in plain Python below this; numpy cuts larger sets first
 
 
 class Neighbours(Protocol):
-    """One query's neighbours, each answer nearest first (ties in any order: ranked here)."""
+    """One query's neighbours, each answer in any order (``rank`` orders them)."""
 
     def __len__(self) -> int: ...  # items it answers from
 
@@ -47,12 +47,12 @@ class IndexProbe:
     def __len__(self) -> int:
         return len(self.index)
 
-    # Ties are ranked by the string id here, so the index need not sort them by number.
+    # Hits are ranked here (ties by the string id), so the index need not sort them.
     def knn(self, k: int) -> Found:
-        return _unpack(self.index.search_knn(self.code, k, with_ties=True, ties_by_id=False))
+        return _unpack(self.index.search_knn(self.code, k, with_ties=True, ordered=False))
 
     def ball(self, radius: int) -> Found:
-        return _unpack(self.index.search_radius(self.code, radius, ties_by_id=False))
+        return _unpack(self.index.search_radius(self.code, radius, ordered=False))
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,7 @@ def rank(
         probes += p
         if len(ids) == 0:
             return done([], False, max_distance or 0)
-        searched = int(dists[-1])  # with the k-th's whole shell, every item up to it is here
+        searched = int(dists.max())  # with the k-th's whole shell, every item up to it is here
         # fewer rows than asked: the index holds no more, whatever ``total`` said
         exhausted = len(ids) < asked or len(ids) >= total
         hits = collect(ids, dists)

@@ -181,17 +181,17 @@ class ItemStore(Protocol):
 class CodeIndex(Protocol):
     """Packed uint8 codes (n, bits // 8) under int64 item numbers; ``add`` replaces a number's
     code; searches take one or more queries and answer exactly, sorted by (distance, number)
-    or, where the caller says ``ties_by_id=False``, at least by distance."""
+    or, where the caller says ``ordered=False``, in any order."""
 
     def __len__(self) -> int: ...
     def add(self, ids: np.ndarray, codes: np.ndarray) -> None: ...
     def remove(self, ids: np.ndarray) -> int: ...
     def search_radius(
-        self, codes: np.ndarray, max_distance: int, *, ties_by_id: bool = True
+        self, codes: np.ndarray, max_distance: int, *, ordered: bool = True
     ) -> SearchResult: ...
     # with_ties: also every further item at the k-th's distance
     def search_knn(
-        self, codes: np.ndarray, k: int, *, with_ties: bool = False, ties_by_id: bool = True
+        self, codes: np.ndarray, k: int, *, with_ties: bool = False, ordered: bool = True
     ) -> SearchResult: ...
 
 

@@ -236,11 +236,11 @@ def _sort_ids(seg: np.ndarray) -> None:
 
 
 @njit(cache=True)
-def _sort_hits(ids: np.ndarray, dist: np.ndarray, n: int, maxd: int, by_id: bool) -> None:
-    """Sort ``ids[:n], dist[:n]`` in place by (distance, id), or by distance alone.
+def _sort_hits(ids: np.ndarray, dist: np.ndarray, n: int, maxd: int) -> None:
+    """Sort ``ids[:n], dist[:n]`` in place by (distance, id).
 
     A counting sort groups the hits by distance unless they already come grouped (a
-    bit-flip ball and a scan write them that way); then, ``by_id``, each group is sorted by id.
+    bit-flip ball and a scan write them that way); then each group is sorted by id.
     """
     if n <= 1:
         return
@@ -263,8 +263,6 @@ def _sort_hits(ids: np.ndarray, dist: np.ndarray, n: int, maxd: int, by_id: bool
         for d in range(maxd + 1):  # counts[d] is now the end of group d
             dist[a : counts[d]] = d
             a = counts[d]
-    if not by_id:
-        return
     a = 0
     for i in range(1, n + 1):
         if i == n or dist[i] != dist[a]:
@@ -625,10 +623,10 @@ def radius_search(
     hi: int,
     scan: bool,
     max_probes: int,
-    by_id: bool,
+    ordered: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every item within ``r`` of each query: CSR ``(lims, ids, dist, stats)``, each query's
-    hits by (distance, id), or ``by_id=False`` by distance alone (ties in table order).
+    hits sorted by (distance, id), or ``ordered=False`` as found.
 
     ``scan`` replaces the table probes by a popcount pass over table 0; ``max_probes`` is the
     group's probe count per query (it sizes the bucket scratch). ``stats`` is
@@ -686,8 +684,8 @@ def radius_search(
             stats[1] += nd
             count = _scan(q, r, ix.dcodes, ix.dids, hit_ids, hit_d, count)
         if count:
-            if count > 1:
-                _sort_hits(hit_ids, hit_d, count, r, by_id)
+            if count > 1 and ordered:
+                _sort_hits(hit_ids, hit_d, count, r)
             if total + count > out_ids.shape[0]:
                 out_ids, out_d = _reserve(out_ids, out_d, total, count, i, nq)
             out_ids[total : total + count] = hit_ids[:count]
@@ -791,11 +789,11 @@ def knn_search(
     cand_cost: float,
     scan_cost: float,
     with_ties: bool,
-    by_id: bool,
+    ordered: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Exact k nearest (ties by id) per query: CSR ``(lims, ids, dist, stats)``; ``with_ties``:
     also every further item at the k-th's distance (the shell that k cuts, whole), and then
-    with ``by_id=False`` in distance order alone (no cut shell needs the ids' order).
+    with ``ordered=False`` as found (no shell is cut, so no order is needed).
 
     Grows the Hamming ball one table shell at a time (incremental multi-index search): after
     stage (s, t) every item within ``m * s + (t - lo)`` has been seen, so the search stops once
@@ -896,8 +894,8 @@ def knn_search(
         elif kk > 0:
             # every item up to the k-th's distance is in the buffer: sort only those
             count = _keep_within(buf_ids, buf_d, count, _kth_distance(hist, kk, bits)[0])
-        if kk > 0:
-            _sort_hits(buf_ids, buf_d, count, bits, by_id or not with_ties)
+        if kk > 0 and (ordered or not with_ties):
+            _sort_hits(buf_ids, buf_d, count, bits)
         take = count if with_ties else kk
         end = lims[i] + take
         if end > out_ids.shape[0]:
@@ -944,22 +942,22 @@ def _grown(a: np.ndarray, need: int, used: int) -> np.ndarray:
 @njit(nogil=True, cache=True)
 def radius_one(
     ix: IndexArrays, code: np.ndarray, r: int, rad: np.ndarray, lo: int, hi: int, scan: bool,
-    max_probes: int, by_id: bool,
+    max_probes: int, ordered: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """``radius_search`` for one query given as its packed bytes (uint8 (bits // 8,))."""
-    return radius_search(ix, _query_words(code), r, rad, lo, hi, scan, max_probes, by_id)
+    return radius_search(ix, _query_words(code), r, rad, lo, hi, scan, max_probes, ordered)
 
 
 @njit(nogil=True, cache=True)
 def knn_one(
     ix: IndexArrays, code: np.ndarray, k: int, bits: int, shell_probes: np.ndarray, lo: int,
     hi: int, n_live: int, probe_cost: float, cand_cost: float, scan_cost: float,
-    with_ties: bool, by_id: bool,
+    with_ties: bool, ordered: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
     """``knn_search`` for one query given as its packed bytes (uint8 (bits // 8,))."""
     return knn_search(
         ix, _query_words(code), k, bits, shell_probes, lo, hi, n_live, probe_cost, cand_cost,
-        scan_cost, with_ties, by_id,
+        scan_cost, with_ties, ordered,
     )  # fmt: skip
 
 

@@ -306,15 +306,14 @@ class HammingIndex:
         return ids, from_words(words, self.bits)
 
     def search_radius(
-        self, codes: np.ndarray, max_distance: int, *, threads: int = 1, ties_by_id: bool = True
+        self, codes: np.ndarray, max_distance: int, *, threads: int = 1, ordered: bool = True
     ) -> SearchResult:
         """Every item within Hamming distance ``max_distance`` (inclusive) of each query.
 
         codes : uint8 (n_queries, bits // 8); threads : worker threads for the batch.
         Returns a ``SearchResult``; each query's hits are sorted by (distance, id), or with
-        ``ties_by_id=False`` by distance alone, for callers that order ties themselves: a big
-        ball then skips sorting thousands of ids (ties come in the tables' order, the same
-        for the same index).
+        ``ordered=False`` left in the order found (as FAISS's range search leaves them), for
+        callers that rank hits themselves: a big ball then skips sorting thousands of them.
         """
         # Nothing is farther than the width, so a larger radius is the whole-code ball.
         if type(max_distance) is not int or max_distance < 0:
@@ -329,7 +328,7 @@ class HammingIndex:
             if not isinstance(plan, _Plan):
                 plan = self._plan(snap, r, to_words(codes, self.bits))
             scan = plan.strategy == "scan"
-            args = (r, plan.rad, plan.lo, plan.hi, scan, plan.probes, bool(ties_by_id))
+            args = (r, plan.rad, plan.lo, plan.hi, scan, plan.probes, bool(ordered))
             lims, ids, dist, stats = _fast(snap, _kernels.radius_one, row, args)
             return SearchResult(lims, ids, dist, plan.stats(1, stats))
         queries = self._words(codes, "codes")
@@ -338,7 +337,7 @@ class HammingIndex:
 
         def run(q: np.ndarray) -> tuple[np.ndarray, ...]:
             return _kernels.radius_search(
-                snap.arrays, q, r, plan.rad, plan.lo, plan.hi, scan, plan.probes, bool(ties_by_id)
+                snap.arrays, q, r, plan.rad, plan.lo, plan.hi, scan, plan.probes, bool(ordered)
             )
 
         lims, ids, dist, stats = _run_chunks(run, queries, threads)
@@ -351,12 +350,12 @@ class HammingIndex:
         *,
         threads: int = 1,
         with_ties: bool = False,
-        ties_by_id: bool = True,
+        ordered: bool = True,
     ) -> SearchResult:
         """The ``k`` nearest items of each query, exact, ties broken by smaller id;
         ``with_ties``: and every further item at the k-th's distance (a query's answer is then
         complete up to that distance, whatever the ids), sorted by (distance, id) or, with
-        ``ties_by_id=False``, by distance alone (as ``search_radius``).
+        ``ordered=False``, in the order found (as ``search_radius``).
 
         Grows the Hamming ball of the group with the most tables one table shell at a time
         (incremental multi-index search: after flipping up to ``s`` bits in tables ``0..t``
@@ -372,7 +371,7 @@ class HammingIndex:
             plan = self._knn_plan(snap.base)
         costs = (plan.probe_cost, plan.cand_cost, plan.scan_cost)
         args = (k, self.bits, plan.shell, plan.lo, plan.hi, snap.n_live, *costs, bool(with_ties),
-                bool(ties_by_id))  # fmt: skip
+                bool(ordered))  # fmt: skip
         row = self._one_query(codes)
         if threads != 1:
             _check_int(threads, "threads", 1)  # one query runs on one thread

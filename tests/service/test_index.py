@@ -62,17 +62,17 @@ def assert_radius_exact(
         assert len(set(hits.ids.tolist())) == len(hits.ids)  # no duplicates
         np.testing.assert_array_equal(hits.ids, ref_ids)  # the exact set, in (distance, id) order
         np.testing.assert_array_equal(hits.distances, ref_d)
-    assert_same_in_distance_order(res, index.search_radius(q, r, ties_by_id=False))
+    assert_same_hits(res, index.search_radius(q, r, ordered=False))
     return res
 
 
-def assert_same_in_distance_order(by_id, by_distance) -> None:
-    """``by_distance`` holds ``by_id``'s hits, nearest first, ties in any order."""
-    np.testing.assert_array_equal(by_distance.lims, by_id.lims)
-    np.testing.assert_array_equal(by_distance.distances, by_id.distances)
-    query = np.repeat(np.arange(len(by_id)), np.diff(by_id.lims))
-    order = np.lexsort((by_distance.ids, by_distance.distances, query))
-    np.testing.assert_array_equal(by_distance.ids[order], by_id.ids)
+def assert_same_hits(ordered, as_found) -> None:
+    """``as_found`` holds each query's hits of ``ordered`` (sorted by (distance, id))."""
+    np.testing.assert_array_equal(as_found.lims, ordered.lims)
+    query = np.repeat(np.arange(len(ordered)), np.diff(ordered.lims))
+    order = np.lexsort((as_found.ids, as_found.distances, query))
+    np.testing.assert_array_equal(as_found.ids[order], ordered.ids)
+    np.testing.assert_array_equal(as_found.distances[order], ordered.distances)
 
 
 def assert_knn_exact(index: HammingIndex, db: np.ndarray, ids: np.ndarray, q: np.ndarray, k: int):
@@ -83,14 +83,14 @@ def assert_knn_exact(index: HammingIndex, db: np.ndarray, ids: np.ndarray, q: np
         np.testing.assert_array_equal(hits.distances, dist[i][ref])  # distance multiset, sorted
         np.testing.assert_array_equal(hits.ids, ids[ref])  # ties broken by id
     # without the whole shell, the cut one still keeps its smallest ids
-    np.testing.assert_array_equal(index.search_knn(q, k, ties_by_id=False).ids, res.ids)
+    np.testing.assert_array_equal(index.search_knn(q, k, ordered=False).ids, res.ids)
     tied = index.search_knn(q, k, with_ties=True)  # and the k-th's whole shell
     for i, hits in enumerate(tied):
         kth = int(res[i].distances[-1]) if len(res[i].ids) else -1
         ref_ids, ref_d = brute_radius(db, ids, q[i : i + 1], kth)[0]
         np.testing.assert_array_equal(hits.ids, ref_ids)
         np.testing.assert_array_equal(hits.distances, ref_d)
-    assert_same_in_distance_order(tied, index.search_knn(q, k, with_ties=True, ties_by_id=False))
+    assert_same_hits(tied, index.search_knn(q, k, with_ties=True, ordered=False))
     return res
 
 
